@@ -1,0 +1,677 @@
+//! Configuration: TOML file, then environment overrides, then one `validate()`.
+//!
+//! Every struct denies unknown fields so that a typo is an error naming the key, every
+//! default is a named function, and durations carry their unit in the key name.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+/// A configuration error: the message names the key and says why.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The path given.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The TOML did not parse or did not match the schema (unknown key, wrong type).
+    #[error("invalid config {path}: {message}")]
+    Parse {
+        /// The path given.
+        path: String,
+        /// What is wrong, naming the key.
+        message: String,
+    },
+    /// A value is out of its allowed range, or keys contradict each other.
+    #[error("invalid config key `{key}`: {why}")]
+    Invalid {
+        /// The dotted key.
+        key: String,
+        /// Why it is rejected.
+        why: String,
+    },
+}
+
+fn invalid(key: &str, why: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { key: key.to_string(), why: why.into() }
+}
+
+/// The whole configuration of cs-pulse.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Kafka connection.
+    pub kafka: KafkaConfig,
+    /// Topic names.
+    pub topics: TopicsConfig,
+    /// Event time: lateness, idleness and the evaluation tick.
+    pub time: TimeConfig,
+    /// Adoption metrics.
+    pub adoption: AdoptionConfig,
+    /// Time to production (the magic number).
+    pub magic_number: MagicNumberConfig,
+    /// The health model.
+    pub health: HealthConfig,
+    /// Processing guarantee and batching.
+    pub processing: ProcessingConfig,
+    /// Output encoding.
+    pub output: OutputConfig,
+    /// The Prometheus endpoint.
+    pub metrics: MetricsConfig,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+/// Kafka connection settings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaConfig {
+    /// Comma-separated `host:port` list. The environment variable
+    /// `CS_PULSE_BOOTSTRAP_SERVERS` overrides it.
+    pub bootstrap_servers: String,
+    /// Consumer group shared by every instance of one deployment.
+    pub group_id: String,
+    /// Any librdkafka property, passed through as is (`security.protocol`, `sasl.*`,
+    /// `ssl.*`). Put secrets in the environment, not in a checked-in file.
+    pub client: BTreeMap<String, String>,
+}
+
+fn default_bootstrap_servers() -> String {
+    "127.0.0.1:9092".into()
+}
+fn default_group_id() -> String {
+    "cs-pulse".into()
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        Self {
+            bootstrap_servers: default_bootstrap_servers(),
+            group_id: default_group_id(),
+            client: BTreeMap::new(),
+        }
+    }
+}
+
+/// Topic names, inputs and outputs.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TopicsConfig {
+    /// Usage events, keyed by account_id.
+    pub usage: String,
+    /// Support and feedback events, keyed by account_id; co-partitioned with `usage`.
+    pub support: String,
+    /// Account records (compacted; a null value deletes).
+    pub accounts: String,
+    /// Team records (compacted): a team's place in the org chart.
+    pub teams: String,
+    /// Health alerts out.
+    pub alerts: String,
+    /// Latest score per entity out (compacted).
+    pub scores: String,
+    /// Input that could not be decoded, validated or was late, with the reason in headers.
+    pub deadletter: String,
+}
+
+impl Default for TopicsConfig {
+    fn default() -> Self {
+        Self {
+            usage: "cs.usage.v1".into(),
+            support: "cs.support.v1".into(),
+            accounts: "cs.accounts.v1".into(),
+            teams: "cs.teams.v1".into(),
+            alerts: "cs.health.alerts.v1".into(),
+            scores: "cs.health.scores.v1".into(),
+            deadletter: "cs.deadletter.v1".into(),
+        }
+    }
+}
+
+/// Event time settings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TimeConfig {
+    /// How far behind a partition's newest event time its watermark stays: events up to
+    /// this much out of order are still on time.
+    pub allowed_lateness_secs: u64,
+    /// A partition with no new record for this long (wall clock) stops holding the
+    /// pipeline watermark back.
+    pub idle_timeout_secs: u64,
+    /// Entities are evaluated at every multiple of this interval since the UNIX epoch.
+    pub evaluation_interval_secs: u64,
+}
+
+fn default_allowed_lateness_secs() -> u64 {
+    3_600
+}
+fn default_idle_timeout_secs() -> u64 {
+    30
+}
+fn default_evaluation_interval_secs() -> u64 {
+    3_600
+}
+
+impl Default for TimeConfig {
+    fn default() -> Self {
+        Self {
+            allowed_lateness_secs: default_allowed_lateness_secs(),
+            idle_timeout_secs: default_idle_timeout_secs(),
+            evaluation_interval_secs: default_evaluation_interval_secs(),
+        }
+    }
+}
+
+/// Adoption settings.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdoptionConfig {
+    /// The features whose use makes up `breadth`. Empty leaves breadth out of the score.
+    pub key_features: Vec<String>,
+}
+
+/// Time-to-production settings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MagicNumberConfig {
+    /// A change_created and its production deploy pair only when at most this far apart;
+    /// an unmatched half expires after it.
+    pub pending_ttl_secs: u64,
+}
+
+fn default_pending_ttl_secs() -> u64 {
+    90 * 86_400
+}
+
+impl Default for MagicNumberConfig {
+    fn default() -> Self {
+        Self { pending_ttl_secs: default_pending_ttl_secs() }
+    }
+}
+
+/// Component weights. A weight of 0 leaves the component out.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Weights {
+    /// Seat utilization (28-day active users over seats).
+    pub utilization: f64,
+    /// Share of key features used in 28 days.
+    pub breadth: f64,
+    /// Active users this week over the week before.
+    pub trend: f64,
+    /// DORA bucket of the p50 time to production.
+    pub time_to_production: f64,
+    /// Open tickets by priority and recent escalations.
+    pub support: f64,
+    /// NPS and CSAT over 90 days.
+    pub sentiment: f64,
+    /// Share of champions still active.
+    pub champions: f64,
+}
+
+impl Default for Weights {
+    fn default() -> Self {
+        Self {
+            utilization: 25.0,
+            breadth: 10.0,
+            trend: 15.0,
+            time_to_production: 15.0,
+            support: 20.0,
+            sentiment: 5.0,
+            champions: 10.0,
+        }
+    }
+}
+
+impl Weights {
+    /// `(component name, weight)` in the model's fixed order.
+    pub fn entries(&self) -> [(&'static str, f64); 7] {
+        [
+            ("utilization", self.utilization),
+            ("breadth", self.breadth),
+            ("trend", self.trend),
+            ("time_to_production", self.time_to_production),
+            ("support", self.support),
+            ("sentiment", self.sentiment),
+            ("champions", self.champions),
+        ]
+    }
+}
+
+/// Partial weights for a segment: keys left out keep the global value.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct WeightOverrides {
+    /// See [`Weights::utilization`].
+    pub utilization: Option<f64>,
+    /// See [`Weights::breadth`].
+    pub breadth: Option<f64>,
+    /// See [`Weights::trend`].
+    pub trend: Option<f64>,
+    /// See [`Weights::time_to_production`].
+    pub time_to_production: Option<f64>,
+    /// See [`Weights::support`].
+    pub support: Option<f64>,
+    /// See [`Weights::sentiment`].
+    pub sentiment: Option<f64>,
+    /// See [`Weights::champions`].
+    pub champions: Option<f64>,
+}
+
+/// Band thresholds on the 0-100 score.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Bands {
+    /// Score at or above which an entity is green.
+    pub green: f64,
+    /// Score at or above which an entity is yellow (below it: red).
+    pub yellow: f64,
+    /// How far past a boundary the score must move before the band changes.
+    pub hysteresis: f64,
+}
+
+impl Default for Bands {
+    fn default() -> Self {
+        Self { green: 70.0, yellow: 40.0, hysteresis: 5.0 }
+    }
+}
+
+/// Partial bands for a segment.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct BandOverrides {
+    /// See [`Bands::green`].
+    pub green: Option<f64>,
+    /// See [`Bands::yellow`].
+    pub yellow: Option<f64>,
+    /// See [`Bands::hysteresis`].
+    pub hysteresis: Option<f64>,
+}
+
+/// Overrides for accounts of one segment (`[health.segments.smb.weights]`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SegmentOverrides {
+    /// Weights that differ for this segment.
+    pub weights: WeightOverrides,
+    /// Bands that differ for this segment.
+    pub bands: BandOverrides,
+}
+
+/// The health model.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthConfig {
+    /// For this long after an entity's first evaluated tick its windows are still filling:
+    /// scores are written but `health_band_changed` does not fire.
+    pub warmup_secs: u64,
+    /// Component weights.
+    pub weights: Weights,
+    /// Band thresholds and hysteresis.
+    pub bands: Bands,
+    /// Per account segment overrides, by segment name.
+    pub segments: BTreeMap<String, SegmentOverrides>,
+}
+
+fn default_warmup_secs() -> u64 {
+    7 * 86_400
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        Self {
+            warmup_secs: default_warmup_secs(),
+            weights: Weights::default(),
+            bands: Bands::default(),
+            segments: BTreeMap::new(),
+        }
+    }
+}
+
+impl HealthConfig {
+    /// The weights and bands in force for an account segment.
+    pub fn for_segment(&self, segment: Option<&str>) -> (Weights, Bands) {
+        let mut w = self.weights.clone();
+        let mut b = self.bands.clone();
+        if let Some(o) = segment.and_then(|s| self.segments.get(s)) {
+            let ow = &o.weights;
+            let set = |dst: &mut f64, v: Option<f64>| {
+                if let Some(v) = v {
+                    *dst = v;
+                }
+            };
+            set(&mut w.utilization, ow.utilization);
+            set(&mut w.breadth, ow.breadth);
+            set(&mut w.trend, ow.trend);
+            set(&mut w.time_to_production, ow.time_to_production);
+            set(&mut w.support, ow.support);
+            set(&mut w.sentiment, ow.sentiment);
+            set(&mut w.champions, ow.champions);
+            set(&mut b.green, o.bands.green);
+            set(&mut b.yellow, o.bands.yellow);
+            set(&mut b.hysteresis, o.bands.hysteresis);
+        }
+        (w, b)
+    }
+}
+
+/// Delivery guarantee of the `run` pipeline.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Guarantee {
+    /// Outputs, state and input offsets commit in one Kafka transaction.
+    #[default]
+    ExactlyOnce,
+    /// Input offsets are committed after the outputs they caused are acknowledged; a crash
+    /// may repeat alerts (consumers dedupe by `alert_id`).
+    AtLeastOnce,
+}
+
+/// Processing settings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProcessingConfig {
+    /// `exactly_once` or `at_least_once`.
+    pub guarantee: Guarantee,
+    /// How long one batch collects input before its outputs are flushed and its offsets
+    /// committed.
+    pub commit_interval_ms: u64,
+    /// The most records one batch holds.
+    pub max_batch_records: usize,
+}
+
+fn default_commit_interval_ms() -> u64 {
+    100
+}
+fn default_max_batch_records() -> usize {
+    50_000
+}
+
+impl Default for ProcessingConfig {
+    fn default() -> Self {
+        Self {
+            guarantee: Guarantee::default(),
+            commit_interval_ms: default_commit_interval_ms(),
+            max_batch_records: default_max_batch_records(),
+        }
+    }
+}
+
+/// Encoding of alerts and scores.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum OutputFormat {
+    /// One JSON object per message.
+    #[default]
+    Json,
+    /// Avro, Confluent wire format.
+    Avro,
+}
+
+/// Output settings.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutputConfig {
+    /// `json` or `avro`.
+    pub format: OutputFormat,
+}
+
+/// Metrics endpoint.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Address of `/metrics`, `/healthz` and `/readyz`. `CS_PULSE_METRICS_BIND` overrides.
+    pub bind: String,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self { bind: "127.0.0.1:9464".into() }
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Logging settings. The level comes from `RUST_LOG` (default `info`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `human` or `json`.
+    pub format: LogFormat,
+}
+
+impl Config {
+    /// Reads a TOML file, applies environment overrides and validates.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
+        Self::from_toml(&text, &path.display().to_string())
+    }
+
+    /// Parses TOML text, applies environment overrides and validates. `origin` names the
+    /// source in errors.
+    pub fn from_toml(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        let mut cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: origin.to_string(),
+            message: e.to_string().trim().replace('\n', " "),
+        })?;
+        cfg.apply_env(|k| std::env::var(k).ok());
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// The defaults, with environment overrides applied.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let mut cfg = Config::default();
+        cfg.apply_env(|k| std::env::var(k).ok());
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Applies `CS_PULSE_BOOTSTRAP_SERVERS` and `CS_PULSE_METRICS_BIND`.
+    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) {
+        if let Some(v) = get("CS_PULSE_BOOTSTRAP_SERVERS").filter(|v| !v.is_empty()) {
+            self.kafka.bootstrap_servers = v;
+        }
+        if let Some(v) = get("CS_PULSE_METRICS_BIND").filter(|v| !v.is_empty()) {
+            self.metrics.bind = v;
+        }
+    }
+
+    /// Checks values and the rules that span keys. The error names the key and says why.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.kafka.bootstrap_servers.trim().is_empty() {
+            return Err(invalid("kafka.bootstrap_servers", "must not be empty"));
+        }
+        if self.kafka.group_id.trim().is_empty() {
+            return Err(invalid("kafka.group_id", "must not be empty"));
+        }
+        let t = &self.topics;
+        let topics = [
+            ("topics.usage", &t.usage),
+            ("topics.support", &t.support),
+            ("topics.accounts", &t.accounts),
+            ("topics.teams", &t.teams),
+            ("topics.alerts", &t.alerts),
+            ("topics.scores", &t.scores),
+            ("topics.deadletter", &t.deadletter),
+        ];
+        for (i, (key, name)) in topics.iter().enumerate() {
+            if name.trim().is_empty() {
+                return Err(invalid(key, "must not be empty"));
+            }
+            if let Some((other, _)) = topics[..i].iter().find(|(_, n)| n == name) {
+                return Err(invalid(key, format!("names the same topic '{name}' as `{other}`")));
+            }
+        }
+        if self.time.evaluation_interval_secs == 0 {
+            return Err(invalid("time.evaluation_interval_secs", "must be at least 1"));
+        }
+        if self.time.idle_timeout_secs == 0 {
+            return Err(invalid("time.idle_timeout_secs", "must be at least 1"));
+        }
+        if self.magic_number.pending_ttl_secs < self.time.allowed_lateness_secs {
+            return Err(invalid(
+                "magic_number.pending_ttl_secs",
+                format!(
+                    "{} is shorter than time.allowed_lateness_secs ({}): a pending half would expire before its partner may still arrive",
+                    self.magic_number.pending_ttl_secs, self.time.allowed_lateness_secs
+                ),
+            ));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for f in &self.adoption.key_features {
+            if f.is_empty() {
+                return Err(invalid("adoption.key_features", "holds an empty feature name"));
+            }
+            if !seen.insert(f) {
+                return Err(invalid("adoption.key_features", format!("lists '{f}' twice")));
+            }
+        }
+        check_weights("health.weights", &self.health.weights)?;
+        check_bands("health.bands", &self.health.bands)?;
+        for name in self.health.segments.keys() {
+            let (w, b) = self.health.for_segment(Some(name));
+            check_weights(&format!("health.segments.{name}.weights"), &w)?;
+            check_bands(&format!("health.segments.{name}.bands"), &b)?;
+        }
+        if self.processing.commit_interval_ms == 0 {
+            return Err(invalid("processing.commit_interval_ms", "must be at least 1"));
+        }
+        if self.processing.max_batch_records == 0 {
+            return Err(invalid("processing.max_batch_records", "must be at least 1"));
+        }
+        if self.output.format == OutputFormat::Avro {
+            return Err(invalid("output.format", "avro output is not available in this build; use \"json\""));
+        }
+        self.metrics
+            .bind
+            .parse::<SocketAddr>()
+            .map_err(|e| invalid("metrics.bind", format!("'{}' is not HOST:PORT ({e})", self.metrics.bind)))?;
+        Ok(())
+    }
+
+    /// The effective configuration as TOML.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+    }
+}
+
+fn check_weights(key: &str, w: &Weights) -> Result<(), ConfigError> {
+    for (name, v) in w.entries() {
+        if !v.is_finite() || v < 0.0 {
+            return Err(invalid(&format!("{key}.{name}"), format!("{v} must be a number >= 0")));
+        }
+    }
+    if w.entries().iter().all(|(_, v)| *v == 0.0) {
+        return Err(invalid(key, "all weights are 0: no component would count"));
+    }
+    Ok(())
+}
+
+fn check_bands(key: &str, b: &Bands) -> Result<(), ConfigError> {
+    for (name, v) in [("green", b.green), ("yellow", b.yellow), ("hysteresis", b.hysteresis)] {
+        if !v.is_finite() || !(0.0..=100.0).contains(&v) {
+            return Err(invalid(&format!("{key}.{name}"), format!("{v} must be within 0..=100")));
+        }
+    }
+    if b.yellow >= b.green {
+        return Err(invalid(
+            &format!("{key}.yellow"),
+            format!("{} must be below green ({})", b.yellow, b.green),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<Config, ConfigError> {
+        let mut c: Config = toml::from_str(s).map_err(|e| ConfigError::Parse {
+            path: "t".into(),
+            message: e.to_string(),
+        })?;
+        c.apply_env(|_| None);
+        c.validate()?;
+        Ok(c)
+    }
+
+    #[test]
+    fn empty_file_gives_spec_defaults() {
+        let c = parse("").unwrap();
+        assert_eq!(c.kafka.bootstrap_servers, "127.0.0.1:9092");
+        assert_eq!(c.topics.alerts, "cs.health.alerts.v1");
+        assert_eq!(c.time.allowed_lateness_secs, 3600);
+        assert_eq!(c.health.weights.support, 20.0);
+        assert_eq!(c.health.bands.hysteresis, 5.0);
+        assert_eq!(c.processing.guarantee, Guarantee::ExactlyOnce);
+        assert_eq!(c.metrics.bind, "127.0.0.1:9464");
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let e = parse("[time]\nallowed_latenes_secs = 5\n").unwrap_err().to_string();
+        assert!(e.contains("allowed_latenes_secs"), "{e}");
+        let e = parse("[nonsense]\n").unwrap_err().to_string();
+        assert!(e.contains("nonsense"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let e = parse("[health.bands]\nyellow = 80\n").unwrap_err().to_string();
+        assert!(e.contains("health.bands.yellow"), "{e}");
+        let e = parse("[health.weights]\nsupport = -1\n").unwrap_err().to_string();
+        assert!(e.contains("health.weights.support"), "{e}");
+        let e = parse("[metrics]\nbind = \"nowhere\"\n").unwrap_err().to_string();
+        assert!(e.contains("metrics.bind"), "{e}");
+        let e = parse("[processing]\nguarantee = \"maybe_once\"\n").unwrap_err().to_string();
+        assert!(e.contains("maybe_once"), "{e}");
+        let e = parse("[topics]\nscores = \"cs.health.alerts.v1\"\n").unwrap_err().to_string();
+        assert!(e.contains("topics.scores"), "{e}");
+        let e = parse("[health.segments.smb.bands]\ngreen = 30\n").unwrap_err().to_string();
+        assert!(e.contains("health.segments.smb.bands.yellow"), "{e}");
+    }
+
+    #[test]
+    fn segment_overrides_merge_over_globals() {
+        let c = parse("[health.segments.smb.weights]\nsupport = 40\n[health.segments.smb.bands]\ngreen = 60\n").unwrap();
+        let (w, b) = c.health.for_segment(Some("smb"));
+        assert_eq!(w.support, 40.0);
+        assert_eq!(w.utilization, 25.0);
+        assert_eq!(b.green, 60.0);
+        assert_eq!(b.yellow, 40.0);
+        let (w, _) = c.health.for_segment(Some("enterprise"));
+        assert_eq!(w.support, 20.0);
+    }
+
+    #[test]
+    fn env_overrides_file() {
+        let mut c = Config::default();
+        c.apply_env(|k| (k == "CS_PULSE_BOOTSTRAP_SERVERS").then(|| "127.0.0.1:19092".to_string()));
+        assert_eq!(c.kafka.bootstrap_servers, "127.0.0.1:19092");
+        assert_eq!(c.metrics.bind, "127.0.0.1:9464");
+    }
+
+    #[test]
+    fn effective_config_round_trips() {
+        let c = parse("[adoption]\nkey_features = [\"deploys\"]\n[kafka.client]\n\"security.protocol\" = \"plaintext\"\n").unwrap();
+        let again = parse(&c.to_toml()).unwrap();
+        assert_eq!(c, again);
+    }
+}

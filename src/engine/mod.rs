@@ -1,0 +1,545 @@
+//! The engine: per-partition state, event-time ticks, evaluation, scoring and alert rules.
+//!
+//! Pure and synchronous. The caller passes in every time: the event times in the events,
+//! the pipeline watermark to [`Engine::advance`], and the wall clock for `emitted_at`.
+//! `replay`, `demo` and `run` drive it alike; only sources and sinks differ.
+//!
+//! State machine of an entity (team, group, business unit, division, account):
+//! it is created by the first usage or support event that names it, evaluated at every
+//! tick `T` after that event (`occurred_at < T`), and its band moves only through
+//! [`crate::health::band_for`]. Everything evaluated at `T` reads only events with
+//! `occurred_at < T`, even when later events have already arrived.
+
+mod state;
+mod tickets;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use serde_json::json;
+
+use crate::alert::{self, AlertBody, AlertContext};
+use crate::config::{Config, HealthConfig};
+use crate::dims::Dimensions;
+use crate::health::{self, EntityMetrics};
+use crate::model::{
+    Alert, AlertKind, Band, EntityRef, Event, HealthInfo, Level, ScoreRecord, Severity,
+    SupportKind, TeamRecord,
+};
+use crate::time::DAY_MS;
+
+use state::{AccountState, EntityHealth, SupportAgg, TeamState};
+
+/// How long per-user activity is kept behind the current tick: the longest window read.
+const RETAIN_MS: i64 = 30 * DAY_MS;
+
+/// The engine's view of the configuration.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Tick interval, ms.
+    pub interval_ms: i64,
+    /// Bucket size of activity sets: the gcd of the interval and a day, so that every
+    /// window boundary falls on a bucket boundary.
+    pub granularity_ms: i64,
+    /// Key features, in configured order.
+    pub key_features: Vec<String>,
+    /// The health model.
+    pub health: HealthConfig,
+    /// Warm-up, ms.
+    pub warmup_ms: i64,
+}
+
+fn gcd(a: i64, b: i64) -> i64 {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
+}
+
+impl EngineConfig {
+    /// Derives the engine's settings from the configuration.
+    pub fn from_config(c: &Config) -> Self {
+        let interval_ms = c.time.evaluation_interval_secs as i64 * 1000;
+        Self {
+            interval_ms,
+            granularity_ms: gcd(interval_ms, DAY_MS),
+            key_features: c.adoption.key_features.clone(),
+            health: c.health.clone(),
+            warmup_ms: c.health.warmup_secs as i64 * 1000,
+        }
+    }
+
+    /// The tick that closes the interval holding `t`.
+    pub fn tick_of(&self, t: i64) -> i64 {
+        t.div_euclid(self.interval_ms) * self.interval_ms + self.interval_ms
+    }
+
+    fn bucket(&self, t: i64) -> u32 {
+        (t.max(0) / self.granularity_ms).min(i64::from(u32::MAX)) as u32
+    }
+}
+
+/// What became of an ingested event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ingested {
+    /// Taken into state.
+    Accepted,
+    /// Its tick was evaluated already: it must be dead-lettered and counted.
+    Late {
+        /// The event's own tick.
+        tick: i64,
+    },
+}
+
+/// What the engine produced.
+#[derive(Debug, Clone, Default)]
+pub struct Outputs {
+    /// Alerts, in the order they fired.
+    pub alerts: Vec<Alert>,
+    /// Score records that changed.
+    pub scores: Vec<ScoreRecord>,
+    /// Ticks evaluated.
+    pub ticks: u64,
+}
+
+impl Outputs {
+    /// Whether nothing was produced.
+    pub fn is_empty(&self) -> bool {
+        self.alerts.is_empty() && self.scores.is_empty()
+    }
+}
+
+/// Size of the engine's state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StateSize {
+    /// Accounts held.
+    pub accounts: u64,
+    /// Teams held.
+    pub teams: u64,
+    /// (team, user) activity sets held.
+    pub user_activity: u64,
+    /// Tickets held.
+    pub tickets: u64,
+}
+
+/// The state of one input partition (a co-partitioned usage/support pair) and the rules
+/// that run over it.
+#[derive(Debug)]
+pub struct Engine {
+    cfg: Arc<EngineConfig>,
+    accounts: BTreeMap<String, AccountState>,
+    next_tick: Option<i64>,
+    last_evaluated: Option<i64>,
+}
+
+impl Engine {
+    /// An empty engine.
+    pub fn new(cfg: Arc<EngineConfig>) -> Self {
+        Self { cfg, accounts: BTreeMap::new(), next_tick: None, last_evaluated: None }
+    }
+
+    /// The last tick evaluated.
+    pub fn last_evaluated(&self) -> Option<i64> {
+        self.last_evaluated
+    }
+
+    /// Takes an event into state. Fires `support_escalation` at once. Returns
+    /// [`Ingested::Late`] (state untouched) when the event's tick has been evaluated.
+    pub fn ingest(&mut self, ev: &Event, dims: &Dimensions, emitted_at: i64, out: &mut Outputs) -> Ingested {
+        let t = ev.occurred_at();
+        let own_tick = self.cfg.tick_of(t);
+        match self.last_evaluated {
+            Some(last) if own_tick <= last => return Ingested::Late { tick: own_tick },
+            Some(_) => {}
+            None => self.next_tick = Some(self.next_tick.map_or(own_tick, |n| n.min(own_tick))),
+        }
+        let cfg = Arc::clone(&self.cfg);
+        let bucket = cfg.bucket(t);
+        let acct = self
+            .accounts
+            .entry(ev.account_id().to_string())
+            .or_insert_with(|| AccountState::new(t));
+        acct.first_seen = acct.first_seen.min(t);
+        match ev {
+            Event::Usage(u) => {
+                let team = acct.team_mut(&u.team_id, t);
+                if let Some(user) = &u.user_id {
+                    team.users.entry(user.clone()).or_default().insert(bucket);
+                }
+                if let Some(f) = u.feature.as_ref().filter(|f| cfg.key_features.contains(f)) {
+                    team.features.entry(f.clone()).or_default().insert(bucket);
+                }
+            }
+            Event::Support(s) => {
+                if let Some(team_id) = &s.team_id {
+                    acct.team_mut(team_id, t);
+                }
+                if s.kind == SupportKind::TicketEscalated {
+                    let agg = match &s.team_id {
+                        Some(team_id) => &mut acct.team_mut(team_id, t).support,
+                        None => &mut acct.account_support,
+                    };
+                    *agg.escalations.entry(bucket).or_insert(0) += 1;
+                }
+                if let Some(ticket_id) = &s.ticket_id {
+                    if s.kind.is_ticket() {
+                        acct.tickets.entry(ticket_id.clone()).or_default().record(s);
+                    }
+                }
+                let p1_opened = s.kind == SupportKind::TicketOpened && s.priority.is_some_and(|p| p.0 == 1);
+                if s.kind == SupportKind::TicketEscalated || p1_opened {
+                    out.alerts.push(support_escalation(s, dims, emitted_at));
+                }
+            }
+        }
+        Ingested::Accepted
+    }
+
+    /// Evaluates every tick `T <= watermark` not yet evaluated, one by one, in order.
+    pub fn advance(&mut self, watermark: i64, dims: &Dimensions, emitted_at: i64, out: &mut Outputs) {
+        while let Some(t) = self.next_tick.filter(|&t| t <= watermark) {
+            self.evaluate(t, dims, emitted_at, out);
+            self.last_evaluated = Some(t);
+            self.next_tick = Some(t + self.cfg.interval_ms);
+            out.ticks += 1;
+        }
+    }
+
+    /// The watermark at the end of input: the end of the interval holding `max_event_time`.
+    pub fn end_of_input_watermark(&self, max_event_time: i64) -> i64 {
+        self.cfg.tick_of(max_event_time)
+    }
+
+    /// How much state is held.
+    pub fn state_size(&self) -> StateSize {
+        let mut s = StateSize { accounts: self.accounts.len() as u64, ..Default::default() };
+        for a in self.accounts.values() {
+            s.teams += a.teams.len() as u64;
+            s.tickets += a.tickets.len() as u64;
+            s.user_activity += a.teams.values().map(|t| t.users.len() as u64).sum::<u64>();
+        }
+        s
+    }
+
+    /// Entities by (level, band) at their last evaluation.
+    pub fn band_counts(&self) -> HashMap<(Level, Band), u64> {
+        let mut m = HashMap::new();
+        for a in self.accounts.values() {
+            for ((level, _), h) in &a.entities {
+                if let Some((_, band)) = h.previous {
+                    *m.entry((*level, band)).or_insert(0) += 1;
+                }
+            }
+        }
+        m
+    }
+
+    fn evaluate(&mut self, tick: i64, dims: &Dimensions, emitted_at: i64, out: &mut Outputs) {
+        let cfg = Arc::clone(&self.cfg);
+        let w = Windows::new(&cfg, tick);
+        for (account_id, acct) in self.accounts.iter_mut() {
+            if acct.first_seen >= tick {
+                continue;
+            }
+            let AccountState { teams, account_support, tickets, entities, .. } = acct;
+            let aggs = aggregate(&w, account_id, (teams, account_support, tickets), dims);
+            let record = dims.account(account_id);
+            let (weights, bands) = cfg.health.for_segment(record.and_then(|r| r.segment.as_deref()));
+            for ((level, id), agg) in aggs {
+                let entity = EntityRef { level, id, account_id: account_id.clone() };
+                let m = agg.metrics(&cfg, &entity, dims);
+                let key = (entity.level, entity.id.clone());
+                let h = entities.entry(key).or_insert_with(|| EntityHealth::new(tick));
+                let ctx = AlertContext { entity: &entity, at: tick, emitted_at, account: record };
+                let scored = health::score(&m, &weights);
+                let components = scored.as_ref().map(|s| s.component_map()).unwrap_or_default();
+
+                if h.usage_drop_armed {
+                    let (now, earlier) = (m.active_users_7d, m.active_users_7d_earlier);
+                    if earlier >= 5 && 10 * now <= 7 * earlier {
+                        h.usage_drop_armed = false;
+                        let mut details = serde_json::Map::new();
+                        details.insert("active_users_7d".into(), json!(now));
+                        details.insert("active_users_7d_earlier".into(), json!(earlier));
+                        details.insert("active_users_1d".into(), json!(m.active_users_1d));
+                        details.insert("active_users_28d".into(), json!(m.active_users_28d));
+                        let body = AlertBody {
+                            health: scored.as_ref().map(|s| HealthInfo {
+                                score: s.score,
+                                band: health::band_for(h.previous.map(|p| p.1), s.score, &bands),
+                                previous_score: h.previous.map(|p| p.0),
+                                previous_band: h.previous.map(|p| p.1),
+                            }),
+                            components: components.clone(),
+                            reasons: alert::usage_drop_reasons(&m),
+                            details,
+                        };
+                        out.alerts.push(alert::build(AlertKind::UsageDrop, Severity::Warning, ctx, body));
+                    }
+                } else if 10 * m.active_users_7d >= 9 * m.active_users_7d_earlier {
+                    h.usage_drop_armed = true;
+                }
+
+                let Some(scored) = scored else { continue };
+                let band = health::band_for(h.previous.map(|p| p.1), scored.score, &bands);
+                if let Some(prev) = h.previous {
+                    if prev.1 != band && tick >= h.first_tick + cfg.warmup_ms {
+                        let severity = match (prev.1, band) {
+                            (_, Band::Red) => Severity::Critical,
+                            (Band::Green, Band::Yellow) => Severity::Warning,
+                            _ => Severity::Info,
+                        };
+                        let mut details = serde_json::Map::new();
+                        details.insert("score".into(), json!(scored.score));
+                        details.insert("previous_score".into(), json!(prev.0));
+                        details.insert("active_users_7d".into(), json!(m.active_users_7d));
+                        details.insert("active_users_28d".into(), json!(m.active_users_28d));
+                        let body = AlertBody {
+                            health: Some(HealthInfo {
+                                score: scored.score,
+                                band,
+                                previous_score: Some(prev.0),
+                                previous_band: Some(prev.1),
+                            }),
+                            components: components.clone(),
+                            reasons: alert::band_change_reasons(prev, (scored.score, band), &scored, &m),
+                            details,
+                        };
+                        out.alerts.push(alert::build(AlertKind::HealthBandChanged, severity, ctx, body));
+                    }
+                }
+                h.previous = Some((scored.score, band));
+                if h.written != Some((scored.score, band)) {
+                    h.written = Some((scored.score, band));
+                    out.scores.push(ScoreRecord { entity, at: tick, score: scored.score, band, components });
+                }
+            }
+        }
+        self.prune(tick + cfg.interval_ms);
+    }
+
+    /// Drops what no future tick at or after `next` can read.
+    fn prune(&mut self, next: i64) {
+        let keep_from = self.cfg.bucket(next - RETAIN_MS);
+        let esc_from = self.cfg.bucket(next - 7 * DAY_MS);
+        for a in self.accounts.values_mut() {
+            for team in a.teams.values_mut() {
+                team.users.retain(|_, s| {
+                    s.prune_before(keep_from);
+                    !s.is_empty()
+                });
+                team.features.retain(|_, s| {
+                    s.prune_before(keep_from);
+                    !s.is_empty()
+                });
+                team.support.prune(esc_from);
+            }
+            a.account_support.prune(esc_from);
+            a.tickets.retain(|_, t| !t.expired(next - RETAIN_MS));
+        }
+    }
+}
+
+/// Window boundaries at a tick, in buckets.
+struct Windows {
+    tick: i64,
+    hi: u32,
+    d1: u32,
+    d7: u32,
+    d14: u32,
+    d28: u32,
+}
+
+impl Windows {
+    fn new(cfg: &EngineConfig, tick: i64) -> Self {
+        let b = |ms: i64| cfg.bucket(tick - ms);
+        Self { tick, hi: b(0), d1: b(DAY_MS), d7: b(7 * DAY_MS), d14: b(14 * DAY_MS), d28: b(28 * DAY_MS) }
+    }
+}
+
+const ACTIVE_1D: u8 = 1;
+const ACTIVE_7D: u8 = 2;
+const ACTIVE_28D: u8 = 4;
+const ACTIVE_7D_EARLIER: u8 = 8;
+
+/// One entity's inputs at a tick, unioned over its teams.
+#[derive(Default)]
+struct Agg<'a> {
+    /// user -> which windows they were active in (bit flags), OR-ed over teams.
+    users: HashMap<&'a str, u8>,
+    features: BTreeSet<&'a str>,
+    open_tickets: [u64; 4],
+    escalations_7d: u64,
+}
+
+impl Agg<'_> {
+    fn metrics(&self, cfg: &EngineConfig, e: &EntityRef, dims: &Dimensions) -> EntityMetrics {
+        let count = |flag: u8| self.users.values().filter(|f| *f & flag != 0).count() as u64;
+        EntityMetrics {
+            active_users_1d: count(ACTIVE_1D),
+            active_users_7d: count(ACTIVE_7D),
+            active_users_28d: count(ACTIVE_28D),
+            active_users_7d_earlier: count(ACTIVE_7D_EARLIER),
+            seats: seats_of(e, dims),
+            key_features_used: self.features.len() as u64,
+            key_features_total: cfg.key_features.len() as u64,
+            open_tickets: self.open_tickets,
+            escalations_7d: self.escalations_7d,
+        }
+    }
+}
+
+/// Seats of an entity: the team's or account's record; for group, business unit and
+/// division the sum over the teams that name it, when every one of them has seats.
+fn seats_of(e: &EntityRef, dims: &Dimensions) -> Option<u64> {
+    match e.level {
+        Level::Team => dims.team(&e.account_id, &e.id).and_then(|t| t.seats),
+        Level::Account => dims.account(&e.account_id).and_then(|a| a.seats),
+        level => {
+            let mut sum = 0u64;
+            let mut any = false;
+            for t in dims.teams_of(&e.account_id).filter(|t| names(t, level) == Some(e.id.as_str())) {
+                sum += t.seats?;
+                any = true;
+            }
+            any.then_some(sum)
+        }
+    }
+}
+
+fn names(t: &TeamRecord, level: Level) -> Option<&str> {
+    match level {
+        Level::Group => t.group.as_deref(),
+        Level::BusinessUnit => t.business_unit.as_deref(),
+        Level::Division => t.division.as_deref(),
+        _ => None,
+    }
+}
+
+/// The entities a team's data counts for: itself, its ancestors named by its record, and
+/// the account.
+fn lineage(account_id: &str, team_id: Option<&str>, dims: &Dimensions) -> Vec<(Level, String)> {
+    let mut out = Vec::with_capacity(5);
+    if let Some(team_id) = team_id {
+        out.push((Level::Team, team_id.to_string()));
+        if let Some(rec) = dims.team(account_id, team_id) {
+            for level in [Level::Group, Level::BusinessUnit, Level::Division] {
+                if let Some(name) = names(rec, level) {
+                    out.push((level, name.to_string()));
+                }
+            }
+        }
+    }
+    out.push((Level::Account, account_id.to_string()));
+    out
+}
+
+type AccountParts<'a> =
+    (&'a BTreeMap<String, TeamState>, &'a SupportAgg, &'a HashMap<String, tickets::Ticket>);
+
+fn aggregate<'a>(
+    w: &Windows,
+    account_id: &str,
+    (teams, account_support, tickets): AccountParts<'a>,
+    dims: &Dimensions,
+) -> BTreeMap<(Level, String), Agg<'a>> {
+    let mut aggs: BTreeMap<(Level, String), Agg<'a>> = BTreeMap::new();
+    aggs.entry((Level::Account, account_id.to_string())).or_default().escalations_7d +=
+        account_support.escalations_in(w.d7, w.hi);
+    for (team_id, team) in teams.iter().filter(|(_, t)| t.first_seen < w.tick) {
+        let keys = lineage(account_id, Some(team_id), dims);
+        add_team(w, team, &keys, &mut aggs);
+    }
+    for ticket in tickets.values() {
+        if let Some((priority, team_id)) = ticket.open_at(w.tick) {
+            for key in lineage(account_id, team_id, dims) {
+                if let Some(agg) = aggs.get_mut(&key) {
+                    agg.open_tickets[usize::from(priority.0.clamp(1, 4) - 1)] += 1;
+                }
+            }
+        }
+    }
+    aggs
+}
+
+fn add_team<'a>(
+    w: &Windows,
+    team: &'a TeamState,
+    keys: &[(Level, String)],
+    aggs: &mut BTreeMap<(Level, String), Agg<'a>>,
+) {
+    let mut flags_of: Vec<(&'a str, u8)> = Vec::with_capacity(team.users.len());
+    for (user, set) in &team.users {
+        let mut f = 0;
+        if set.any_in(w.d1, w.hi) {
+            f |= ACTIVE_1D;
+        }
+        if set.any_in(w.d7, w.hi) {
+            f |= ACTIVE_7D;
+        }
+        if set.any_in(w.d28, w.hi) {
+            f |= ACTIVE_28D;
+        }
+        if set.any_in(w.d14, w.d7) {
+            f |= ACTIVE_7D_EARLIER;
+        }
+        if f != 0 {
+            flags_of.push((user.as_str(), f));
+        }
+    }
+    let features: Vec<&'a str> = team
+        .features
+        .iter()
+        .filter(|(_, s)| s.any_in(w.d28, w.hi))
+        .map(|(f, _)| f.as_str())
+        .collect();
+    let escalations = team.support.escalations_in(w.d7, w.hi);
+    for key in keys {
+        let agg = aggs.entry(key.clone()).or_default();
+        for (user, f) in &flags_of {
+            *agg.users.entry(user).or_insert(0) |= f;
+        }
+        agg.features.extend(features.iter().copied());
+        agg.escalations_7d += escalations;
+    }
+}
+
+fn support_escalation(s: &crate::model::SupportEvent, dims: &Dimensions, emitted_at: i64) -> Alert {
+    let entity = match &s.team_id {
+        Some(t) => EntityRef { level: Level::Team, id: t.clone(), account_id: s.account_id.clone() },
+        None => EntityRef { level: Level::Account, id: s.account_id.clone(), account_id: s.account_id.clone() },
+    };
+    let account = dims.account(&s.account_id);
+    let ticket = s.ticket_id.as_deref().unwrap_or("?");
+    let priority = s.priority.map(|p| p.to_string()).unwrap_or_else(|| "unknown priority".into());
+    let who = match &s.team_id {
+        Some(t) => format!("team {t} of account {}", s.account_id),
+        None => format!("account {}", s.account_id),
+    };
+    let first = if s.kind == SupportKind::TicketEscalated {
+        format!("Ticket {ticket} from {who} was escalated to {priority}.")
+    } else {
+        format!("{priority} ticket {ticket} opened by {who}.")
+    };
+    let mut reasons = vec![first];
+    if let Some(days) = alert::renewal_in_days(account, s.occurred_at).filter(|_| alert::near_renewal(account, s.occurred_at)) {
+        reasons.push(format!("The account renews in {days} days."));
+    }
+    let mut details = serde_json::Map::new();
+    details.insert("ticket_id".into(), json!(ticket));
+    details.insert("priority".into(), json!(s.priority.map(|p| p.0)));
+    details.insert("event_id".into(), json!(s.event_id));
+    let ctx = AlertContext { entity: &entity, at: s.occurred_at, emitted_at, account };
+    let id = alert::stable_id(&["support_escalation", &s.account_id, &s.event_id]);
+    alert::build_with_id(
+        id,
+        AlertKind::SupportEscalation,
+        Severity::Critical,
+        ctx,
+        AlertBody { health: None, components: BTreeMap::new(), reasons, details },
+    )
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,371 @@
+use super::*;
+use crate::config::{Config, Weights};
+use crate::decode::Upsert;
+use crate::model::{AccountRecord, Priority, SupportEvent, UsageEvent, UsageKind};
+
+const D: i64 = DAY_MS;
+/// A Monday well after the epoch, so that 28-day windows never clip at 0.
+const T0: i64 = 20_000 * D;
+
+fn cfg(f: impl FnOnce(&mut Config)) -> Arc<EngineConfig> {
+    let mut c = Config::default();
+    c.time.evaluation_interval_secs = 86_400;
+    f(&mut c);
+    Arc::new(EngineConfig::from_config(&c))
+}
+
+fn only(name: &str) -> Weights {
+    let mut w = Weights {
+        utilization: 0.0,
+        breadth: 0.0,
+        trend: 0.0,
+        time_to_production: 0.0,
+        support: 0.0,
+        sentiment: 0.0,
+        champions: 0.0,
+    };
+    match name {
+        "utilization" => w.utilization = 1.0,
+        "trend" => w.trend = 1.0,
+        _ => w.support = 1.0,
+    }
+    w
+}
+
+fn usage(id: &str, at: i64, acct: &str, team: &str, user: Option<&str>) -> Event {
+    Event::Usage(UsageEvent {
+        event_id: id.into(),
+        occurred_at: at,
+        account_id: acct.into(),
+        team_id: team.into(),
+        user_id: user.map(str::to_string),
+        event_type: "page_view".into(),
+        kind: UsageKind::Other,
+        feature: None,
+        app_id: None,
+        change_id: None,
+        environment: None,
+    })
+}
+
+fn ticket(id: &str, at: i64, team: Option<&str>, kind: SupportKind, ticket: &str, p: Option<u8>) -> Event {
+    Event::Support(SupportEvent {
+        event_id: id.into(),
+        occurred_at: at,
+        account_id: "a".into(),
+        team_id: team.map(str::to_string),
+        kind,
+        ticket_id: Some(ticket.into()),
+        priority: p.map(Priority),
+        score: None,
+        user_id: None,
+    })
+}
+
+fn team_rec(id: &str, group: Option<&str>, bu: Option<&str>, seats: Option<u64>) -> Upsert<TeamRecord> {
+    Upsert::Put(TeamRecord {
+        team_id: id.into(),
+        account_id: "a".into(),
+        group: group.map(str::to_string),
+        business_unit: bu.map(str::to_string),
+        seats,
+        ..Default::default()
+    })
+}
+
+struct Run {
+    engine: Engine,
+    dims: Dimensions,
+    out: Outputs,
+}
+
+impl Run {
+    fn new(cfg: Arc<EngineConfig>) -> Self {
+        Self { engine: Engine::new(cfg), dims: Dimensions::default(), out: Outputs::default() }
+    }
+    fn ingest(&mut self, e: Event) -> Ingested {
+        self.engine.ingest(&e, &self.dims, 0, &mut self.out)
+    }
+    fn advance(&mut self, wm: i64) {
+        self.engine.advance(wm, &self.dims, 0, &mut self.out);
+    }
+    fn score_of(&self, level: Level, id: &str, at: i64) -> Option<&ScoreRecord> {
+        self.out.scores.iter().find(|s| s.entity.level == level && s.entity.id == id && s.at == at)
+    }
+    fn alerts(&self, kind: AlertKind) -> Vec<&Alert> {
+        self.out.alerts.iter().filter(|a| a.kind == kind).collect()
+    }
+}
+
+#[test]
+fn active_user_windows_are_half_open_and_exact() {
+    // utilization = active_28d / seats with seats = 100: the score reads the 28d count.
+    let mut r = Run::new(cfg(|c| c.health.weights = only("utilization")));
+    r.dims.apply_team(team_rec("t", None, None, Some(100)));
+    // u1 active exactly 28 days before the tick: inside [T-28d, T)
+    r.ingest(usage("1", T0, "a", "t", Some("u1")));
+    // u2 active 1 ms before T0 + 28d's tick... and u3 at the tick itself: excluded from it
+    r.ingest(usage("2", T0 + 10 * D, "a", "t", Some("u2")));
+    r.ingest(usage("3", T0 + 28 * D, "a", "t", Some("u3")));
+    r.advance(T0 + 39 * D);
+    // score records are written on change only: read the latest at or before a tick
+    let as_of = |t: i64| {
+        r.out.scores.iter().filter(|s| s.entity.level == Level::Team && s.at <= t).last().map(|s| s.score)
+    };
+    assert_eq!(as_of(T0 + D), Some(1.3), "u1 only: 1.25 -> 1.3");
+    assert_eq!(as_of(T0 + 11 * D), Some(2.5), "u1 and u2");
+    // at T0+28d: u1 (exactly at T-28d) still counts, u3 (exactly at T) does not yet
+    assert_eq!(as_of(T0 + 28 * D), Some(2.5));
+    // at T0+29d u1 left and u3 came: still 2
+    assert_eq!(as_of(T0 + 29 * D), Some(2.5));
+    // at T0+39d u2 (T0+10d) left: only u3
+    assert!(r.score_of(Level::Team, "t", T0 + 39 * D).is_some());
+    assert_eq!(as_of(T0 + 39 * D), Some(1.3));
+}
+
+#[test]
+fn metrics_windows() {
+    let c = cfg(|_| {});
+    let mut r = Run::new(Arc::clone(&c));
+    r.ingest(usage("1", T0 + 12 * D, "a", "t", Some("u1"))); // earlier week for T0+20d
+    r.ingest(usage("2", T0 + 12 * D + 5, "a", "t", Some("u1")));
+    r.ingest(usage("3", T0 + 19 * D + 1, "a", "t", Some("u2"))); // last day
+    r.ingest(usage("4", T0 + 15 * D, "a", "t", Some("u3"))); // this week, not last day
+    let w = Windows::new(&c, T0 + 20 * D);
+    let acct = &r.engine.accounts["a"];
+    let aggs = aggregate(&w, "a", (&acct.teams, &acct.account_support, &acct.tickets), &r.dims);
+    let team = EntityRef { level: Level::Team, id: "t".into(), account_id: "a".into() };
+    let m = aggs[&(Level::Team, "t".to_string())].metrics(&c, &team, &r.dims);
+    assert_eq!((m.active_users_1d, m.active_users_7d, m.active_users_28d, m.active_users_7d_earlier), (1, 2, 3, 1));
+}
+
+#[test]
+fn unions_not_sums_across_teams() {
+    let mut r = Run::new(cfg(|c| c.health.weights = only("utilization")));
+    r.dims.apply_team(team_rec("t1", Some("g"), Some("bu"), Some(2)));
+    r.dims.apply_team(team_rec("t2", Some("g"), Some("bu"), Some(2)));
+    r.dims.apply_account(Upsert::Put(AccountRecord { account_id: "a".into(), seats: Some(10), ..Default::default() }));
+    r.ingest(usage("1", T0, "a", "t1", Some("u1")));
+    r.ingest(usage("2", T0, "a", "t1", Some("u2")));
+    r.ingest(usage("3", T0, "a", "t2", Some("u2")));
+    r.ingest(usage("4", T0, "a", "t2", Some("u3")));
+    r.advance(T0 + D);
+    let at = T0 + D;
+    assert_eq!(r.score_of(Level::Team, "t1", at).map(|s| s.score), Some(100.0));
+    // group: 3 distinct users over 4 seats = 0.75 -> 93.75 -> 93.8 (a sum would give 100)
+    assert_eq!(r.score_of(Level::Group, "g", at).map(|s| s.score), Some(93.8));
+    assert_eq!(r.score_of(Level::BusinessUnit, "bu", at).map(|s| s.score), Some(93.8));
+    // account: 3 of 10 seats = 37.5
+    assert_eq!(r.score_of(Level::Account, "a", at).map(|s| s.score), Some(37.5));
+    // no division named: no division entity
+    assert!(r.out.scores.iter().all(|s| s.entity.level != Level::Division));
+}
+
+#[test]
+fn group_seats_need_every_team() {
+    let mut r = Run::new(cfg(|c| c.health.weights.trend = 0.0));
+    r.dims.apply_team(team_rec("t1", Some("g"), None, Some(2)));
+    r.dims.apply_team(team_rec("t2", Some("g"), None, None));
+    r.ingest(usage("1", T0, "a", "t1", Some("u1")));
+    r.advance(T0 + D);
+    let g = r.score_of(Level::Group, "g", T0 + D).expect("group scored");
+    assert!(!g.components.contains_key("utilization"), "{:?}", g.components);
+    let t = r.score_of(Level::Team, "t1", T0 + D).expect("team scored");
+    assert_eq!(t.components.get("utilization"), Some(&62.5));
+}
+
+#[test]
+fn events_at_or_after_the_tick_do_not_count_even_when_early() {
+    let mut r = Run::new(cfg(|c| c.health.weights = only("utilization")));
+    r.dims.apply_team(team_rec("t", None, None, Some(10)));
+    r.ingest(usage("1", T0, "a", "t", Some("u1")));
+    r.ingest(usage("2", T0 + D, "a", "t", Some("u2"))); // exactly at tick T0+1d
+    r.ingest(usage("3", T0 + D + 5, "a", "t2", Some("u3"))); // new team after the tick
+    r.advance(T0 + D);
+    assert_eq!(r.score_of(Level::Team, "t", T0 + D).map(|s| s.score), Some(12.5));
+    assert!(r.out.scores.iter().all(|s| s.entity.id != "t2"), "t2 must not exist at T0+1d");
+}
+
+#[test]
+fn first_tick_and_late_events() {
+    let mut r = Run::new(cfg(|_| {}));
+    assert_eq!(r.ingest(usage("1", T0 + 3 * D + 7, "a", "t", Some("u"))), Ingested::Accepted);
+    // an earlier event before any evaluation moves the first tick back
+    assert_eq!(r.ingest(usage("2", T0 + D + 7, "a", "t", Some("u"))), Ingested::Accepted);
+    r.advance(T0 + 3 * D);
+    assert_eq!(r.engine.last_evaluated(), Some(T0 + 3 * D));
+    assert_eq!(r.out.ticks, 2, "ticks T0+2d and T0+3d");
+    // an event whose own tick (T0+3d) is evaluated is late and leaves state alone
+    let before = r.engine.state_size();
+    assert_eq!(r.ingest(usage("3", T0 + 2 * D + 1, "a", "t", Some("late"))), Ingested::Late { tick: T0 + 3 * D });
+    assert_eq!(r.engine.state_size(), before);
+    // one in the current interval is on time
+    assert_eq!(r.ingest(usage("4", T0 + 3 * D, "a", "t", Some("v"))), Ingested::Accepted);
+}
+
+#[test]
+fn watermark_jump_evaluates_every_tick() {
+    let mut r = Run::new(cfg(|c| {
+        c.health.weights = only("trend");
+        c.health.warmup_secs = 0;
+    }));
+    for d in 0..7 {
+        for u in 0..10 {
+            r.ingest(usage(&format!("{d}-{u}"), T0 + d * D, "a", "t", Some(&format!("u{u}"))));
+        }
+    }
+    r.ingest(usage("x", T0 + 30 * D, "a", "t", Some("u0")));
+    r.advance(T0 + 31 * D);
+    assert_eq!(r.out.ticks, 31);
+    // trend needs the earlier week: first present at T0+8d, where the earlier week
+    // [T0-6d, T0+1d) has 10 users and this week 10: trend 1 -> 100.
+    let trend_at = |t: i64| r.score_of(Level::Team, "t", t).map(|s| s.score);
+    assert_eq!(trend_at(T0 + 7 * D), None, "no trend yet: unscored");
+    assert_eq!(trend_at(T0 + 8 * D), Some(100.0));
+    // At T0+14d the week [T0+7d, T0+14d) is empty: trend 0.
+    assert_eq!(trend_at(T0 + 14 * D), Some(0.0));
+    // usage_drop fired exactly once, at the first tick where 10*now <= 7*earlier:
+    // T0+10d: now [T0+3d,T0+10d) = 10, earlier = 10; ... T0+14d: now 0.
+    // The earlier week holds 10 users until T0+14d, and the current week holds them all
+    // while any of days 0..6 is inside it, i.e. until T0+14d: the drop is at T0+14d.
+    let team = |a: &&Alert| a.entity.level == Level::Team;
+    let drops: Vec<_> = r.alerts(AlertKind::UsageDrop).into_iter().filter(team).collect();
+    assert_eq!(drops.len(), 1, "{drops:?}");
+    assert_eq!(drops[0].at, T0 + 14 * D);
+    assert_eq!(drops[0].details["active_users_7d"], 0);
+    assert_eq!(drops[0].details["active_users_7d_earlier"], 10);
+    // band: red from T0+14d onwards, alert fires with warmup 0
+    let bands: Vec<_> = r.alerts(AlertKind::HealthBandChanged).into_iter().filter(team).collect();
+    assert_eq!(bands.len(), 1);
+    assert_eq!(bands[0].at, T0 + 14 * D);
+    assert_eq!(bands[0].severity, Severity::Critical);
+    assert!(bands[0].reasons[1].contains("from 10 to 0"), "{:?}", bands[0].reasons);
+}
+
+#[test]
+fn usage_drop_rearms_at_ninety_percent() {
+    let mut r = Run::new(cfg(|_| {}));
+    // weekly pattern of distinct users per week: 10, 7, 6, 9, 6
+    let weeks = [10, 7, 6, 9, 6];
+    for (w, n) in weeks.iter().enumerate() {
+        for u in 0..*n {
+            let at = T0 + (w as i64) * 7 * D;
+            r.ingest(usage(&format!("{w}-{u}"), at, "a", "t", Some(&format!("u{u}"))));
+        }
+    }
+    // users of week k are active on day 7k; at daily tick d the current week is
+    // [d-7, d) and the earlier one [d-14, d-7)
+    r.advance(T0 + 35 * D);
+    let fired: Vec<i64> = r
+        .alerts(AlertKind::UsageDrop)
+        .iter()
+        .filter(|a| a.entity.level == Level::Team)
+        .map(|a| (a.at - T0) / D)
+        .collect();
+    // day 8: 10 -> 7 fires (70 <= 70); day 15: 7 -> 6 neither fires (disarmed) nor
+    // re-arms (60 < 63); day 22: 6 -> 9 re-arms (90 >= 54); day 29: 9 -> 6 fires (60 <= 63).
+    assert_eq!(fired, vec![8, 29]);
+}
+
+#[test]
+fn first_score_sets_band_and_warmup_suppresses_alerts() {
+    let mut r = Run::new(cfg(|c| c.health.weights = only("support")));
+    r.ingest(usage("u", T0, "a", "t", Some("u1")));
+    // 3 open P2 tickets: 70 -> green at first
+    for i in 0..3 {
+        r.ingest(ticket(&format!("o{i}"), T0 + 1, None, SupportKind::TicketOpened, &format!("T{i}"), Some(2)));
+    }
+    // 4 more P2 on day 2: 30 -> red, inside warm-up: no alert
+    for i in 3..7 {
+        r.ingest(ticket(&format!("o{i}"), T0 + D + 1, None, SupportKind::TicketOpened, &format!("T{i}"), Some(2)));
+    }
+    // all resolved on day 9: 100 -> green, past warm-up (first tick T0+1d + 7d)
+    for i in 0..7 {
+        r.ingest(ticket(&format!("r{i}"), T0 + 8 * D + 1, None, SupportKind::TicketResolved, &format!("T{i}"), None));
+    }
+    r.advance(T0 + 10 * D);
+    let acct = |t: i64| r.score_of(Level::Account, "a", t).map(|s| (s.score, s.band));
+    assert_eq!(acct(T0 + D), Some((70.0, Band::Green)));
+    assert_eq!(acct(T0 + 2 * D), Some((30.0, Band::Red)));
+    assert_eq!(acct(T0 + 9 * D), Some((100.0, Band::Green)));
+    let bands: Vec<_> = r.alerts(AlertKind::HealthBandChanged).into_iter().filter(|a| a.entity.level == Level::Account).collect();
+    assert_eq!(bands.len(), 1, "{bands:?}");
+    assert_eq!(bands[0].at, T0 + 9 * D);
+    assert_eq!(bands[0].severity, Severity::Info);
+    let h = bands[0].health.as_ref().expect("health");
+    assert_eq!((h.previous_score, h.previous_band), (Some(30.0), Some(Band::Red)));
+    // team-less tickets count for the account only: the team stays at 100
+    assert_eq!(r.score_of(Level::Team, "t", T0 + 2 * D), None);
+    assert_eq!(r.score_of(Level::Team, "t", T0 + D).map(|s| s.score), Some(100.0));
+}
+
+#[test]
+fn support_escalation_fires_at_once() {
+    let mut r = Run::new(cfg(|_| {}));
+    r.dims.apply_team(team_rec("t", Some("g"), None, None));
+    r.ingest(ticket("e1", T0 + 5, Some("t"), SupportKind::TicketOpened, "T1", Some(1)));
+    r.ingest(ticket("e2", T0 + 6, None, SupportKind::TicketOpened, "T2", Some(2)));
+    r.ingest(ticket("e3", T0 + 7, None, SupportKind::TicketEscalated, "T2", Some(1)));
+    let alerts = r.alerts(AlertKind::SupportEscalation);
+    assert_eq!(alerts.len(), 2);
+    assert_eq!((alerts[0].entity.level, alerts[0].entity.id.as_str(), alerts[0].at), (Level::Team, "t", T0 + 5));
+    assert_eq!((alerts[1].entity.level, alerts[1].entity.id.as_str()), (Level::Account, "a"));
+    assert!(alerts.iter().all(|a| a.health.is_none() && a.severity == Severity::Critical));
+    assert!(alerts[1].reasons[0].contains("escalated to P1"), "{:?}", alerts[1].reasons);
+    assert_ne!(alerts[0].alert_id, alerts[1].alert_id);
+    // open tickets: T1 (P1) counts for team t, group g and the account; T2 (now P1) for
+    // the account only. One escalation in 7 days at the account.
+    r.advance(T0 + D);
+    let score = |l, id: &str| r.score_of(l, id, T0 + D).and_then(|s| s.components.get("support").copied());
+    assert_eq!(score(Level::Team, "t"), Some(70.0));
+    assert_eq!(score(Level::Group, "g"), Some(70.0));
+    assert_eq!(score(Level::Account, "a"), Some(100.0 - 60.0 - 15.0));
+}
+
+#[test]
+fn escalations_leave_the_window_after_seven_days() {
+    let mut r = Run::new(cfg(|c| c.health.weights = only("support")));
+    r.ingest(ticket("o", T0, Some("t"), SupportKind::TicketOpened, "T", Some(3)));
+    r.ingest(ticket("e", T0 + 1, Some("t"), SupportKind::TicketEscalated, "T", Some(3)));
+    r.ingest(ticket("r", T0 + 2, Some("t"), SupportKind::TicketResolved, "T", None));
+    r.advance(T0 + 8 * D);
+    let at = |t| r.score_of(Level::Team, "t", t).map(|s| s.score);
+    assert_eq!(at(T0 + D), Some(85.0));
+    assert_eq!(at(T0 + 7 * D), None, "still 85 at T0+7d: [T0, T0+7d) holds it");
+    assert_eq!(at(T0 + 8 * D), Some(100.0));
+}
+
+#[test]
+fn system_events_create_entities_but_no_active_users() {
+    let mut r = Run::new(cfg(|c| c.health.weights = only("utilization")));
+    r.dims.apply_team(team_rec("t", None, None, Some(4)));
+    r.ingest(usage("1", T0, "a", "t", None));
+    r.advance(T0 + D);
+    assert_eq!(r.score_of(Level::Team, "t", T0 + D).map(|s| s.score), Some(0.0));
+    assert_eq!(r.engine.state_size().user_activity, 0);
+}
+
+#[test]
+fn state_is_pruned_behind_the_windows() {
+    let mut r = Run::new(cfg(|_| {}));
+    r.ingest(usage("1", T0, "a", "t", Some("u1")));
+    r.ingest(usage("2", T0 + 40 * D, "a", "t", Some("u2")));
+    r.advance(T0 + 35 * D);
+    assert_eq!(r.engine.state_size().user_activity, 1, "u1 is older than 30 days");
+}
+
+#[test]
+fn renewal_raises_severity() {
+    let mut r = Run::new(cfg(|_| {}));
+    r.dims.apply_account(Upsert::Put(AccountRecord {
+        account_id: "a".into(),
+        renewal_date: Some(T0 + 30 * D),
+        contract_start: Some(T0 - 400 * D),
+        ..Default::default()
+    }));
+    r.ingest(ticket("e", T0, None, SupportKind::TicketEscalated, "T", Some(2)));
+    let a = &r.out.alerts[0];
+    assert_eq!(a.severity, Severity::Critical);
+    assert_eq!(a.renewal_in_days, Some(30));
+    assert_eq!(a.stage, crate::model::Stage::Renewal);
+}

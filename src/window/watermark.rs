@@ -1,0 +1,185 @@
+//! Watermarks.
+//!
+//! Each input partition's watermark is its highest event time minus the allowed lateness.
+//! The pipeline watermark is the minimum over the partitions that are not idle; a
+//! partition is idle once it has delivered nothing for `idle_timeout` of wall-clock time.
+//! The pipeline watermark never moves back.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+
+/// One partition's watermark.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Watermark {
+    /// All events before this time (epoch ms) are expected to have arrived.
+    EventTime(i64),
+    /// The partition has been silent for the idle timeout: it does not hold others back.
+    Idle,
+    /// The partition has not delivered an event yet and is not idle: it holds the
+    /// pipeline watermark where it is.
+    Pending,
+}
+
+#[derive(Debug, Clone)]
+struct PartitionState {
+    max_event_time: Option<i64>,
+    last_activity_wall_ms: i64,
+}
+
+/// Tracks per-partition watermarks and derives the pipeline watermark.
+///
+/// ```
+/// use cs_pulse::window::WatermarkTracker;
+/// let mut wm = WatermarkTracker::new(1_000, 30_000);
+/// wm.add_partition("usage-0", 0);
+/// wm.add_partition("support-0", 0);
+/// wm.observe(&"usage-0", 10_000, 1);
+/// assert_eq!(wm.watermark(1), None); // support-0 has said nothing yet
+/// wm.observe(&"support-0", 5_000, 2);
+/// assert_eq!(wm.watermark(2), Some(4_000));
+/// // usage-0 goes quiet; after the idle timeout only support-0 counts
+/// wm.observe(&"support-0", 20_000, 40_000);
+/// assert_eq!(wm.watermark(40_000), Some(19_000));
+/// ```
+#[derive(Debug, Clone)]
+pub struct WatermarkTracker<K> {
+    lateness_ms: i64,
+    idle_timeout_ms: i64,
+    parts: HashMap<K, PartitionState>,
+    current: Option<i64>,
+}
+
+impl<K: Hash + Eq + Clone> WatermarkTracker<K> {
+    /// A tracker with no partitions.
+    pub fn new(lateness_ms: i64, idle_timeout_ms: i64) -> Self {
+        Self { lateness_ms, idle_timeout_ms, parts: HashMap::new(), current: None }
+    }
+
+    /// Starts tracking a partition (on assignment). `now_wall_ms` starts its idle clock.
+    pub fn add_partition(&mut self, key: K, now_wall_ms: i64) {
+        self.parts
+            .entry(key)
+            .or_insert(PartitionState { max_event_time: None, last_activity_wall_ms: now_wall_ms });
+    }
+
+    /// Stops tracking a partition (on revocation).
+    pub fn remove_partition(&mut self, key: &K) {
+        self.parts.remove(key);
+    }
+
+    /// Records an event time seen on a partition.
+    pub fn observe(&mut self, key: &K, event_time: i64, now_wall_ms: i64) {
+        if !self.parts.contains_key(key) {
+            self.add_partition(key.clone(), now_wall_ms);
+        }
+        if let Some(p) = self.parts.get_mut(key) {
+            p.max_event_time = Some(p.max_event_time.map_or(event_time, |m| m.max(event_time)));
+            p.last_activity_wall_ms = now_wall_ms;
+        }
+    }
+
+    /// Marks a partition as alive without an event (for example, it reached its end).
+    pub fn touch(&mut self, key: &K, now_wall_ms: i64) {
+        if let Some(p) = self.parts.get_mut(key) {
+            p.last_activity_wall_ms = now_wall_ms;
+        }
+    }
+
+    /// One partition's watermark at `now_wall_ms`.
+    pub fn partition_watermark(&self, key: &K, now_wall_ms: i64) -> Option<Watermark> {
+        self.parts.get(key).map(|p| self.state_of(p, now_wall_ms))
+    }
+
+    fn state_of(&self, p: &PartitionState, now_wall_ms: i64) -> Watermark {
+        if now_wall_ms - p.last_activity_wall_ms >= self.idle_timeout_ms {
+            Watermark::Idle
+        } else {
+            match p.max_event_time {
+                Some(t) => Watermark::EventTime(t.saturating_sub(self.lateness_ms)),
+                None => Watermark::Pending,
+            }
+        }
+    }
+
+    /// The pipeline watermark: the minimum over non-idle partitions, never moving back.
+    /// `None` until every live partition has delivered an event.
+    pub fn watermark(&mut self, now_wall_ms: i64) -> Option<i64> {
+        let mut min: Option<i64> = None;
+        let mut any_live = false;
+        for p in self.parts.values() {
+            match self.state_of(p, now_wall_ms) {
+                Watermark::Idle => {}
+                Watermark::Pending => return self.current,
+                Watermark::EventTime(t) => {
+                    any_live = true;
+                    min = Some(min.map_or(t, |m| m.min(t)));
+                }
+            }
+        }
+        if any_live {
+            if let Some(m) = min {
+                self.current = Some(self.current.map_or(m, |c| c.max(m)));
+            }
+        }
+        self.current
+    }
+
+    /// The highest event time seen on any partition.
+    pub fn max_event_time(&self) -> Option<i64> {
+        self.parts.values().filter_map(|p| p.max_event_time).max()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minimum_over_partitions_with_lateness() {
+        let mut t = WatermarkTracker::new(100, 1_000);
+        t.observe(&0, 1_000, 0);
+        t.observe(&1, 600, 0);
+        assert_eq!(t.watermark(0), Some(500));
+        t.observe(&1, 2_000, 10);
+        assert_eq!(t.watermark(10), Some(900));
+    }
+
+    #[test]
+    fn never_moves_back() {
+        let mut t = WatermarkTracker::new(0, 1_000);
+        t.observe(&0, 1_000, 0);
+        assert_eq!(t.watermark(0), Some(1_000));
+        // a new partition with older data joins
+        t.observe(&1, 10, 1);
+        assert_eq!(t.watermark(1), Some(1_000));
+        // an older event on the same partition does not lower it either
+        t.observe(&0, 5, 2);
+        assert_eq!(t.partition_watermark(&0, 2), Some(Watermark::EventTime(1_000)));
+    }
+
+    #[test]
+    fn idle_partitions_stop_holding_back() {
+        let mut t = WatermarkTracker::new(0, 1_000);
+        t.add_partition(0, 0);
+        t.observe(&1, 5_000, 0);
+        assert_eq!(t.watermark(500), None);
+        assert_eq!(t.partition_watermark(&0, 1_000), Some(Watermark::Idle));
+        t.observe(&1, 6_000, 1_000);
+        assert_eq!(t.watermark(1_000), Some(6_000));
+        // once every partition is idle the watermark stays where it was
+        assert_eq!(t.watermark(10_000), Some(6_000));
+        // a partition that wakes up with old data holds it no lower
+        t.observe(&0, 100, 10_000);
+        assert_eq!(t.watermark(10_000), Some(6_000));
+    }
+
+    #[test]
+    fn removed_partitions_do_not_count() {
+        let mut t = WatermarkTracker::new(0, 1_000);
+        t.observe(&0, 100, 0);
+        t.observe(&1, 900, 0);
+        t.remove_partition(&0);
+        assert_eq!(t.watermark(1), Some(900));
+        assert_eq!(t.max_event_time(), Some(900));
+    }
+}
