@@ -1,0 +1,229 @@
+//! Kafka plumbing shared by `run`, `demo` and the tests: client configuration, the output
+//! sink (alerts, scores, dead letters) and topic checks.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use rdkafka::client::ClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{DeliveryResult, Header, Headers, OwnedHeaders};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
+
+use crate::config::Config;
+use crate::model::{Alert, ScoreRecord};
+
+/// Dead-letter header: the stable reason code.
+pub const HEADER_REASON: &str = "cs_pulse.reason";
+/// Dead-letter header: the human detail naming the field.
+pub const HEADER_ERROR: &str = "cs_pulse.error";
+/// Dead-letter header: the source topic.
+pub const HEADER_SOURCE_TOPIC: &str = "cs_pulse.source.topic";
+/// Dead-letter header: the source partition.
+pub const HEADER_SOURCE_PARTITION: &str = "cs_pulse.source.partition";
+/// Dead-letter header: the source offset.
+pub const HEADER_SOURCE_OFFSET: &str = "cs_pulse.source.offset";
+
+/// A Kafka client configuration with the bootstrap servers and every `[kafka.client]`
+/// pass-through property.
+pub fn client_config(cfg: &Config) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &cfg.kafka.bootstrap_servers);
+    c.set("client.id", "cs-pulse");
+    for (k, v) in &cfg.kafka.client {
+        c.set(k, v);
+    }
+    c
+}
+
+/// Counts delivery failures and observes event-to-alert latency on acknowledgement.
+#[derive(Default)]
+pub struct DeliveryContext {
+    failures: AtomicU64,
+}
+
+impl ClientContext for DeliveryContext {}
+
+impl ProducerContext for DeliveryContext {
+    /// For alerts: the triggering record's append time in epoch ms; 0 for no latency.
+    type DeliveryOpaque = usize;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, trigger_ms: usize) {
+        match result {
+            Ok(_) => {
+                if trigger_ms > 0 {
+                    let secs = (crate::time::now_ms() - trigger_ms as i64).max(0) as f64 / 1000.0;
+                    crate::telemetry::metrics().event_to_alert_latency_seconds.observe(secs);
+                }
+            }
+            Err((e, msg)) => {
+                self.failures.fetch_add(1, Ordering::SeqCst);
+                crate::telemetry::metrics().output_errors_total.inc();
+                use rdkafka::Message;
+                tracing::error!(topic = msg.topic(), error = %e, "Output record not acknowledged.");
+            }
+        }
+    }
+}
+
+/// Where a rejected input record came from and why it was rejected.
+#[derive(Clone, Copy)]
+pub struct Rejection<'a> {
+    /// Source topic.
+    pub topic: &'a str,
+    /// Source partition.
+    pub partition: i32,
+    /// Source offset.
+    pub offset: i64,
+    /// The original key.
+    pub key: Option<&'a [u8]>,
+    /// The original bytes.
+    pub payload: Option<&'a [u8]>,
+    /// The original headers.
+    pub headers: Option<&'a rdkafka::message::BorrowedHeaders>,
+    /// Stable reason code.
+    pub reason: &'a str,
+    /// Human detail.
+    pub detail: &'a str,
+}
+
+/// The output side of the pipeline: one idempotent producer for alerts, scores and dead
+/// letters.
+pub struct KafkaSink {
+    producer: BaseProducer<DeliveryContext>,
+    alerts_topic: String,
+    scores_topic: String,
+    deadletter_topic: String,
+}
+
+impl KafkaSink {
+    /// Creates the producer.
+    pub fn new(cfg: &Config) -> Result<Self, KafkaError> {
+        let producer = client_config(cfg)
+            .set("enable.idempotence", "true")
+            .set("linger.ms", "5")
+            .set("compression.type", "zstd")
+            .create_with_context(DeliveryContext::default())?;
+        Ok(Self {
+            producer,
+            alerts_topic: cfg.topics.alerts.clone(),
+            scores_topic: cfg.topics.scores.clone(),
+            deadletter_topic: cfg.topics.deadletter.clone(),
+        })
+    }
+
+    fn send(
+        &self,
+        topic: &str,
+        key: Option<&[u8]>,
+        payload: Option<&[u8]>,
+        headers: Option<OwnedHeaders>,
+        trigger_ms: usize,
+    ) -> Result<(), KafkaError> {
+        let mut record: BaseRecord<'_, [u8], [u8], usize> = BaseRecord::with_opaque_to(topic, trigger_ms);
+        if let Some(k) = key {
+            record = record.key(k);
+        }
+        if let Some(p) = payload {
+            record = record.payload(p);
+        }
+        if let Some(h) = headers {
+            record = record.headers(h);
+        }
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => return Ok(()),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                    // Back-pressure: serve delivery reports until the queue has room.
+                    record = r;
+                    self.producer.poll(Duration::from_millis(10));
+                }
+                Err((e, _)) => return Err(e),
+            }
+        }
+    }
+
+    /// Produces an alert, keyed by account_id. `trigger_ms` is the append time of the
+    /// record that caused it, for the latency histogram.
+    pub fn alert(&self, a: &Alert, trigger_ms: Option<i64>) -> Result<(), KafkaError> {
+        let body = encode(a)?;
+        let trigger = trigger_ms.filter(|t| *t > 0).map_or(0, |t| t as usize);
+        self.send(&self.alerts_topic, Some(a.entity.account_id.as_bytes()), Some(&body), None, trigger)
+    }
+
+    /// Produces a score record, keyed `level:entity_id` on the compacted scores topic.
+    pub fn score(&self, s: &ScoreRecord) -> Result<(), KafkaError> {
+        let body = encode(s)?;
+        self.send(&self.scores_topic, Some(s.entity.score_key().as_bytes()), Some(&body), None, 0)
+    }
+
+    /// Produces a dead letter: original key, bytes and headers, plus headers saying why and
+    /// where from.
+    pub fn dead_letter(&self, r: Rejection<'_>) -> Result<(), KafkaError> {
+        let mut h = OwnedHeaders::new();
+        if let Some(orig) = r.headers {
+            for hdr in orig.iter() {
+                h = h.insert(Header { key: hdr.key, value: hdr.value });
+            }
+        }
+        let partition = r.partition.to_string();
+        let offset = r.offset.to_string();
+        for (k, v) in [
+            (HEADER_REASON, r.reason),
+            (HEADER_ERROR, r.detail),
+            (HEADER_SOURCE_TOPIC, r.topic),
+            (HEADER_SOURCE_PARTITION, partition.as_str()),
+            (HEADER_SOURCE_OFFSET, offset.as_str()),
+        ] {
+            h = h.insert(Header { key: k, value: Some(v) });
+        }
+        crate::telemetry::metrics().deadletter_records_total.inc();
+        self.send(&self.deadletter_topic, r.key, r.payload, Some(h), 0)
+    }
+
+    /// Waits until every output is acknowledged. Fails when any was not.
+    pub fn flush(&self, timeout: Duration) -> Result<(), String> {
+        let before = self.producer.context().failures.load(Ordering::SeqCst);
+        if let Err(e) = self.producer.flush(timeout) {
+            return Err(format!("outputs not acknowledged within {timeout:?}: {e}"));
+        }
+        let after = self.producer.context().failures.swap(0, Ordering::SeqCst);
+        if after > 0 {
+            return Err(format!("{after} output records were not acknowledged ({before} before this flush)"));
+        }
+        Ok(())
+    }
+
+    /// Serves delivery reports without blocking.
+    pub fn poll(&self) {
+        self.producer.poll(Duration::ZERO);
+    }
+}
+
+fn encode(v: &impl serde::Serialize) -> Result<Vec<u8>, KafkaError> {
+    serde_json::to_vec(v).map_err(|e| {
+        tracing::error!(error = %e, "Cannot encode output record.");
+        KafkaError::MessageProduction(RDKafkaErrorCode::InvalidMessage)
+    })
+}
+
+/// Partition counts of topics, `None` for a topic that does not exist.
+pub fn partition_counts<C: rdkafka::consumer::ConsumerContext>(
+    consumer: &rdkafka::consumer::BaseConsumer<C>,
+    topics: &[&str],
+    timeout: Duration,
+) -> Result<Vec<Option<usize>>, KafkaError> {
+    use rdkafka::consumer::Consumer;
+    let mut out = Vec::with_capacity(topics.len());
+    for t in topics {
+        let md = consumer.fetch_metadata(Some(t), timeout)?;
+        let count = md
+            .topics()
+            .iter()
+            .find(|mt| mt.name() == *t && mt.error().is_none())
+            .map(|mt| mt.partitions().len())
+            .filter(|n| *n > 0);
+        out.push(count);
+    }
+    Ok(out)
+}

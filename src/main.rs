@@ -1,1 +1,247 @@
-fn main() {}
+//! The `cs-pulse` binary: command-line parsing and the async edge (signals, metrics
+//! endpoint) around the synchronous pipeline.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+
+use cs_pulse::config::{Config, ConfigError};
+use cs_pulse::{demo, pipeline, replay, telemetry};
+
+/// cs-pulse: real-time customer health on Kafka.
+///
+/// Consumes product-usage and support events, keeps event-time windowed adoption
+/// aggregates per team rolled up the customer's org chart, scores health with an
+/// explainable model and publishes health-change alerts to a Kafka risk topic.
+#[derive(Parser, Debug)]
+#[command(name = "cs-pulse", version, about, long_about = None, after_help = EXAMPLES)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+const EXAMPLES: &str = "\
+Examples:
+  cs-pulse demo                                   # everything in-process, nothing installed
+  cs-pulse run --config cs-pulse.toml             # the service, against your Kafka
+  cs-pulse replay --usage u.ndjson --support s.ndjson --accounts a.ndjson \\
+                  --teams t.ndjson --out alerts.ndjson --scores scores.ndjson
+  cs-pulse check-config --config cs-pulse.toml    # validate and print the effective config
+
+Environment: CS_PULSE_BOOTSTRAP_SERVERS and CS_PULSE_METRICS_BIND override the config;
+RUST_LOG sets the log level (default info).
+Exit codes: 0 ok, 2 usage or configuration error, 1 runtime failure.";
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the service: consume, aggregate, score, alert and serve metrics.
+    ///
+    /// Joins the consumer group `kafka.group_id` on the usage and support topics (which
+    /// must be co-partitioned), loads the account and team tables from their compacted
+    /// topics, and writes alerts, scores and dead letters. Stops cleanly on SIGTERM or
+    /// SIGINT: finishes the batch, commits, leaves the group.
+    Run {
+        /// TOML configuration file (every key is optional; see `check-config`).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Run the whole pipeline on an in-process mock Kafka cluster with synthetic customers.
+    ///
+    /// Nothing needs to be installed. Alerts are printed as they fire; metrics are served
+    /// on 127.0.0.1:9464 (metrics.bind) while it runs.
+    Demo {
+        /// How long to run (e.g. 45s, 2m).
+        #[arg(long, default_value = "60s", value_parser = parse_duration)]
+        duration: std::time::Duration,
+        /// Seed of the synthetic customer base: same seed, same events.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Simulated days to stream.
+        #[arg(long, default_value_t = 42)]
+        days: i64,
+        /// Optional configuration (health model, topics, metrics.bind).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Run the engine over files, without Kafka, for backtesting a health model.
+    ///
+    /// Inputs are NDJSON, one object per line. Dimension files load first; usage and
+    /// support are merged by occurred_at. Any input flag may be omitted.
+    Replay {
+        /// Usage events.
+        #[arg(long)]
+        usage: Option<PathBuf>,
+        /// Support and feedback events.
+        #[arg(long)]
+        support: Option<PathBuf>,
+        /// Account records.
+        #[arg(long)]
+        accounts: Option<PathBuf>,
+        /// Team records.
+        #[arg(long)]
+        teams: Option<PathBuf>,
+        /// Where to write alerts (NDJSON).
+        #[arg(long)]
+        out: PathBuf,
+        /// Where to write score records (NDJSON), when wanted.
+        #[arg(long)]
+        scores: Option<PathBuf>,
+        /// Where to write rejected and late input lines with their reasons (NDJSON).
+        /// Without it they are logged as warnings.
+        #[arg(long)]
+        deadletter: Option<PathBuf>,
+        /// Optional configuration (health model, time settings).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Validate a configuration file and print the effective configuration.
+    CheckConfig {
+        /// TOML configuration file.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    cs_pulse::time::parse_duration(s)
+}
+
+fn load_config(path: Option<&PathBuf>) -> Result<Config, ConfigError> {
+    match path {
+        Some(p) => Config::load(p),
+        None => Config::from_env(),
+    }
+}
+
+fn usage_error(msg: impl std::fmt::Display) -> ExitCode {
+    eprintln!("error: {msg}");
+    ExitCode::from(2)
+}
+
+fn runtime_error(msg: impl std::fmt::Display) -> ExitCode {
+    eprintln!("error: {msg}");
+    ExitCode::from(1)
+}
+
+/// Sets `flag` on SIGINT or SIGTERM.
+fn install_signal_handler(rt: &tokio::runtime::Runtime, flag: Arc<AtomicBool>) {
+    rt.spawn(async move {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+                tracing::warn!("Cannot install signal handlers.");
+                return;
+            };
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        tracing::info!("Shutdown requested: finishing the batch.");
+        flag.store(true, Ordering::SeqCst);
+    });
+}
+
+fn start_metrics(rt: &tokio::runtime::Runtime, bind: &str) -> Result<std::net::SocketAddr, String> {
+    let addr: std::net::SocketAddr = bind.parse().map_err(|e| format!("metrics.bind '{bind}': {e}"))?;
+    rt.block_on(telemetry::serve(addr))
+        .map(|(a, _task)| a)
+        .map_err(|e| format!("cannot serve metrics on {addr}: {e}"))
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => return runtime_error(format!("cannot start runtime: {e}")),
+    };
+    match cli.command {
+        Command::CheckConfig { config } => match load_config(config.as_ref()) {
+            Ok(cfg) => {
+                print!("{}", cfg.to_toml());
+                ExitCode::SUCCESS
+            }
+            Err(e) => usage_error(e),
+        },
+        Command::Replay { usage, support, accounts, teams, out, scores, deadletter, config } => {
+            let cfg = match load_config(config.as_ref()) {
+                Ok(c) => c,
+                Err(e) => return usage_error(e),
+            };
+            telemetry::init_logging(cfg.log.format);
+            let files = replay::ReplayFiles { usage, support, accounts, teams, out, scores, deadletter };
+            match replay::replay(&cfg, &files) {
+                Ok(summary) => {
+                    let line = serde_json::to_string(&summary).unwrap_or_default();
+                    eprintln!("replay summary: {line}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) if e.is_usage() => usage_error(e),
+                Err(e) => runtime_error(e),
+            }
+        }
+        Command::Run { config } => {
+            let cfg = match load_config(config.as_ref()) {
+                Ok(c) => c,
+                Err(e) => return usage_error(e),
+            };
+            telemetry::init_logging(cfg.log.format);
+            let shutdown = Arc::new(AtomicBool::new(false));
+            install_signal_handler(&rt, Arc::clone(&shutdown));
+            match start_metrics(&rt, &cfg.metrics.bind) {
+                Ok(addr) => tracing::info!(%addr, "Serving /metrics, /healthz and /readyz."),
+                Err(e) => return usage_error(e),
+            }
+            let result = {
+                let shutdown = Arc::clone(&shutdown);
+                rt.block_on(tokio::task::spawn_blocking(move || pipeline::run(&cfg, &shutdown)))
+            };
+            match result {
+                Ok(Ok(_)) => ExitCode::SUCCESS,
+                Ok(Err(e)) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(e.exit_code() as u8)
+                }
+                Err(e) => runtime_error(format!("pipeline thread failed: {e}")),
+            }
+        }
+        Command::Demo { duration, seed, days, config } => {
+            let cfg = match load_config(config.as_ref()) {
+                Ok(c) => c,
+                Err(e) => return usage_error(e),
+            };
+            if std::env::var_os("RUST_LOG").is_none() {
+                // The demo prints alerts itself; keep logs to warnings.
+                std::env::set_var("RUST_LOG", "warn");
+            }
+            telemetry::init_logging(cfg.log.format);
+            let shutdown = Arc::new(AtomicBool::new(false));
+            install_signal_handler(&rt, Arc::clone(&shutdown));
+            if let Err(e) = start_metrics(&rt, &cfg.metrics.bind) {
+                return usage_error(e);
+            }
+            let opts = demo::DemoOptions { duration, seed, days, print: true };
+            match demo::run(cfg, &opts, shutdown) {
+                Ok(summary) => {
+                    println!("{}", demo::format_summary(&summary));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => runtime_error(e),
+            }
+        }
+    }
+}

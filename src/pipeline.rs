@@ -1,0 +1,521 @@
+//! `cs-pulse run`: the Kafka pipeline around the engine.
+//!
+//! One loop, on a dedicated thread: librdkafka's `poll` is blocking, and a plain loop
+//! consumes in batches with no per-message `.await` (the async overhead costs most of the
+//! client's throughput). Each batch:
+//!
+//! 1. applies account and team record updates;
+//! 2. polls input records for up to `processing.commit_interval_ms`, decoding each and
+//!    ingesting it into the engine of its partition (invalid or late records go to the
+//!    dead-letter topic; `support_escalation` alerts are produced at once);
+//! 3. moves the pipeline watermark and evaluates the ticks it passed;
+//! 4. waits until Kafka acknowledged every output, then commits the input offsets
+//!    (last processed + 1). So an input offset is committed only after the outputs it
+//!    caused are durable: at-least-once.
+//!
+//! State is owned per co-partitioned input partition: partition N of the usage and the
+//! support topic feed engine N, and the range assignor gives both to the same member.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::statistics::Statistics;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::ClientContext;
+
+use crate::config::{Config, Guarantee};
+use crate::decode::{json, DecodeError, Reason};
+use crate::dims::Dimensions;
+use crate::engine::{Engine, EngineConfig, Ingested, Outputs};
+use crate::kafka::{client_config, partition_counts, KafkaSink, Rejection};
+use crate::model::Event;
+use crate::telemetry::{self, metrics, AlertsEmitted, EventsReceived, RecordRejected};
+use crate::window::WatermarkTracker;
+
+const METADATA_TIMEOUT: Duration = Duration::from_secs(15);
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(60);
+const DIMS_LOAD_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Why `run` stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// The topics or configuration do not allow running (exit 2).
+    #[error("{0}")]
+    Setup(String),
+    /// Kafka failed (exit 1).
+    #[error("kafka: {0}")]
+    Kafka(#[from] KafkaError),
+    /// Outputs were not acknowledged (exit 1): offsets were not committed, so a restart
+    /// reprocesses them.
+    #[error("{0}")]
+    Delivery(String),
+}
+
+impl PipelineError {
+    /// The process exit code for this error.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            PipelineError::Setup(_) => 2,
+            _ => 1,
+        }
+    }
+}
+
+/// What a run did, for the caller's summary.
+#[derive(Debug, Clone, Default)]
+pub struct RunSummary {
+    /// Input records read.
+    pub records: u64,
+    /// Alerts produced.
+    pub alerts: u64,
+    /// Records dead-lettered.
+    pub dead_letters: u64,
+    /// Batches committed.
+    pub batches: u64,
+}
+
+enum RebalanceEvent {
+    Assigned(Vec<(String, i32)>),
+    Revoked(Vec<(String, i32)>),
+}
+
+/// Consumer context: queues rebalance events for the loop, exports lag from statistics,
+/// and counts commit results.
+struct PipelineContext {
+    events: Mutex<Vec<RebalanceEvent>>,
+    input_topics: [String; 2],
+}
+
+fn tpl_elements(tpl: &TopicPartitionList) -> Vec<(String, i32)> {
+    tpl.elements().iter().map(|e| (e.topic().to_string(), e.partition())).collect()
+}
+
+impl ClientContext for PipelineContext {
+    fn stats(&self, stats: Statistics) {
+        let m = metrics();
+        for topic in &self.input_topics {
+            if let Some(t) = stats.topics.get(topic) {
+                for (p, ps) in &t.partitions {
+                    if *p >= 0 && ps.consumer_lag >= 0 {
+                        m.consumer_lag.with_label_values(&[topic, &p.to_string()]).set(ps.consumer_lag);
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl ConsumerContext for PipelineContext {
+    fn post_rebalance(&self, _c: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let ev = match rebalance {
+            Rebalance::Assign(tpl) => {
+                metrics().rebalances_total.with_label_values(&["assign"]).inc();
+                RebalanceEvent::Assigned(tpl_elements(tpl))
+            }
+            Rebalance::Revoke(tpl) => {
+                metrics().rebalances_total.with_label_values(&["revoke"]).inc();
+                RebalanceEvent::Revoked(tpl_elements(tpl))
+            }
+            Rebalance::Error(e) => {
+                tracing::warn!(error = %e, "Rebalance error.");
+                return;
+            }
+        };
+        if let Ok(mut q) = self.events.lock() {
+            q.push(ev);
+        }
+    }
+
+    fn commit_callback(&self, result: rdkafka::error::KafkaResult<()>, _offsets: &TopicPartitionList) {
+        let outcome = if result.is_ok() { "ok" } else { "error" };
+        metrics().commits_total.with_label_values(&[outcome]).inc();
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "Offset commit failed; the records will be read again.");
+        }
+    }
+}
+
+/// Checks that usage and support are co-partitioned. A missing topic or unequal counts is
+/// a setup error naming both topics and their counts.
+pub fn check_copartitioning<C: ConsumerContext>(consumer: &BaseConsumer<C>, cfg: &Config) -> Result<usize, PipelineError> {
+    let (u, s) = (&cfg.topics.usage, &cfg.topics.support);
+    let counts = partition_counts(consumer, &[u, s], METADATA_TIMEOUT)?;
+    match (counts[0], counts[1]) {
+        (None, _) => Err(PipelineError::Setup(format!("input topic '{u}' (topics.usage) does not exist on {}", cfg.kafka.bootstrap_servers))),
+        (_, None) => Err(PipelineError::Setup(format!("input topic '{s}' (topics.support) does not exist on {}", cfg.kafka.bootstrap_servers))),
+        (Some(a), Some(b)) if a != b => Err(PipelineError::Setup(format!(
+            "input topics are not co-partitioned: '{u}' has {a} partitions and '{s}' has {b}; they need the same partition count, both keyed by account_id"
+        ))),
+        (Some(a), _) => Ok(a),
+    }
+}
+
+/// Reads the compacted account and team topics: all of them at start, then updates.
+struct DimsReader {
+    consumer: BaseConsumer,
+    accounts_topic: String,
+}
+
+impl DimsReader {
+    fn start(cfg: &Config, dims: &mut Dimensions, sink: &KafkaSink, out: &mut RunSummary) -> Result<Self, PipelineError> {
+        let consumer: BaseConsumer = client_config(cfg)
+            .set("group.id", format!("{}-dims", cfg.kafka.group_id))
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("enable.partition.eof", "true")
+            .create()?;
+        let topics = [cfg.topics.accounts.as_str(), cfg.topics.teams.as_str()];
+        let counts = partition_counts(&consumer, &topics, METADATA_TIMEOUT)?;
+        let mut tpl = TopicPartitionList::new();
+        let mut pending = BTreeSet::new();
+        for (t, c) in topics.iter().zip(counts) {
+            match c {
+                Some(n) => {
+                    for p in 0..n as i32 {
+                        tpl.add_partition_offset(t, p, Offset::Beginning)?;
+                        pending.insert((t.to_string(), p));
+                    }
+                }
+                None => tracing::warn!(topic = t, "Dimension topic does not exist; running without its records."),
+            }
+        }
+        consumer.assign(&tpl)?;
+        let reader = Self { consumer, accounts_topic: cfg.topics.accounts.clone() };
+        let started = Instant::now();
+        while !pending.is_empty() {
+            if started.elapsed() > DIMS_LOAD_TIMEOUT {
+                tracing::warn!(remaining = pending.len(), "Dimension topics not fully loaded in time; continuing.");
+                break;
+            }
+            match reader.consumer.poll(Duration::from_millis(200)) {
+                Some(Ok(m)) => reader.apply(&m, dims, sink, out),
+                // The EOF error names the partition but not the topic: positions tell.
+                Some(Err(KafkaError::PartitionEOF(_))) => reader.settle(&mut pending),
+                Some(Err(e)) => tracing::warn!(error = %e, "Dimension consumer error."),
+                None => reader.settle(&mut pending),
+            }
+        }
+        let (a, t) = dims.len();
+        tracing::info!(accounts = a, teams = t, "Dimension tables loaded.");
+        Ok(reader)
+    }
+
+    /// Drops partitions whose position has reached their high watermark.
+    fn settle(&self, pending: &mut BTreeSet<(String, i32)>) {
+        let positions: HashMap<(String, i32), i64> = match self.consumer.position() {
+            Ok(tpl) => tpl
+                .elements()
+                .iter()
+                .filter_map(|e| e.offset().to_raw().map(|o| ((e.topic().to_string(), e.partition()), o)))
+                .collect(),
+            Err(_) => return,
+        };
+        pending.retain(|(t, p)| {
+            let Ok((low, high)) = self.consumer.fetch_watermarks(t, *p, Duration::from_secs(5)) else { return true };
+            if high <= low {
+                return false;
+            }
+            positions.get(&(t.clone(), *p)).is_none_or(|pos| *pos < high)
+        });
+    }
+
+    fn apply(&self, m: &BorrowedMessage<'_>, dims: &mut Dimensions, sink: &KafkaSink, out: &mut RunSummary) {
+        let result = if m.topic() == self.accounts_topic {
+            json::decode_account(m.key(), m.payload()).map(|u| dims.apply_account(u))
+        } else {
+            json::decode_team(m.key(), m.payload()).map(|u| dims.apply_team(u))
+        };
+        match result {
+            Ok(()) => metrics().dimension_records_total.with_label_values(&[m.topic()]).inc(),
+            Err(e) => reject(sink, m, &e, out),
+        }
+    }
+
+    /// Applies whatever updates have arrived, without waiting.
+    fn poll_updates(&self, dims: &mut Dimensions, sink: &KafkaSink, out: &mut RunSummary) {
+        for _ in 0..10_000 {
+            match self.consumer.poll(Duration::ZERO) {
+                Some(Ok(m)) => self.apply(&m, dims, sink, out),
+                Some(Err(KafkaError::PartitionEOF(_))) => {}
+                Some(Err(e)) => tracing::warn!(error = %e, "Dimension consumer error."),
+                None => break,
+            }
+        }
+    }
+}
+
+fn reject(sink: &KafkaSink, m: &BorrowedMessage<'_>, e: &DecodeError, out: &mut RunSummary) {
+    RecordRejected { topic: m.topic(), partition: m.partition(), offset: m.offset(), reason: e.reason, detail: &e.detail }.emit();
+    out.dead_letters += 1;
+    let r = Rejection {
+        topic: m.topic(),
+        partition: m.partition(),
+        offset: m.offset(),
+        key: m.key(),
+        payload: m.payload(),
+        headers: m.headers(),
+        reason: e.reason(),
+        detail: &e.detail,
+    };
+    if let Err(err) = sink.dead_letter(r) {
+        // Not acknowledged now means the batch's flush fails and nothing is committed.
+        tracing::error!(topic = m.topic(), partition = m.partition(), offset = m.offset(), error = %err, "Cannot produce dead letter.");
+    }
+}
+
+/// The per-partition state this instance owns.
+struct Owned {
+    engine_cfg: Arc<EngineConfig>,
+    engines: BTreeMap<i32, Engine>,
+    assigned: BTreeSet<(usize, i32)>,
+    watermarks: WatermarkTracker<(usize, i32)>,
+    /// Next offset to commit per (topic index, partition).
+    offsets: HashMap<(usize, i32), i64>,
+}
+
+impl Owned {
+    fn apply(&mut self, ev: RebalanceEvent, topics: &[String; 2], now: i64) {
+        let idx = |t: &str| topics.iter().position(|x| x == t);
+        match ev {
+            RebalanceEvent::Assigned(parts) => {
+                for (t, p) in parts {
+                    if let Some(i) = idx(&t) {
+                        self.assigned.insert((i, p));
+                        self.watermarks.add_partition((i, p), now);
+                        self.engines.entry(p).or_insert_with(|| Engine::new(Arc::clone(&self.engine_cfg)));
+                    }
+                }
+                tracing::info!(partitions = ?self.assigned, "Partitions assigned.");
+            }
+            RebalanceEvent::Revoked(parts) => {
+                for (t, p) in parts {
+                    if let Some(i) = idx(&t) {
+                        self.assigned.remove(&(i, p));
+                        self.watermarks.remove_partition(&(i, p));
+                        self.offsets.remove(&(i, p));
+                        if !self.assigned.iter().any(|(_, q)| *q == p) {
+                            self.engines.remove(&p);
+                        }
+                    }
+                }
+                tracing::info!(partitions = ?self.assigned, "Partitions revoked.");
+            }
+        }
+        metrics().assigned_partitions.set(self.assigned.len() as i64);
+    }
+}
+
+fn drain_rebalances(consumer: &BaseConsumer<PipelineContext>, owned: &mut Owned, topics: &[String; 2]) {
+    let events = match consumer.context().events.lock() {
+        Ok(mut q) => std::mem::take(&mut *q),
+        Err(_) => return,
+    };
+    for ev in events {
+        owned.apply(ev, topics, crate::time::now_ms());
+    }
+}
+
+fn write_outputs(sink: &KafkaSink, out: &mut Outputs, trigger_ms: Option<i64>, summary: &mut RunSummary) -> Result<(), PipelineError> {
+    if out.alerts.is_empty() && out.scores.is_empty() {
+        return Ok(());
+    }
+    AlertsEmitted { alerts: &out.alerts }.emit();
+    for a in out.alerts.drain(..) {
+        sink.alert(&a, trigger_ms)?;
+        summary.alerts += 1;
+    }
+    metrics().scores_total.inc_by(out.scores.len() as u64);
+    for s in out.scores.drain(..) {
+        sink.score(&s)?;
+    }
+    Ok(())
+}
+
+/// Runs the pipeline until `shutdown` is set: finishes the batch, commits, leaves the
+/// group and returns.
+pub fn run(cfg: &Config, shutdown: &AtomicBool) -> Result<RunSummary, PipelineError> {
+    if cfg.processing.guarantee == Guarantee::ExactlyOnce {
+        tracing::warn!("processing.guarantee = \"exactly_once\" is served as at-least-once by this build: outputs are acknowledged before input offsets commit; consumers dedupe by alert_id.");
+    }
+    let topics = [cfg.topics.usage.clone(), cfg.topics.support.clone()];
+    let ctx = PipelineContext { events: Mutex::new(Vec::new()), input_topics: topics.clone() };
+    let consumer: BaseConsumer<PipelineContext> = client_config(cfg)
+        .set("group.id", &cfg.kafka.group_id)
+        .set("partition.assignment.strategy", "range")
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("statistics.interval.ms", "5000")
+        .create_with_context(ctx)?;
+    let partitions = check_copartitioning(&consumer, cfg)?;
+    let sink = KafkaSink::new(cfg)?;
+    let mut summary = RunSummary::default();
+    let mut dims = Dimensions::default();
+    let dims_reader = DimsReader::start(cfg, &mut dims, &sink, &mut summary)?;
+    consumer.subscribe(&[&topics[0], &topics[1]])?;
+    tracing::info!(partitions, group = %cfg.kafka.group_id, "Consuming.");
+    telemetry::set_ready(true);
+
+    let engine_cfg = Arc::new(EngineConfig::from_config(cfg));
+    let mut owned = Owned {
+        engine_cfg,
+        engines: BTreeMap::new(),
+        assigned: BTreeSet::new(),
+        watermarks: WatermarkTracker::new(
+            cfg.time.allowed_lateness_secs as i64 * 1000,
+            cfg.time.idle_timeout_secs as i64 * 1000,
+        ),
+        offsets: HashMap::new(),
+    };
+    let interval = Duration::from_millis(cfg.processing.commit_interval_ms);
+    let mut out = Outputs::default();
+    let mut received: [u64; 2] = [0, 0];
+    let result = loop {
+        if shutdown.load(Ordering::SeqCst) {
+            break Ok(());
+        }
+        let started = Instant::now();
+        dims_reader.poll_updates(&mut dims, &sink, &mut summary);
+        let mut n = 0usize;
+        while n < cfg.processing.max_batch_records && !shutdown.load(Ordering::SeqCst) {
+            let remaining = interval.saturating_sub(started.elapsed());
+            if remaining.is_zero() {
+                break;
+            }
+            let msg = consumer.poll(remaining);
+            drain_rebalances(&consumer, &mut owned, &topics);
+            let m = match msg {
+                None => continue,
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "Consumer error.");
+                    continue;
+                }
+                Some(Ok(m)) => m,
+            };
+            let Some(ti) = topics.iter().position(|t| t == m.topic()) else { continue };
+            let p = m.partition();
+            if !owned.assigned.contains(&(ti, p)) {
+                continue;
+            }
+            n += 1;
+            received[ti] += 1;
+            let now = crate::time::now_ms();
+            let decoded = if ti == 0 { json::decode_usage(m.payload()) } else { json::decode_support(m.payload()) };
+            owned.offsets.insert((ti, p), m.offset() + 1);
+            match decoded {
+                Err(e) => {
+                    owned.watermarks.touch(&(ti, p), now);
+                    reject(&sink, &m, &e, &mut summary);
+                }
+                Ok(ev) => {
+                    let engine = owned.engines.entry(p).or_insert_with(|| Engine::new(Arc::clone(&owned.engine_cfg)));
+                    match engine.ingest(&ev, &dims, now, &mut out) {
+                        Ingested::Accepted => owned.watermarks.observe(&(ti, p), ev.occurred_at(), now),
+                        Ingested::Late { tick } => {
+                            owned.watermarks.touch(&(ti, p), now);
+                            let e = late_error(&ev, tick);
+                            reject(&sink, &m, &e, &mut summary);
+                        }
+                    }
+                    if !out.alerts.is_empty() {
+                        write_outputs(&sink, &mut out, m.timestamp().to_millis(), &mut summary)?;
+                    }
+                }
+            }
+        }
+        drain_rebalances(&consumer, &mut owned, &topics);
+        for (i, count) in received.iter_mut().enumerate() {
+            if *count > 0 {
+                EventsReceived { topic: &topics[i], count: *count }.emit();
+                summary.records += *count;
+                *count = 0;
+            }
+        }
+        let now = crate::time::now_ms();
+        if let Some(wm) = owned.watermarks.watermark(now) {
+            let m = metrics();
+            m.watermark_timestamp_seconds.set(wm as f64 / 1000.0);
+            m.watermark_delay_seconds.set((now - wm) as f64 / 1000.0);
+            let before = out.ticks;
+            for engine in owned.engines.values_mut() {
+                engine.advance(wm, &dims, now, &mut out);
+            }
+            m.ticks_evaluated_total.inc_by(out.ticks - before);
+        }
+        write_outputs(&sink, &mut out, None, &mut summary)?;
+        if n == 0 && owned.offsets.is_empty() {
+            sink.poll();
+            continue;
+        }
+        if let Err(e) = sink.flush(FLUSH_TIMEOUT) {
+            break Err(PipelineError::Delivery(format!("{e}; input offsets not committed")));
+        }
+        commit(&consumer, &mut owned, &topics, CommitMode::Async);
+        summary.batches += 1;
+        record_state_metrics(&owned);
+        metrics().batch_duration_seconds.observe(started.elapsed().as_secs_f64());
+    };
+    telemetry::set_ready(false);
+    if result.is_ok() {
+        // Finish: everything produced is acknowledged, then the last offsets commit.
+        if let Err(e) = sink.flush(FLUSH_TIMEOUT) {
+            return Err(PipelineError::Delivery(e));
+        }
+        commit(&consumer, &mut owned, &topics, CommitMode::Sync);
+    }
+    consumer.unsubscribe();
+    tracing::info!(records = summary.records, alerts = summary.alerts, dead_letters = summary.dead_letters, "Pipeline stopped.");
+    result.map(|()| summary)
+}
+
+fn late_error(ev: &Event, tick: i64) -> DecodeError {
+    DecodeError {
+        reason: Reason::Late,
+        detail: format!(
+            "occurred_at {} belongs to tick {} which was already evaluated",
+            crate::time::format_rfc3339(ev.occurred_at()),
+            crate::time::format_rfc3339(tick)
+        ),
+    }
+}
+
+fn commit(consumer: &BaseConsumer<PipelineContext>, owned: &mut Owned, topics: &[String; 2], mode: CommitMode) {
+    if owned.offsets.is_empty() {
+        return;
+    }
+    let mut tpl = TopicPartitionList::new();
+    for ((ti, p), off) in owned.offsets.drain() {
+        if tpl.add_partition_offset(&topics[ti], p, Offset::Offset(off)).is_err() {
+            continue;
+        }
+    }
+    if let Err(e) = consumer.commit(&tpl, mode) {
+        metrics().commits_total.with_label_values(&["error"]).inc();
+        tracing::warn!(error = %e, "Offset commit failed; the records will be read again.");
+    }
+}
+
+fn record_state_metrics(owned: &Owned) {
+    let m = metrics();
+    let mut size = crate::engine::StateSize::default();
+    let mut bands = HashMap::new();
+    for e in owned.engines.values() {
+        let s = e.state_size();
+        size.accounts += s.accounts;
+        size.teams += s.teams;
+        size.user_activity += s.user_activity;
+        size.tickets += s.tickets;
+        for (k, v) in e.band_counts() {
+            *bands.entry(k).or_insert(0) += v;
+        }
+    }
+    for (kind, v) in [("accounts", size.accounts), ("teams", size.teams), ("user_activity", size.user_activity), ("tickets", size.tickets)] {
+        m.state_entries.with_label_values(&[kind]).set(v as i64);
+    }
+    m.set_entities(&bands);
+}

@@ -1,0 +1,352 @@
+//! `cs-pulse replay`: the engine over NDJSON files, no Kafka. For backtesting a health
+//! model on history.
+//!
+//! Dimension files are loaded first. Usage and support files are each read in their own
+//! line order and merged by `occurred_at` (usage first on ties), as one input partition:
+//! the watermark is the highest event time so far minus the allowed lateness. At the end
+//! of input the watermark moves to the end of the tick interval holding the latest event.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::decode::{json, DecodeError, Reason};
+use crate::dims::Dimensions;
+use crate::engine::{Engine, EngineConfig, Ingested, Outputs};
+use crate::model::Event;
+use crate::telemetry::{AlertsEmitted, EventsReceived, RecordRejected};
+use crate::window::WatermarkTracker;
+
+/// Errors of a replay run.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    /// A file could not be opened, read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// An input file has a format this build cannot read.
+    #[error("{path}: {why}")]
+    Unsupported {
+        /// The file.
+        path: String,
+        /// Why.
+        why: String,
+    },
+}
+
+impl ReplayError {
+    /// Whether the error is the user's input (exit 2) rather than a runtime failure.
+    pub fn is_usage(&self) -> bool {
+        matches!(self, ReplayError::Unsupported { .. })
+            || matches!(self, ReplayError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
+    }
+}
+
+/// The files of a replay.
+#[derive(Debug, Clone, Default)]
+pub struct ReplayFiles {
+    /// Usage events.
+    pub usage: Option<PathBuf>,
+    /// Support events.
+    pub support: Option<PathBuf>,
+    /// Account records.
+    pub accounts: Option<PathBuf>,
+    /// Team records.
+    pub teams: Option<PathBuf>,
+    /// Alerts out.
+    pub out: PathBuf,
+    /// Score records out.
+    pub scores: Option<PathBuf>,
+    /// Rejected and late input out.
+    pub deadletter: Option<PathBuf>,
+}
+
+/// What a replay did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ReplaySummary {
+    /// Events taken into state.
+    pub events: u64,
+    /// Dimension records applied.
+    pub dimension_records: u64,
+    /// Rejected records by reason (late included).
+    pub rejected: BTreeMap<String, u64>,
+    /// Alerts by kind.
+    pub alerts: BTreeMap<String, u64>,
+    /// Score records written.
+    pub scores: u64,
+    /// Ticks evaluated.
+    pub ticks: u64,
+    /// The last tick evaluated, epoch ms.
+    pub last_tick: Option<i64>,
+}
+
+/// A rejected input line, as written to `--deadletter`.
+#[derive(Debug, Serialize)]
+struct DeadLetter<'a> {
+    source: &'a str,
+    file: &'a str,
+    line: u64,
+    reason: &'static str,
+    error: &'a str,
+    payload: &'a str,
+}
+
+struct Lines {
+    name: &'static str,
+    path: String,
+    reader: Box<dyn BufRead>,
+    line_no: u64,
+}
+
+impl Lines {
+    fn open(name: &'static str, path: &Path) -> Result<Self, ReplayError> {
+        if path.extension().is_some_and(|e| e == "avro") {
+            return Err(ReplayError::Unsupported {
+                path: path.display().to_string(),
+                why: "Avro object container files are not readable by this build; convert to NDJSON".into(),
+            });
+        }
+        let f = File::open(path).map_err(|source| ReplayError::Io { path: path.display().to_string(), source })?;
+        Ok(Self { name, path: path.display().to_string(), reader: Box::new(BufReader::new(f)), line_no: 0 })
+    }
+
+    /// The next non-blank line and its number.
+    fn next_line(&mut self) -> Result<Option<(u64, String)>, ReplayError> {
+        let mut buf = String::new();
+        loop {
+            buf.clear();
+            let n = self
+                .reader
+                .read_line(&mut buf)
+                .map_err(|source| ReplayError::Io { path: self.path.clone(), source })?;
+            if n == 0 {
+                return Ok(None);
+            }
+            self.line_no += 1;
+            let line = buf.trim_end_matches(['\n', '\r']);
+            if !line.trim().is_empty() {
+                return Ok(Some((self.line_no, line.to_string())));
+            }
+        }
+    }
+}
+
+struct Sinks {
+    out: BufWriter<File>,
+    out_path: String,
+    scores: Option<(BufWriter<File>, String)>,
+    deadletter: Option<(BufWriter<File>, String)>,
+}
+
+fn create(path: &Path) -> Result<BufWriter<File>, ReplayError> {
+    File::create(path)
+        .map(BufWriter::new)
+        .map_err(|source| ReplayError::Io { path: path.display().to_string(), source })
+}
+
+fn write_json(w: &mut BufWriter<File>, path: &str, v: &impl Serialize) -> Result<(), ReplayError> {
+    let io = |source| ReplayError::Io { path: path.to_string(), source };
+    serde_json::to_writer(&mut *w, v).map_err(|e| io(std::io::Error::other(e)))?;
+    w.write_all(b"\n").map_err(io)
+}
+
+impl Sinks {
+    fn reject(
+        &mut self,
+        summary: &mut ReplaySummary,
+        src: &Lines,
+        line: u64,
+        err: &DecodeError,
+        payload: &str,
+    ) -> Result<(), ReplayError> {
+        RecordRejected {
+            topic: src.name,
+            partition: -1,
+            offset: line as i64,
+            reason: err.reason,
+            detail: &err.detail,
+        }
+        .emit();
+        *summary.rejected.entry(err.reason().to_string()).or_insert(0) += 1;
+        match &mut self.deadletter {
+            Some((w, path)) => {
+                let dl = DeadLetter {
+                    source: src.name,
+                    file: &src.path,
+                    line,
+                    reason: err.reason(),
+                    error: &err.detail,
+                    payload,
+                };
+                write_json(w, path, &dl)
+            }
+            None => {
+                tracing::warn!(file = %src.path, line, reason = err.reason(), error = %err.detail, "Rejected input line.");
+                Ok(())
+            }
+        }
+    }
+
+    fn write(&mut self, summary: &mut ReplaySummary, out: &mut Outputs) -> Result<(), ReplayError> {
+        AlertsEmitted { alerts: &out.alerts }.emit();
+        for a in out.alerts.drain(..) {
+            *summary.alerts.entry(a.kind.as_str().to_string()).or_insert(0) += 1;
+            write_json(&mut self.out, &self.out_path, &a)?;
+        }
+        summary.scores += out.scores.len() as u64;
+        match &mut self.scores {
+            Some((w, path)) => {
+                for s in out.scores.drain(..) {
+                    write_json(w, path, &s)?;
+                }
+            }
+            None => out.scores.clear(),
+        }
+        summary.ticks += std::mem::take(&mut out.ticks);
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<(), ReplayError> {
+        let flush = |w: &mut BufWriter<File>, path: &str| {
+            w.flush().map_err(|source| ReplayError::Io { path: path.to_string(), source })
+        };
+        flush(&mut self.out, &self.out_path)?;
+        if let Some((w, p)) = &mut self.scores {
+            flush(w, p)?;
+        }
+        if let Some((w, p)) = &mut self.deadletter {
+            flush(w, p)?;
+        }
+        Ok(())
+    }
+}
+
+/// One event stream and its next decoded event.
+struct Stream {
+    lines: Lines,
+    decode: fn(Option<&[u8]>) -> Result<Event, DecodeError>,
+    head: Option<(u64, String, Event)>,
+}
+
+impl Stream {
+    /// Reads ahead to the next valid event, dead-lettering invalid lines on the way.
+    fn fill(&mut self, sinks: &mut Sinks, summary: &mut ReplaySummary) -> Result<(), ReplayError> {
+        while self.head.is_none() {
+            let Some((no, line)) = self.lines.next_line()? else { return Ok(()) };
+            EventsReceived { topic: self.lines.name, count: 1 }.emit();
+            match (self.decode)(Some(line.as_bytes())) {
+                Ok(ev) => self.head = Some((no, line, ev)),
+                Err(e) => sinks.reject(summary, &self.lines, no, &e, &line)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Replays the files through the engine.
+pub fn replay(cfg: &Config, files: &ReplayFiles) -> Result<ReplaySummary, ReplayError> {
+    let mut summary = ReplaySummary::default();
+    let mut sinks = Sinks {
+        out: create(&files.out)?,
+        out_path: files.out.display().to_string(),
+        scores: match &files.scores {
+            Some(p) => Some((create(p)?, p.display().to_string())),
+            None => None,
+        },
+        deadletter: match &files.deadletter {
+            Some(p) => Some((create(p)?, p.display().to_string())),
+            None => None,
+        },
+    };
+    let mut dims = Dimensions::default();
+    if let Some(p) = &files.accounts {
+        let mut lines = Lines::open("accounts", p)?;
+        while let Some((no, line)) = lines.next_line()? {
+            match json::decode_account(None, Some(line.as_bytes())) {
+                Ok(u) => {
+                    dims.apply_account(u);
+                    summary.dimension_records += 1;
+                }
+                Err(e) => sinks.reject(&mut summary, &lines, no, &e, &line)?,
+            }
+        }
+    }
+    if let Some(p) = &files.teams {
+        let mut lines = Lines::open("teams", p)?;
+        while let Some((no, line)) = lines.next_line()? {
+            match json::decode_team(None, Some(line.as_bytes())) {
+                Ok(u) => {
+                    dims.apply_team(u);
+                    summary.dimension_records += 1;
+                }
+                Err(e) => sinks.reject(&mut summary, &lines, no, &e, &line)?,
+            }
+        }
+    }
+    let mut streams = Vec::new();
+    if let Some(p) = &files.usage {
+        streams.push(Stream { lines: Lines::open("usage", p)?, decode: json::decode_usage, head: None });
+    }
+    if let Some(p) = &files.support {
+        streams.push(Stream { lines: Lines::open("support", p)?, decode: json::decode_support, head: None });
+    }
+
+    let engine_cfg = Arc::new(EngineConfig::from_config(cfg));
+    let mut engine = Engine::new(engine_cfg);
+    let lateness_ms = cfg.time.allowed_lateness_secs as i64 * 1000;
+    // Files have no wall clock: one partition that is never idle.
+    let mut watermarks = WatermarkTracker::new(lateness_ms, i64::MAX);
+    watermarks.add_partition((), 0);
+    let mut out = Outputs::default();
+    let now = crate::time::now_ms;
+    loop {
+        for s in streams.iter_mut() {
+            s.fill(&mut sinks, &mut summary)?;
+        }
+        // The earliest head; usage (listed first) wins ties.
+        let next = streams
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.head.as_ref().map(|(_, _, e)| (e.occurred_at(), i)))
+            .min();
+        let Some((_, i)) = next else { break };
+        let Some((no, line, ev)) = streams[i].head.take() else { break };
+        match engine.ingest(&ev, &dims, now(), &mut out) {
+            Ingested::Accepted => summary.events += 1,
+            Ingested::Late { tick } => {
+                let err = DecodeError {
+                    reason: Reason::Late,
+                    detail: format!(
+                        "occurred_at {} belongs to tick {} which was already evaluated",
+                        crate::time::format_rfc3339(ev.occurred_at()),
+                        crate::time::format_rfc3339(tick)
+                    ),
+                };
+                sinks.reject(&mut summary, &streams[i].lines, no, &err, &line)?;
+            }
+        }
+        watermarks.observe(&(), ev.occurred_at(), 0);
+        if let Some(wm) = watermarks.watermark(0) {
+            engine.advance(wm, &dims, now(), &mut out);
+        }
+        if !out.is_empty() {
+            sinks.write(&mut summary, &mut out)?;
+        }
+    }
+    if let Some(max) = watermarks.max_event_time() {
+        engine.advance(engine.end_of_input_watermark(max), &dims, now(), &mut out);
+    }
+    sinks.write(&mut summary, &mut out)?;
+    sinks.finish()?;
+    summary.last_tick = engine.last_evaluated();
+    Ok(summary)
+}

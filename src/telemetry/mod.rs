@@ -1,0 +1,143 @@
+//! Telemetry: Prometheus metrics, the `/metrics` `/healthz` `/readyz` endpoint, logging,
+//! and one struct per notable occurrence whose `emit()` both logs and counts.
+
+mod http;
+mod metrics;
+
+pub use http::serve;
+pub use metrics::{metrics, Metrics};
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::config::LogFormat;
+use crate::decode::Reason;
+use crate::model::Alert;
+
+static READY: AtomicBool = AtomicBool::new(false);
+
+/// Marks the process ready (`/readyz` answers 200) or not.
+pub fn set_ready(ready: bool) {
+    READY.store(ready, Ordering::SeqCst);
+}
+
+/// Whether the process is ready.
+pub fn is_ready() -> bool {
+    READY.load(Ordering::SeqCst)
+}
+
+/// Installs the tracing subscriber: level from `RUST_LOG` (default `info`), human or
+/// JSON lines on stderr. Calling it twice is harmless.
+pub fn init_logging(format: LogFormat) {
+    use tracing_subscriber::filter::Targets;
+    use tracing_subscriber::prelude::*;
+    let filter: Targets = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| "info".parse().unwrap_or_default());
+    let registry = tracing_subscriber::registry().with(filter);
+    let result = match format {
+        LogFormat::Json => registry
+            .with(tracing_subscriber::fmt::layer().json().with_writer(std::io::stderr))
+            .try_init(),
+        LogFormat::Human => registry
+            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+            .try_init(),
+    };
+    drop(result);
+}
+
+/// Records were read from an input topic.
+pub struct EventsReceived<'a> {
+    /// Topic name.
+    pub topic: &'a str,
+    /// How many.
+    pub count: u64,
+}
+
+impl EventsReceived<'_> {
+    /// Counts them.
+    pub fn emit(self) {
+        metrics().events_total.with_label_values(&[self.topic]).inc_by(self.count);
+    }
+}
+
+/// A record was rejected and dead-lettered.
+pub struct RecordRejected<'a> {
+    /// Source topic.
+    pub topic: &'a str,
+    /// Source partition (-1 for files).
+    pub partition: i32,
+    /// Source offset (line number for files).
+    pub offset: i64,
+    /// Why.
+    pub reason: Reason,
+    /// Detail naming the field.
+    pub detail: &'a str,
+}
+
+impl RecordRejected<'_> {
+    /// Logs at DEBUG (per record) and counts: late events in
+    /// `cs_pulse_late_events_total`, the rest in `cs_pulse_invalid_events_total`.
+    pub fn emit(self) {
+        tracing::debug!(
+            topic = self.topic,
+            partition = self.partition,
+            offset = self.offset,
+            reason = self.reason.as_str(),
+            error = self.detail,
+            "Record dead-lettered."
+        );
+        let m = metrics();
+        if self.reason == Reason::Late {
+            m.late_events_total.with_label_values(&[self.topic]).inc();
+        } else {
+            m.invalid_events_total.with_label_values(&[self.topic, self.reason.as_str()]).inc();
+        }
+    }
+}
+
+/// Alerts were produced.
+pub struct AlertsEmitted<'a> {
+    /// The alerts.
+    pub alerts: &'a [Alert],
+}
+
+impl AlertsEmitted<'_> {
+    /// Counts them by kind and severity, and logs each at INFO: alerts are rare and are
+    /// the product's output, not per-event noise.
+    pub fn emit(self) {
+        let m = metrics();
+        for a in self.alerts {
+            m.alerts_total.with_label_values(&[a.kind.as_str(), a.severity.as_str()]).inc();
+            tracing::info!(
+                kind = a.kind.as_str(),
+                severity = a.severity.as_str(),
+                level = a.entity.level.as_str(),
+                entity = %a.entity.id,
+                account = %a.entity.account_id,
+                at = a.at,
+                "Alert."
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejections_are_counted_by_reason() {
+        let m = metrics();
+        let invalid = m.invalid_events_total.with_label_values(&["t.test", "wrong_type"]);
+        let late = m.late_events_total.with_label_values(&["t.test"]);
+        let (i0, l0) = (invalid.get(), late.get());
+        RecordRejected { topic: "t.test", partition: 0, offset: 1, reason: Reason::WrongType, detail: "x" }.emit();
+        RecordRejected { topic: "t.test", partition: 0, offset: 2, reason: Reason::Late, detail: "late" }.emit();
+        RecordRejected { topic: "t.test", partition: 0, offset: 3, reason: Reason::Late, detail: "late" }.emit();
+        assert_eq!(invalid.get() - i0, 1);
+        assert_eq!(late.get() - l0, 2);
+        let text = m.render();
+        assert!(text.contains("cs_pulse_invalid_events_total{reason=\"wrong_type\",topic=\"t.test\"}"), "{text}");
+    }
+}
