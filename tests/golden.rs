@@ -1,0 +1,150 @@
+//! Golden replay tests: each folder of tests/golden holds input files, a config, and
+//! hand-checked expected alerts, scores and dead letters (see its README.md). The test
+//! runs the `cs-pulse replay` binary over the inputs and compares projections of its
+//! output, as sets, with the expected files.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::{json, Value};
+
+type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+fn rfc3339(ms: &Value) -> Value {
+    ms.as_i64().map(|m| json!(cs_pulse::time::format_rfc3339(m))).unwrap_or(Value::Null)
+}
+
+fn read_ndjson(path: &Path) -> Result<Vec<Value>> {
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    let text = std::fs::read_to_string(path)?;
+    text.lines().filter(|l| !l.trim().is_empty()).map(|l| Ok(serde_json::from_str(l)?)).collect()
+}
+
+fn project_alert(a: &Value) -> Value {
+    let h = &a["health"];
+    json!({
+        "kind": a["kind"], "severity": a["severity"],
+        "level": a["entity"]["level"], "id": a["entity"]["id"],
+        "at": rfc3339(&a["at"]),
+        "score": h["score"], "band": h["band"],
+        "previous_score": h["previous_score"], "previous_band": h["previous_band"],
+    })
+}
+
+fn project_score(s: &Value) -> Value {
+    json!({
+        "level": s["entity"]["level"], "id": s["entity"]["id"], "at": rfc3339(&s["at"]),
+        "score": s["score"], "band": s["band"], "components": s["components"],
+    })
+}
+
+fn project_deadletter(d: &Value) -> Value {
+    json!({ "source": d["source"], "line": d["line"], "reason": d["reason"] })
+}
+
+fn sorted(mut v: Vec<Value>) -> Vec<String> {
+    let mut s: Vec<String> = v.drain(..).map(|x| x.to_string()).collect();
+    s.sort();
+    s
+}
+
+fn run_case(dir: &Path) -> Result {
+    let out = tempdir(dir)?;
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cs-pulse"));
+    cmd.arg("replay");
+    for input in ["usage", "support", "accounts", "teams"] {
+        let f = dir.join(format!("{input}.ndjson"));
+        if f.exists() {
+            cmd.arg(format!("--{input}")).arg(f);
+        }
+    }
+    let (alerts, scores, dead) = (out.join("alerts.ndjson"), out.join("scores.ndjson"), out.join("dead.ndjson"));
+    cmd.arg("--out").arg(&alerts).arg("--scores").arg(&scores).arg("--deadletter").arg(&dead);
+    cmd.arg("--config").arg(dir.join("config.toml"));
+    let output = cmd.output()?;
+    assert!(output.status.success(), "{}: replay failed: {}", dir.display(), String::from_utf8_lossy(&output.stderr));
+
+    let got_alerts = read_ndjson(&alerts)?;
+    for a in &got_alerts {
+        let reasons = a["reasons"].as_array().ok_or("reasons missing")?;
+        assert!(!reasons.is_empty(), "{}: alert without reasons: {a}", dir.display());
+        assert!(
+            reasons.iter().any(|r| r.as_str().is_some_and(|s| s.chars().any(|c| c.is_ascii_digit()))),
+            "{}: reasons name no number: {a}",
+            dir.display()
+        );
+        assert_eq!(a["alert_id"].as_str().map(str::len), Some(32), "{a}");
+    }
+    let checks: [(&str, Vec<Value>, fn(&Value) -> Value); 3] = [
+        ("expected_alerts.ndjson", got_alerts, project_alert),
+        ("expected_scores.ndjson", read_ndjson(&scores)?, project_score),
+        ("expected_deadletter.ndjson", read_ndjson(&dead)?, project_deadletter),
+    ];
+    for (file, got, project) in checks {
+        let expected_path = dir.join(file);
+        if !expected_path.exists() {
+            continue;
+        }
+        let expected = sorted(read_ndjson(&expected_path)?);
+        let got = sorted(got.iter().map(project).collect());
+        assert_eq!(got, expected, "{}: {file} differs", dir.display());
+    }
+    std::fs::remove_dir_all(&out)?;
+    Ok(())
+}
+
+fn tempdir(case: &Path) -> Result<PathBuf> {
+    let name = case.file_name().and_then(|n| n.to_str()).unwrap_or("case");
+    let dir = std::env::temp_dir().join(format!("cs-pulse-golden-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+fn case(name: &str) -> Result {
+    run_case(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(name))
+}
+
+#[test]
+fn hysteresis_at_every_band_boundary() -> Result {
+    case("hysteresis")
+}
+
+#[test]
+fn unions_across_teams_of_a_group() -> Result {
+    case("unions")
+}
+
+#[test]
+fn trend_left_out_while_the_earlier_week_is_empty() -> Result {
+    case("trend")
+}
+
+#[test]
+fn ticks_one_by_one_when_the_watermark_jumps() -> Result {
+    case("watermark_jump")
+}
+
+#[test]
+fn late_events_are_dead_lettered_and_ignored() -> Result {
+    case("late")
+}
+
+#[test]
+fn system_events_without_user_id() -> Result {
+    case("system_events")
+}
+
+#[test]
+fn every_case_folder_is_tested() -> Result {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
+    let mut names: Vec<String> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().is_dir())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["hysteresis", "late", "system_events", "trend", "unions", "watermark_jump"]);
+    Ok(())
+}
