@@ -39,7 +39,10 @@ pub enum ConfigError {
 }
 
 fn invalid(key: &str, why: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid { key: key.to_string(), why: why.into() }
+    ConfigError::Invalid {
+        key: key.to_string(),
+        why: why.into(),
+    }
 }
 
 /// The whole configuration of cs-pulse.
@@ -190,7 +193,9 @@ fn default_pending_ttl_secs() -> u64 {
 
 impl Default for MagicNumberConfig {
     fn default() -> Self {
-        Self { pending_ttl_secs: default_pending_ttl_secs() }
+        Self {
+            pending_ttl_secs: default_pending_ttl_secs(),
+        }
     }
 }
 
@@ -277,7 +282,11 @@ pub struct Bands {
 
 impl Default for Bands {
     fn default() -> Self {
-        Self { green: 70.0, yellow: 40.0, hysteresis: 5.0 }
+        Self {
+            green: 70.0,
+            yellow: 40.0,
+            hysteresis: 5.0,
+        }
     }
 }
 
@@ -431,7 +440,9 @@ pub struct MetricsConfig {
 
 impl Default for MetricsConfig {
     fn default() -> Self {
-        Self { bind: "127.0.0.1:9464".into() }
+        Self {
+            bind: "127.0.0.1:9464".into(),
+        }
     }
 }
 
@@ -457,8 +468,10 @@ pub struct LogConfig {
 impl Config {
     /// Reads a TOML file, applies environment overrides and validates.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
         Self::from_toml(&text, &path.display().to_string())
     }
 
@@ -515,11 +528,17 @@ impl Config {
                 return Err(invalid(key, "must not be empty"));
             }
             if let Some((other, _)) = topics[..i].iter().find(|(_, n)| n == name) {
-                return Err(invalid(key, format!("names the same topic '{name}' as `{other}`")));
+                return Err(invalid(
+                    key,
+                    format!("names the same topic '{name}' as `{other}`"),
+                ));
             }
         }
         if self.time.evaluation_interval_secs == 0 {
-            return Err(invalid("time.evaluation_interval_secs", "must be at least 1"));
+            return Err(invalid(
+                "time.evaluation_interval_secs",
+                "must be at least 1",
+            ));
         }
         if self.time.idle_timeout_secs == 0 {
             return Err(invalid("time.idle_timeout_secs", "must be at least 1"));
@@ -536,10 +555,16 @@ impl Config {
         let mut seen = std::collections::HashSet::new();
         for f in &self.adoption.key_features {
             if f.is_empty() {
-                return Err(invalid("adoption.key_features", "holds an empty feature name"));
+                return Err(invalid(
+                    "adoption.key_features",
+                    "holds an empty feature name",
+                ));
             }
             if !seen.insert(f) {
-                return Err(invalid("adoption.key_features", format!("lists '{f}' twice")));
+                return Err(invalid(
+                    "adoption.key_features",
+                    format!("lists '{f}' twice"),
+                ));
             }
         }
         check_weights("health.weights", &self.health.weights)?;
@@ -550,18 +575,29 @@ impl Config {
             check_bands(&format!("health.segments.{name}.bands"), &b)?;
         }
         if self.processing.commit_interval_ms == 0 {
-            return Err(invalid("processing.commit_interval_ms", "must be at least 1"));
+            return Err(invalid(
+                "processing.commit_interval_ms",
+                "must be at least 1",
+            ));
         }
         if self.processing.max_batch_records == 0 {
-            return Err(invalid("processing.max_batch_records", "must be at least 1"));
+            return Err(invalid(
+                "processing.max_batch_records",
+                "must be at least 1",
+            ));
         }
         if self.output.format == OutputFormat::Avro {
-            return Err(invalid("output.format", "avro output is not available in this build; use \"json\""));
+            return Err(invalid(
+                "output.format",
+                "avro output is not available in this build; use \"json\"",
+            ));
         }
-        self.metrics
-            .bind
-            .parse::<SocketAddr>()
-            .map_err(|e| invalid("metrics.bind", format!("'{}' is not HOST:PORT ({e})", self.metrics.bind)))?;
+        self.metrics.bind.parse::<SocketAddr>().map_err(|e| {
+            invalid(
+                "metrics.bind",
+                format!("'{}' is not HOST:PORT ({e})", self.metrics.bind),
+            )
+        })?;
         Ok(())
     }
 
@@ -574,7 +610,10 @@ impl Config {
 fn check_weights(key: &str, w: &Weights) -> Result<(), ConfigError> {
     for (name, v) in w.entries() {
         if !v.is_finite() || v < 0.0 {
-            return Err(invalid(&format!("{key}.{name}"), format!("{v} must be a number >= 0")));
+            return Err(invalid(
+                &format!("{key}.{name}"),
+                format!("{v} must be a number >= 0"),
+            ));
         }
     }
     if w.entries().iter().all(|(_, v)| *v == 0.0) {
@@ -584,9 +623,16 @@ fn check_weights(key: &str, w: &Weights) -> Result<(), ConfigError> {
 }
 
 fn check_bands(key: &str, b: &Bands) -> Result<(), ConfigError> {
-    for (name, v) in [("green", b.green), ("yellow", b.yellow), ("hysteresis", b.hysteresis)] {
+    for (name, v) in [
+        ("green", b.green),
+        ("yellow", b.yellow),
+        ("hysteresis", b.hysteresis),
+    ] {
         if !v.is_finite() || !(0.0..=100.0).contains(&v) {
-            return Err(invalid(&format!("{key}.{name}"), format!("{v} must be within 0..=100")));
+            return Err(invalid(
+                &format!("{key}.{name}"),
+                format!("{v} must be within 0..=100"),
+            ));
         }
     }
     if b.yellow >= b.green {
@@ -626,7 +672,9 @@ mod tests {
 
     #[test]
     fn unknown_key_is_named() {
-        let e = parse("[time]\nallowed_latenes_secs = 5\n").unwrap_err().to_string();
+        let e = parse("[time]\nallowed_latenes_secs = 5\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("allowed_latenes_secs"), "{e}");
         let e = parse("[nonsense]\n").unwrap_err().to_string();
         assert!(e.contains("nonsense"), "{e}");
@@ -634,17 +682,29 @@ mod tests {
 
     #[test]
     fn bad_values_name_the_key() {
-        let e = parse("[health.bands]\nyellow = 80\n").unwrap_err().to_string();
+        let e = parse("[health.bands]\nyellow = 80\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("health.bands.yellow"), "{e}");
-        let e = parse("[health.weights]\nsupport = -1\n").unwrap_err().to_string();
+        let e = parse("[health.weights]\nsupport = -1\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("health.weights.support"), "{e}");
-        let e = parse("[metrics]\nbind = \"nowhere\"\n").unwrap_err().to_string();
+        let e = parse("[metrics]\nbind = \"nowhere\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("metrics.bind"), "{e}");
-        let e = parse("[processing]\nguarantee = \"maybe_once\"\n").unwrap_err().to_string();
+        let e = parse("[processing]\nguarantee = \"maybe_once\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("maybe_once"), "{e}");
-        let e = parse("[topics]\nscores = \"cs.health.alerts.v1\"\n").unwrap_err().to_string();
+        let e = parse("[topics]\nscores = \"cs.health.alerts.v1\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("topics.scores"), "{e}");
-        let e = parse("[health.segments.smb.bands]\ngreen = 30\n").unwrap_err().to_string();
+        let e = parse("[health.segments.smb.bands]\ngreen = 30\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("health.segments.smb.bands.yellow"), "{e}");
     }
 

@@ -38,7 +38,10 @@ impl Dimensions {
             }
         }
         if let Upsert::Put(t) = u {
-            self.teams_by_account.entry(t.account_id.clone()).or_default().insert(id.clone());
+            self.teams_by_account
+                .entry(t.account_id.clone())
+                .or_default()
+                .insert(id.clone());
             self.teams.insert(id, t);
         }
     }
@@ -50,7 +53,9 @@ impl Dimensions {
 
     /// A team's record, when it belongs to `account_id`.
     pub fn team(&self, account_id: &str, team_id: &str) -> Option<&TeamRecord> {
-        self.teams.get(team_id).filter(|t| t.account_id == account_id)
+        self.teams
+            .get(team_id)
+            .filter(|t| t.account_id == account_id)
     }
 
     /// The team records of an account, by team id.
@@ -73,7 +78,11 @@ mod tests {
     use super::*;
 
     fn team(id: &str, acct: &str) -> TeamRecord {
-        TeamRecord { team_id: id.into(), account_id: acct.into(), ..Default::default() }
+        TeamRecord {
+            team_id: id.into(),
+            account_id: acct.into(),
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -94,7 +103,11 @@ mod tests {
     #[test]
     fn account_upsert_and_delete() {
         let mut d = Dimensions::default();
-        d.apply_account(Upsert::Put(AccountRecord { account_id: "a".into(), seats: Some(3), ..Default::default() }));
+        d.apply_account(Upsert::Put(AccountRecord {
+            account_id: "a".into(),
+            seats: Some(3),
+            ..Default::default()
+        }));
         assert_eq!(d.account("a").and_then(|a| a.seats), Some(3));
         d.apply_account(Upsert::Delete("a".into()));
         assert!(d.account("a").is_none());

@@ -53,7 +53,9 @@ impl ProducerContext for DeliveryContext {
             Ok(_) => {
                 if trigger_ms > 0 {
                     let secs = (crate::time::now_ms() - trigger_ms as i64).max(0) as f64 / 1000.0;
-                    crate::telemetry::metrics().event_to_alert_latency_seconds.observe(secs);
+                    crate::telemetry::metrics()
+                        .event_to_alert_latency_seconds
+                        .observe(secs);
                 }
             }
             Err((e, msg)) => {
@@ -120,7 +122,8 @@ impl KafkaSink {
         headers: Option<OwnedHeaders>,
         trigger_ms: usize,
     ) -> Result<(), KafkaError> {
-        let mut record: BaseRecord<'_, [u8], [u8], usize> = BaseRecord::with_opaque_to(topic, trigger_ms);
+        let mut record: BaseRecord<'_, [u8], [u8], usize> =
+            BaseRecord::with_opaque_to(topic, trigger_ms);
         if let Some(k) = key {
             record = record.key(k);
         }
@@ -148,13 +151,25 @@ impl KafkaSink {
     pub fn alert(&self, a: &Alert, trigger_ms: Option<i64>) -> Result<(), KafkaError> {
         let body = encode(a)?;
         let trigger = trigger_ms.filter(|t| *t > 0).map_or(0, |t| t as usize);
-        self.send(&self.alerts_topic, Some(a.entity.account_id.as_bytes()), Some(&body), None, trigger)
+        self.send(
+            &self.alerts_topic,
+            Some(a.entity.account_id.as_bytes()),
+            Some(&body),
+            None,
+            trigger,
+        )
     }
 
     /// Produces a score record, keyed `level:entity_id` on the compacted scores topic.
     pub fn score(&self, s: &ScoreRecord) -> Result<(), KafkaError> {
         let body = encode(s)?;
-        self.send(&self.scores_topic, Some(s.entity.score_key().as_bytes()), Some(&body), None, 0)
+        self.send(
+            &self.scores_topic,
+            Some(s.entity.score_key().as_bytes()),
+            Some(&body),
+            None,
+            0,
+        )
     }
 
     /// Produces a dead letter: original key, bytes and headers, plus headers saying why and
@@ -163,7 +178,10 @@ impl KafkaSink {
         let mut h = OwnedHeaders::new();
         if let Some(orig) = r.headers {
             for hdr in orig.iter() {
-                h = h.insert(Header { key: hdr.key, value: hdr.value });
+                h = h.insert(Header {
+                    key: hdr.key,
+                    value: hdr.value,
+                });
             }
         }
         let partition = r.partition.to_string();
@@ -175,7 +193,10 @@ impl KafkaSink {
             (HEADER_SOURCE_PARTITION, partition.as_str()),
             (HEADER_SOURCE_OFFSET, offset.as_str()),
         ] {
-            h = h.insert(Header { key: k, value: Some(v) });
+            h = h.insert(Header {
+                key: k,
+                value: Some(v),
+            });
         }
         crate::telemetry::metrics().deadletter_records_total.inc();
         self.send(&self.deadletter_topic, r.key, r.payload, Some(h), 0)
@@ -189,7 +210,9 @@ impl KafkaSink {
         }
         let after = self.producer.context().failures.swap(0, Ordering::SeqCst);
         if after > 0 {
-            return Err(format!("{after} output records were not acknowledged ({before} before this flush)"));
+            return Err(format!(
+                "{after} output records were not acknowledged ({before} before this flush)"
+            ));
         }
         Ok(())
     }

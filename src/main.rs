@@ -132,7 +132,10 @@ fn install_signal_handler(rt: &tokio::runtime::Runtime, flag: Arc<AtomicBool>) {
         #[cfg(unix)]
         {
             use tokio::signal::unix::{signal, SignalKind};
-            let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+            let (Ok(mut term), Ok(mut int)) = (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+            ) else {
                 tracing::warn!("Cannot install signal handlers.");
                 return;
             };
@@ -151,7 +154,9 @@ fn install_signal_handler(rt: &tokio::runtime::Runtime, flag: Arc<AtomicBool>) {
 }
 
 fn start_metrics(rt: &tokio::runtime::Runtime, bind: &str) -> Result<std::net::SocketAddr, String> {
-    let addr: std::net::SocketAddr = bind.parse().map_err(|e| format!("metrics.bind '{bind}': {e}"))?;
+    let addr: std::net::SocketAddr = bind
+        .parse()
+        .map_err(|e| format!("metrics.bind '{bind}': {e}"))?;
     rt.block_on(telemetry::serve(addr))
         .map(|(a, _task)| a)
         .map_err(|e| format!("cannot serve metrics on {addr}: {e}"))
@@ -165,7 +170,11 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
         }
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => return runtime_error(format!("cannot start runtime: {e}")),
     };
@@ -177,13 +186,30 @@ fn main() -> ExitCode {
             }
             Err(e) => usage_error(e),
         },
-        Command::Replay { usage, support, accounts, teams, out, scores, deadletter, config } => {
+        Command::Replay {
+            usage,
+            support,
+            accounts,
+            teams,
+            out,
+            scores,
+            deadletter,
+            config,
+        } => {
             let cfg = match load_config(config.as_ref()) {
                 Ok(c) => c,
                 Err(e) => return usage_error(e),
             };
             telemetry::init_logging(cfg.log.format);
-            let files = replay::ReplayFiles { usage, support, accounts, teams, out, scores, deadletter };
+            let files = replay::ReplayFiles {
+                usage,
+                support,
+                accounts,
+                teams,
+                out,
+                scores,
+                deadletter,
+            };
             match replay::replay(&cfg, &files) {
                 Ok(summary) => {
                     let line = serde_json::to_string(&summary).unwrap_or_default();
@@ -208,7 +234,9 @@ fn main() -> ExitCode {
             }
             let result = {
                 let shutdown = Arc::clone(&shutdown);
-                rt.block_on(tokio::task::spawn_blocking(move || pipeline::run(&cfg, &shutdown)))
+                rt.block_on(tokio::task::spawn_blocking(move || {
+                    pipeline::run(&cfg, &shutdown)
+                }))
             };
             match result {
                 Ok(Ok(_)) => ExitCode::SUCCESS,
@@ -219,7 +247,12 @@ fn main() -> ExitCode {
                 Err(e) => runtime_error(format!("pipeline thread failed: {e}")),
             }
         }
-        Command::Demo { duration, seed, days, config } => {
+        Command::Demo {
+            duration,
+            seed,
+            days,
+            config,
+        } => {
             let cfg = match load_config(config.as_ref()) {
                 Ok(c) => c,
                 Err(e) => return usage_error(e),
@@ -234,7 +267,12 @@ fn main() -> ExitCode {
             if let Err(e) = start_metrics(&rt, &cfg.metrics.bind) {
                 return usage_error(e);
             }
-            let opts = demo::DemoOptions { duration, seed, days, print: true };
+            let opts = demo::DemoOptions {
+                duration,
+                seed,
+                days,
+                print: true,
+            };
             match demo::run(cfg, &opts, shutdown) {
                 Ok(summary) => {
                     println!("{}", demo::format_summary(&summary));

@@ -92,7 +92,10 @@ struct PipelineContext {
 }
 
 fn tpl_elements(tpl: &TopicPartitionList) -> Vec<(String, i32)> {
-    tpl.elements().iter().map(|e| (e.topic().to_string(), e.partition())).collect()
+    tpl.elements()
+        .iter()
+        .map(|e| (e.topic().to_string(), e.partition()))
+        .collect()
 }
 
 impl ClientContext for PipelineContext {
@@ -102,7 +105,9 @@ impl ClientContext for PipelineContext {
             if let Some(t) = stats.topics.get(topic) {
                 for (p, ps) in &t.partitions {
                     if *p >= 0 && ps.consumer_lag >= 0 {
-                        m.consumer_lag.with_label_values(&[topic, &p.to_string()]).set(ps.consumer_lag);
+                        m.consumer_lag
+                            .with_label_values(&[topic, &p.to_string()])
+                            .set(ps.consumer_lag);
                     }
                 }
             }
@@ -114,11 +119,17 @@ impl ConsumerContext for PipelineContext {
     fn post_rebalance(&self, _c: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         let ev = match rebalance {
             Rebalance::Assign(tpl) => {
-                metrics().rebalances_total.with_label_values(&["assign"]).inc();
+                metrics()
+                    .rebalances_total
+                    .with_label_values(&["assign"])
+                    .inc();
                 RebalanceEvent::Assigned(tpl_elements(tpl))
             }
             Rebalance::Revoke(tpl) => {
-                metrics().rebalances_total.with_label_values(&["revoke"]).inc();
+                metrics()
+                    .rebalances_total
+                    .with_label_values(&["revoke"])
+                    .inc();
                 RebalanceEvent::Revoked(tpl_elements(tpl))
             }
             Rebalance::Error(e) => {
@@ -131,7 +142,11 @@ impl ConsumerContext for PipelineContext {
         }
     }
 
-    fn commit_callback(&self, result: rdkafka::error::KafkaResult<()>, _offsets: &TopicPartitionList) {
+    fn commit_callback(
+        &self,
+        result: rdkafka::error::KafkaResult<()>,
+        _offsets: &TopicPartitionList,
+    ) {
         let outcome = if result.is_ok() { "ok" } else { "error" };
         metrics().commits_total.with_label_values(&[outcome]).inc();
         if let Err(e) = result {
@@ -142,7 +157,10 @@ impl ConsumerContext for PipelineContext {
 
 /// Checks that usage and support are co-partitioned. A missing topic or unequal counts is
 /// a setup error naming both topics and their counts.
-pub fn check_copartitioning<C: ConsumerContext>(consumer: &BaseConsumer<C>, cfg: &Config) -> Result<usize, PipelineError> {
+pub fn check_copartitioning<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    cfg: &Config,
+) -> Result<usize, PipelineError> {
     let (u, s) = (&cfg.topics.usage, &cfg.topics.support);
     let counts = partition_counts(consumer, &[u, s], METADATA_TIMEOUT)?;
     match (counts[0], counts[1]) {
@@ -162,7 +180,12 @@ struct DimsReader {
 }
 
 impl DimsReader {
-    fn start(cfg: &Config, dims: &mut Dimensions, sink: &KafkaSink, out: &mut RunSummary) -> Result<Self, PipelineError> {
+    fn start(
+        cfg: &Config,
+        dims: &mut Dimensions,
+        sink: &KafkaSink,
+        out: &mut RunSummary,
+    ) -> Result<Self, PipelineError> {
         let consumer: BaseConsumer = client_config(cfg)
             .set("group.id", format!("{}-dims", cfg.kafka.group_id))
             .set("enable.auto.commit", "false")
@@ -181,15 +204,24 @@ impl DimsReader {
                         pending.insert((t.to_string(), p));
                     }
                 }
-                None => tracing::warn!(topic = t, "Dimension topic does not exist; running without its records."),
+                None => tracing::warn!(
+                    topic = t,
+                    "Dimension topic does not exist; running without its records."
+                ),
             }
         }
         consumer.assign(&tpl)?;
-        let reader = Self { consumer, accounts_topic: cfg.topics.accounts.clone() };
+        let reader = Self {
+            consumer,
+            accounts_topic: cfg.topics.accounts.clone(),
+        };
         let started = Instant::now();
         while !pending.is_empty() {
             if started.elapsed() > DIMS_LOAD_TIMEOUT {
-                tracing::warn!(remaining = pending.len(), "Dimension topics not fully loaded in time; continuing.");
+                tracing::warn!(
+                    remaining = pending.len(),
+                    "Dimension topics not fully loaded in time; continuing."
+                );
                 break;
             }
             match reader.consumer.poll(Duration::from_millis(200)) {
@@ -211,27 +243,47 @@ impl DimsReader {
             Ok(tpl) => tpl
                 .elements()
                 .iter()
-                .filter_map(|e| e.offset().to_raw().map(|o| ((e.topic().to_string(), e.partition()), o)))
+                .filter_map(|e| {
+                    e.offset()
+                        .to_raw()
+                        .map(|o| ((e.topic().to_string(), e.partition()), o))
+                })
                 .collect(),
             Err(_) => return,
         };
         pending.retain(|(t, p)| {
-            let Ok((low, high)) = self.consumer.fetch_watermarks(t, *p, Duration::from_secs(5)) else { return true };
+            let Ok((low, high)) = self
+                .consumer
+                .fetch_watermarks(t, *p, Duration::from_secs(5))
+            else {
+                return true;
+            };
             if high <= low {
                 return false;
             }
-            positions.get(&(t.clone(), *p)).is_none_or(|pos| *pos < high)
+            positions
+                .get(&(t.clone(), *p))
+                .is_none_or(|pos| *pos < high)
         });
     }
 
-    fn apply(&self, m: &BorrowedMessage<'_>, dims: &mut Dimensions, sink: &KafkaSink, out: &mut RunSummary) {
+    fn apply(
+        &self,
+        m: &BorrowedMessage<'_>,
+        dims: &mut Dimensions,
+        sink: &KafkaSink,
+        out: &mut RunSummary,
+    ) {
         let result = if m.topic() == self.accounts_topic {
             json::decode_account(m.key(), m.payload()).map(|u| dims.apply_account(u))
         } else {
             json::decode_team(m.key(), m.payload()).map(|u| dims.apply_team(u))
         };
         match result {
-            Ok(()) => metrics().dimension_records_total.with_label_values(&[m.topic()]).inc(),
+            Ok(()) => metrics()
+                .dimension_records_total
+                .with_label_values(&[m.topic()])
+                .inc(),
             Err(e) => reject(sink, m, &e, out),
         }
     }
@@ -250,7 +302,14 @@ impl DimsReader {
 }
 
 fn reject(sink: &KafkaSink, m: &BorrowedMessage<'_>, e: &DecodeError, out: &mut RunSummary) {
-    RecordRejected { topic: m.topic(), partition: m.partition(), offset: m.offset(), reason: e.reason, detail: &e.detail }.emit();
+    RecordRejected {
+        topic: m.topic(),
+        partition: m.partition(),
+        offset: m.offset(),
+        reason: e.reason,
+        detail: &e.detail,
+    }
+    .emit();
     out.dead_letters += 1;
     let r = Rejection {
         topic: m.topic(),
@@ -287,7 +346,9 @@ impl Owned {
                     if let Some(i) = idx(&t) {
                         self.assigned.insert((i, p));
                         self.watermarks.add_partition((i, p), now);
-                        self.engines.entry(p).or_insert_with(|| Engine::new(Arc::clone(&self.engine_cfg)));
+                        self.engines
+                            .entry(p)
+                            .or_insert_with(|| Engine::new(Arc::clone(&self.engine_cfg)));
                     }
                 }
                 tracing::info!(partitions = ?self.assigned, "Partitions assigned.");
@@ -306,11 +367,17 @@ impl Owned {
                 tracing::info!(partitions = ?self.assigned, "Partitions revoked.");
             }
         }
-        metrics().assigned_partitions.set(self.assigned.len() as i64);
+        metrics()
+            .assigned_partitions
+            .set(self.assigned.len() as i64);
     }
 }
 
-fn drain_rebalances(consumer: &BaseConsumer<PipelineContext>, owned: &mut Owned, topics: &[String; 2]) {
+fn drain_rebalances(
+    consumer: &BaseConsumer<PipelineContext>,
+    owned: &mut Owned,
+    topics: &[String; 2],
+) {
     let events = match consumer.context().events.lock() {
         Ok(mut q) => std::mem::take(&mut *q),
         Err(_) => return,
@@ -320,11 +387,19 @@ fn drain_rebalances(consumer: &BaseConsumer<PipelineContext>, owned: &mut Owned,
     }
 }
 
-fn write_outputs(sink: &KafkaSink, out: &mut Outputs, trigger_ms: Option<i64>, summary: &mut RunSummary) -> Result<(), PipelineError> {
+fn write_outputs(
+    sink: &KafkaSink,
+    out: &mut Outputs,
+    trigger_ms: Option<i64>,
+    summary: &mut RunSummary,
+) -> Result<(), PipelineError> {
     if out.alerts.is_empty() && out.scores.is_empty() {
         return Ok(());
     }
-    AlertsEmitted { alerts: &out.alerts }.emit();
+    AlertsEmitted {
+        alerts: &out.alerts,
+    }
+    .emit();
     for a in out.alerts.drain(..) {
         sink.alert(&a, trigger_ms)?;
         summary.alerts += 1;
@@ -343,7 +418,10 @@ pub fn run(cfg: &Config, shutdown: &AtomicBool) -> Result<RunSummary, PipelineEr
         tracing::warn!("processing.guarantee = \"exactly_once\" is served as at-least-once by this build: outputs are acknowledged before input offsets commit; consumers dedupe by alert_id.");
     }
     let topics = [cfg.topics.usage.clone(), cfg.topics.support.clone()];
-    let ctx = PipelineContext { events: Mutex::new(Vec::new()), input_topics: topics.clone() };
+    let ctx = PipelineContext {
+        events: Mutex::new(Vec::new()),
+        input_topics: topics.clone(),
+    };
     let consumer: BaseConsumer<PipelineContext> = client_config(cfg)
         .set("group.id", &cfg.kafka.group_id)
         .set("partition.assignment.strategy", "range")
@@ -397,7 +475,9 @@ pub fn run(cfg: &Config, shutdown: &AtomicBool) -> Result<RunSummary, PipelineEr
                 }
                 Some(Ok(m)) => m,
             };
-            let Some(ti) = topics.iter().position(|t| t == m.topic()) else { continue };
+            let Some(ti) = topics.iter().position(|t| t == m.topic()) else {
+                continue;
+            };
             let p = m.partition();
             if !owned.assigned.contains(&(ti, p)) {
                 continue;
@@ -405,7 +485,11 @@ pub fn run(cfg: &Config, shutdown: &AtomicBool) -> Result<RunSummary, PipelineEr
             n += 1;
             received[ti] += 1;
             let now = crate::time::now_ms();
-            let decoded = if ti == 0 { json::decode_usage(m.payload()) } else { json::decode_support(m.payload()) };
+            let decoded = if ti == 0 {
+                json::decode_usage(m.payload())
+            } else {
+                json::decode_support(m.payload())
+            };
             owned.offsets.insert((ti, p), m.offset() + 1);
             match decoded {
                 Err(e) => {
@@ -413,9 +497,14 @@ pub fn run(cfg: &Config, shutdown: &AtomicBool) -> Result<RunSummary, PipelineEr
                     reject(&sink, &m, &e, &mut summary);
                 }
                 Ok(ev) => {
-                    let engine = owned.engines.entry(p).or_insert_with(|| Engine::new(Arc::clone(&owned.engine_cfg)));
+                    let engine = owned
+                        .engines
+                        .entry(p)
+                        .or_insert_with(|| Engine::new(Arc::clone(&owned.engine_cfg)));
                     match engine.ingest(&ev, &dims, now, &mut out) {
-                        Ingested::Accepted => owned.watermarks.observe(&(ti, p), ev.occurred_at(), now),
+                        Ingested::Accepted => {
+                            owned.watermarks.observe(&(ti, p), ev.occurred_at(), now)
+                        }
                         Ingested::Late { tick } => {
                             owned.watermarks.touch(&(ti, p), now);
                             let e = late_error(&ev, tick);
@@ -431,7 +520,11 @@ pub fn run(cfg: &Config, shutdown: &AtomicBool) -> Result<RunSummary, PipelineEr
         drain_rebalances(&consumer, &mut owned, &topics);
         for (i, count) in received.iter_mut().enumerate() {
             if *count > 0 {
-                EventsReceived { topic: &topics[i], count: *count }.emit();
+                EventsReceived {
+                    topic: &topics[i],
+                    count: *count,
+                }
+                .emit();
                 summary.records += *count;
                 *count = 0;
             }
@@ -453,12 +546,16 @@ pub fn run(cfg: &Config, shutdown: &AtomicBool) -> Result<RunSummary, PipelineEr
             continue;
         }
         if let Err(e) = sink.flush(FLUSH_TIMEOUT) {
-            break Err(PipelineError::Delivery(format!("{e}; input offsets not committed")));
+            break Err(PipelineError::Delivery(format!(
+                "{e}; input offsets not committed"
+            )));
         }
         commit(&consumer, &mut owned, &topics, CommitMode::Async);
         summary.batches += 1;
         record_state_metrics(&owned);
-        metrics().batch_duration_seconds.observe(started.elapsed().as_secs_f64());
+        metrics()
+            .batch_duration_seconds
+            .observe(started.elapsed().as_secs_f64());
     };
     telemetry::set_ready(false);
     if result.is_ok() {
@@ -469,7 +566,12 @@ pub fn run(cfg: &Config, shutdown: &AtomicBool) -> Result<RunSummary, PipelineEr
         commit(&consumer, &mut owned, &topics, CommitMode::Sync);
     }
     consumer.unsubscribe();
-    tracing::info!(records = summary.records, alerts = summary.alerts, dead_letters = summary.dead_letters, "Pipeline stopped.");
+    tracing::info!(
+        records = summary.records,
+        alerts = summary.alerts,
+        dead_letters = summary.dead_letters,
+        "Pipeline stopped."
+    );
     result.map(|()| summary)
 }
 
@@ -484,13 +586,21 @@ fn late_error(ev: &Event, tick: i64) -> DecodeError {
     }
 }
 
-fn commit(consumer: &BaseConsumer<PipelineContext>, owned: &mut Owned, topics: &[String; 2], mode: CommitMode) {
+fn commit(
+    consumer: &BaseConsumer<PipelineContext>,
+    owned: &mut Owned,
+    topics: &[String; 2],
+    mode: CommitMode,
+) {
     if owned.offsets.is_empty() {
         return;
     }
     let mut tpl = TopicPartitionList::new();
     for ((ti, p), off) in owned.offsets.drain() {
-        if tpl.add_partition_offset(&topics[ti], p, Offset::Offset(off)).is_err() {
+        if tpl
+            .add_partition_offset(&topics[ti], p, Offset::Offset(off))
+            .is_err()
+        {
             continue;
         }
     }
@@ -514,7 +624,12 @@ fn record_state_metrics(owned: &Owned) {
             *bands.entry(k).or_insert(0) += v;
         }
     }
-    for (kind, v) in [("accounts", size.accounts), ("teams", size.teams), ("user_activity", size.user_activity), ("tickets", size.tickets)] {
+    for (kind, v) in [
+        ("accounts", size.accounts),
+        ("teams", size.teams),
+        ("user_activity", size.user_activity),
+        ("tickets", size.tickets),
+    ] {
         m.state_entries.with_label_values(&[kind]).set(v as i64);
     }
     m.set_entities(&bands);

@@ -130,10 +130,42 @@ fn companies() -> Vec<Company> {
             contract_start_day: -200,
             renewal_day: 300,
             teams: vec![
-                team("acme", "payments", Some("commerce"), Some("product"), Some("engineering"), 30, 24),
-                team("acme", "checkout", Some("commerce"), Some("product"), Some("engineering"), 12, 10),
-                team("acme", "infra", Some("platform"), Some("core"), Some("engineering"), 10, 9),
-                team("acme", "devex", Some("platform"), Some("core"), Some("engineering"), 8, 7),
+                team(
+                    "acme",
+                    "payments",
+                    Some("commerce"),
+                    Some("product"),
+                    Some("engineering"),
+                    30,
+                    24,
+                ),
+                team(
+                    "acme",
+                    "checkout",
+                    Some("commerce"),
+                    Some("product"),
+                    Some("engineering"),
+                    12,
+                    10,
+                ),
+                team(
+                    "acme",
+                    "infra",
+                    Some("platform"),
+                    Some("core"),
+                    Some("engineering"),
+                    10,
+                    9,
+                ),
+                team(
+                    "acme",
+                    "devex",
+                    Some("platform"),
+                    Some("core"),
+                    Some("engineering"),
+                    8,
+                    7,
+                ),
             ],
         },
         Company {
@@ -143,8 +175,24 @@ fn companies() -> Vec<Company> {
             contract_start_day: -300,
             renewal_day: 200,
             teams: vec![
-                team("globex", "data", Some("analytics"), Some("insights"), None, 30, 12),
-                team("globex", "ml", Some("analytics"), Some("insights"), None, 10, 8),
+                team(
+                    "globex",
+                    "data",
+                    Some("analytics"),
+                    Some("insights"),
+                    None,
+                    30,
+                    12,
+                ),
+                team(
+                    "globex",
+                    "ml",
+                    Some("analytics"),
+                    Some("insights"),
+                    None,
+                    10,
+                    8,
+                ),
                 team("globex", "web", Some("digital"), None, None, 10, 8),
             ],
         },
@@ -195,7 +243,13 @@ pub struct Generator {
 impl Generator {
     /// A generator whose day 0 starts at `start_ms`.
     pub fn new(seed: u64, start_ms: i64) -> Self {
-        Self { rng: Rng::new(seed), start_ms, companies: companies(), seq: 0, with_garbage: true }
+        Self {
+            rng: Rng::new(seed),
+            start_ms,
+            companies: companies(),
+            seq: 0,
+            with_garbage: true,
+        }
     }
 
     /// Account and team records.
@@ -211,7 +265,12 @@ impl Generator {
                 "contract_start": self.start_ms + c.contract_start_day * DAY_MS,
                 "renewal_date": self.start_ms + c.renewal_day * DAY_MS,
             });
-            out.push(GenRecord { input: Input::Accounts, at: 0, key: c.id.into(), payload: acct.to_string().into_bytes() });
+            out.push(GenRecord {
+                input: Input::Accounts,
+                at: 0,
+                key: c.id.into(),
+                payload: acct.to_string().into_bytes(),
+            });
             for t in &c.teams {
                 let rec = json!({
                     "team_id": t.id,
@@ -222,7 +281,12 @@ impl Generator {
                     "division": t.division,
                     "seats": t.seats,
                 });
-                out.push(GenRecord { input: Input::Teams, at: 0, key: t.id.clone(), payload: rec.to_string().into_bytes() });
+                out.push(GenRecord {
+                    input: Input::Teams,
+                    at: 0,
+                    key: t.id.clone(),
+                    payload: rec.to_string().into_bytes(),
+                });
             }
         }
         out
@@ -252,7 +316,15 @@ impl Generator {
         format!("{prefix}-{}", self.seq)
     }
 
-    fn usage(&mut self, at: i64, acct: &str, team: &str, user: Option<&str>, kind: &str, extra: Value) -> GenRecord {
+    fn usage(
+        &mut self,
+        at: i64,
+        acct: &str,
+        team: &str,
+        user: Option<&str>,
+        kind: &str,
+        extra: Value,
+    ) -> GenRecord {
         let mut v = json!({
             "event_id": self.next_id("u"),
             "occurred_at": at,
@@ -266,10 +338,22 @@ impl Generator {
         if let (Value::Object(o), Value::Object(e)) = (&mut v, extra) {
             o.extend(e);
         }
-        GenRecord { input: Input::Usage, at, key: acct.into(), payload: v.to_string().into_bytes() }
+        GenRecord {
+            input: Input::Usage,
+            at,
+            key: acct.into(),
+            payload: v.to_string().into_bytes(),
+        }
     }
 
-    fn support(&mut self, at: i64, acct: &str, team: Option<&str>, kind: &str, extra: Value) -> GenRecord {
+    fn support(
+        &mut self,
+        at: i64,
+        acct: &str,
+        team: Option<&str>,
+        kind: &str,
+        extra: Value,
+    ) -> GenRecord {
         let mut v = json!({
             "event_id": self.next_id("s"),
             "occurred_at": at,
@@ -282,7 +366,12 @@ impl Generator {
         if let (Value::Object(o), Value::Object(e)) = (&mut v, extra) {
             o.extend(e);
         }
-        GenRecord { input: Input::Support, at, key: acct.into(), payload: v.to_string().into_bytes() }
+        GenRecord {
+            input: Input::Support,
+            at,
+            key: acct.into(),
+            payload: v.to_string().into_bytes(),
+        }
     }
 
     /// Every input event of simulated `day`, in event-time order.
@@ -301,16 +390,29 @@ impl Generator {
                     let user = format!("{}-u{u}", t.id);
                     let n = 2 + self.rng.below(3);
                     for _ in 0..n {
-                        let at = day_start + (8 + self.rng.below(10) as i64) * HOUR_MS + self.rng.below(HOUR_MS as u64) as i64;
+                        let at = day_start
+                            + (8 + self.rng.below(10) as i64) * HOUR_MS
+                            + self.rng.below(HOUR_MS as u64) as i64;
                         let feature = if self.rng.chance(0.8) {
                             // users favour the first features; the stayers of globex-data
                             // use only dashboards
-                            let k = if c.id == "globex" && t.id == "globex-data" && day >= 17 { 1 } else { 4 };
+                            let k = if c.id == "globex" && t.id == "globex-data" && day >= 17 {
+                                1
+                            } else {
+                                4
+                            };
                             KEY_FEATURES[self.rng.below(k) as usize]
                         } else {
                             OTHER_FEATURES[self.rng.below(2) as usize]
                         };
-                        let ev = self.usage(at, c.id, &t.id, Some(&user), "feature_used", json!({ "feature": feature }));
+                        let ev = self.usage(
+                            at,
+                            c.id,
+                            &t.id,
+                            Some(&user),
+                            "feature_used",
+                            json!({ "feature": feature }),
+                        );
                         out.push(ev);
                     }
                 }
@@ -321,7 +423,14 @@ impl Generator {
                     let created_at = at - (1 + self.rng.below(48) as i64) * HOUR_MS;
                     let pick = self.rng.below(active_users.len() as u64) as usize;
                     let creator = format!("{}-u{}", t.id, active_users[pick]);
-                    out.push(self.usage(created_at.max(day_start), c.id, &t.id, Some(&creator), "change_created", json!({ "change_id": change })));
+                    out.push(self.usage(
+                        created_at.max(day_start),
+                        c.id,
+                        &t.id,
+                        Some(&creator),
+                        "change_created",
+                        json!({ "change_id": change }),
+                    ));
                     out.push(self.usage(at, c.id, &t.id, None, "change_deployed", json!({
                         "change_id": change, "environment": "production", "app_id": format!("{}-app", t.id)
                     })));
@@ -331,9 +440,19 @@ impl Generator {
         self.storyline_tickets(day, day_start, &mut out);
         if self.with_garbage && day.rem_euclid(7) == 3 {
             let at = day_start + 9 * HOUR_MS;
-            out.push(GenRecord { input: Input::Usage, at, key: "acme".into(), payload: b"{\"event_id\": \"broken".to_vec() });
+            out.push(GenRecord {
+                input: Input::Usage,
+                at,
+                key: "acme".into(),
+                payload: b"{\"event_id\": \"broken".to_vec(),
+            });
             let missing = json!({ "event_id": self.next_id("s"), "occurred_at": at, "account_id": "initech", "kind": "ticket_opened" });
-            out.push(GenRecord { input: Input::Support, at, key: "initech".into(), payload: missing.to_string().into_bytes() });
+            out.push(GenRecord {
+                input: Input::Support,
+                at,
+                key: "initech".into(),
+                payload: missing.to_string().into_bytes(),
+            });
         }
         out.sort_by_key(|r| r.at);
         out
@@ -345,29 +464,77 @@ impl Generator {
         let plain = |id: &str| json!({ "ticket_id": id });
         match day {
             12 => {
-                let e = self.support(at(10), "initech", Some("initech-tps"), "ticket_opened", opened("P1", "INI-1"));
+                let e = self.support(
+                    at(10),
+                    "initech",
+                    Some("initech-tps"),
+                    "ticket_opened",
+                    opened("P1", "INI-1"),
+                );
                 out.push(e);
             }
             13 => {
-                let e = self.support(at(11), "initech", None, "ticket_opened", opened("P1", "INI-2"));
+                let e = self.support(
+                    at(11),
+                    "initech",
+                    None,
+                    "ticket_opened",
+                    opened("P1", "INI-2"),
+                );
                 out.push(e);
-                let e = self.support(at(15), "initech", Some("initech-billing"), "ticket_opened", opened("P2", "INI-3"));
+                let e = self.support(
+                    at(15),
+                    "initech",
+                    Some("initech-billing"),
+                    "ticket_opened",
+                    opened("P2", "INI-3"),
+                );
                 out.push(e);
             }
             14 => {
-                let e = self.support(at(9), "initech", Some("initech-billing"), "ticket_escalated", opened("P1", "INI-3"));
+                let e = self.support(
+                    at(9),
+                    "initech",
+                    Some("initech-billing"),
+                    "ticket_escalated",
+                    opened("P1", "INI-3"),
+                );
                 out.push(e);
             }
             18 => {
-                let e = self.support(at(10), "globex", Some("globex-data"), "ticket_opened", opened("P1", "GLX-1"));
+                let e = self.support(
+                    at(10),
+                    "globex",
+                    Some("globex-data"),
+                    "ticket_opened",
+                    opened("P1", "GLX-1"),
+                );
                 out.push(e);
-                let e = self.support(at(14), "globex", Some("globex-data"), "ticket_opened", opened("P2", "GLX-2"));
+                let e = self.support(
+                    at(14),
+                    "globex",
+                    Some("globex-data"),
+                    "ticket_opened",
+                    opened("P2", "GLX-2"),
+                );
                 out.push(e);
             }
             20 => {
-                let e = self.support(at(10), "globex", Some("globex-data"), "ticket_escalated", opened("P1", "GLX-2"));
+                let e = self.support(
+                    at(10),
+                    "globex",
+                    Some("globex-data"),
+                    "ticket_escalated",
+                    opened("P1", "GLX-2"),
+                );
                 out.push(e);
-                let e = self.support(at(16), "globex", Some("globex-data"), "ticket_opened", opened("P1", "GLX-3"));
+                let e = self.support(
+                    at(16),
+                    "globex",
+                    Some("globex-data"),
+                    "ticket_opened",
+                    opened("P1", "GLX-3"),
+                );
                 out.push(e);
             }
             30 => {
@@ -381,9 +548,21 @@ impl Generator {
         // everyday low-priority tickets that get resolved
         if day.rem_euclid(7) == 1 {
             let id = self.next_id("ACM");
-            let e = self.support(at(9), "acme", Some("acme-infra"), "ticket_opened", opened("P3", &id));
+            let e = self.support(
+                at(9),
+                "acme",
+                Some("acme-infra"),
+                "ticket_opened",
+                opened("P3", &id),
+            );
             out.push(e);
-            let e = self.support(at(17), "acme", Some("acme-infra"), "ticket_resolved", plain(&id));
+            let e = self.support(
+                at(17),
+                "acme",
+                Some("acme-infra"),
+                "ticket_resolved",
+                plain(&id),
+            );
             out.push(e);
         }
     }
@@ -410,7 +589,9 @@ mod tests {
             for r in g.day(d) {
                 let res = match r.input {
                     Input::Usage => crate::decode::json::decode_usage(Some(&r.payload)).map(|_| ()),
-                    Input::Support => crate::decode::json::decode_support(Some(&r.payload)).map(|_| ()),
+                    Input::Support => {
+                        crate::decode::json::decode_support(Some(&r.payload)).map(|_| ())
+                    }
                     _ => Ok(()),
                 };
                 if res.is_err() {
@@ -421,7 +602,9 @@ mod tests {
         assert_eq!(bad, 2);
         for r in g.dimension_records() {
             let ok = match r.input {
-                Input::Accounts => crate::decode::json::decode_account(None, Some(&r.payload)).is_ok(),
+                Input::Accounts => {
+                    crate::decode::json::decode_account(None, Some(&r.payload)).is_ok()
+                }
                 _ => crate::decode::json::decode_team(None, Some(&r.payload)).is_ok(),
             };
             assert!(ok, "{}", String::from_utf8_lossy(&r.payload));
@@ -431,7 +614,10 @@ mod tests {
     #[test]
     fn globex_champion_leaves() {
         let mut g = Generator::new(1, DEFAULT_START_MS);
-        let champion = |recs: &[GenRecord]| recs.iter().any(|r| String::from_utf8_lossy(&r.payload).contains("\"globex-data-u0\""));
+        let champion = |recs: &[GenRecord]| {
+            recs.iter()
+                .any(|r| String::from_utf8_lossy(&r.payload).contains("\"globex-data-u0\""))
+        };
         assert!(champion(&g.day(14)));
         assert!(!champion(&g.day(16)));
     }

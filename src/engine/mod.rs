@@ -136,7 +136,12 @@ pub struct Engine {
 impl Engine {
     /// An empty engine.
     pub fn new(cfg: Arc<EngineConfig>) -> Self {
-        Self { cfg, accounts: BTreeMap::new(), next_tick: None, last_evaluated: None }
+        Self {
+            cfg,
+            accounts: BTreeMap::new(),
+            next_tick: None,
+            last_evaluated: None,
+        }
     }
 
     /// The last tick evaluated.
@@ -146,7 +151,13 @@ impl Engine {
 
     /// Takes an event into state. Fires `support_escalation` at once. Returns
     /// [`Ingested::Late`] (state untouched) when the event's tick has been evaluated.
-    pub fn ingest(&mut self, ev: &Event, dims: &Dimensions, emitted_at: i64, out: &mut Outputs) -> Ingested {
+    pub fn ingest(
+        &mut self,
+        ev: &Event,
+        dims: &Dimensions,
+        emitted_at: i64,
+        out: &mut Outputs,
+    ) -> Ingested {
         let t = ev.occurred_at();
         let own_tick = self.cfg.tick_of(t);
         match self.last_evaluated {
@@ -187,7 +198,8 @@ impl Engine {
                         acct.tickets.entry(ticket_id.clone()).or_default().record(s);
                     }
                 }
-                let p1_opened = s.kind == SupportKind::TicketOpened && s.priority.is_some_and(|p| p.0 == 1);
+                let p1_opened =
+                    s.kind == SupportKind::TicketOpened && s.priority.is_some_and(|p| p.0 == 1);
                 if s.kind == SupportKind::TicketEscalated || p1_opened {
                     out.alerts.push(support_escalation(s, dims, emitted_at));
                 }
@@ -197,7 +209,13 @@ impl Engine {
     }
 
     /// Evaluates every tick `T <= watermark` not yet evaluated, one by one, in order.
-    pub fn advance(&mut self, watermark: i64, dims: &Dimensions, emitted_at: i64, out: &mut Outputs) {
+    pub fn advance(
+        &mut self,
+        watermark: i64,
+        dims: &Dimensions,
+        emitted_at: i64,
+        out: &mut Outputs,
+    ) {
         while let Some(t) = self.next_tick.filter(|&t| t <= watermark) {
             self.evaluate(t, dims, emitted_at, out);
             self.last_evaluated = Some(t);
@@ -213,7 +231,10 @@ impl Engine {
 
     /// How much state is held.
     pub fn state_size(&self) -> StateSize {
-        let mut s = StateSize { accounts: self.accounts.len() as u64, ..Default::default() };
+        let mut s = StateSize {
+            accounts: self.accounts.len() as u64,
+            ..Default::default()
+        };
         for a in self.accounts.values() {
             s.teams += a.teams.len() as u64;
             s.tickets += a.tickets.len() as u64;
@@ -242,18 +263,40 @@ impl Engine {
             if acct.first_seen >= tick {
                 continue;
             }
-            let AccountState { teams, account_support, tickets, entities, .. } = acct;
+            let AccountState {
+                teams,
+                account_support,
+                tickets,
+                entities,
+                ..
+            } = acct;
             let aggs = aggregate(&w, account_id, (teams, account_support, tickets), dims);
             let record = dims.account(account_id);
-            let (weights, bands) = cfg.health.for_segment(record.and_then(|r| r.segment.as_deref()));
+            let (weights, bands) = cfg
+                .health
+                .for_segment(record.and_then(|r| r.segment.as_deref()));
             for ((level, id), agg) in aggs {
-                let entity = EntityRef { level, id, account_id: account_id.clone() };
+                let entity = EntityRef {
+                    level,
+                    id,
+                    account_id: account_id.clone(),
+                };
                 let m = agg.metrics(&cfg, &entity, dims);
                 let key = (entity.level, entity.id.clone());
-                let h = entities.entry(key).or_insert_with(|| EntityHealth::new(tick));
-                let ctx = AlertContext { entity: &entity, at: tick, emitted_at, account: record };
+                let h = entities
+                    .entry(key)
+                    .or_insert_with(|| EntityHealth::new(tick));
+                let ctx = AlertContext {
+                    entity: &entity,
+                    at: tick,
+                    emitted_at,
+                    account: record,
+                };
                 let scored = health::score(&m, &weights);
-                let components = scored.as_ref().map(|s| s.component_map()).unwrap_or_default();
+                let components = scored
+                    .as_ref()
+                    .map(|s| s.component_map())
+                    .unwrap_or_default();
 
                 if h.usage_drop_armed {
                     let (now, earlier) = (m.active_users_7d, m.active_users_7d_earlier);
@@ -275,7 +318,12 @@ impl Engine {
                             reasons: alert::usage_drop_reasons(&m),
                             details,
                         };
-                        out.alerts.push(alert::build(AlertKind::UsageDrop, Severity::Warning, ctx, body));
+                        out.alerts.push(alert::build(
+                            AlertKind::UsageDrop,
+                            Severity::Warning,
+                            ctx,
+                            body,
+                        ));
                     }
                 } else if 10 * m.active_users_7d >= 9 * m.active_users_7d_earlier {
                     h.usage_drop_armed = true;
@@ -303,16 +351,32 @@ impl Engine {
                                 previous_band: Some(prev.1),
                             }),
                             components: components.clone(),
-                            reasons: alert::band_change_reasons(prev, (scored.score, band), &scored, &m),
+                            reasons: alert::band_change_reasons(
+                                prev,
+                                (scored.score, band),
+                                &scored,
+                                &m,
+                            ),
                             details,
                         };
-                        out.alerts.push(alert::build(AlertKind::HealthBandChanged, severity, ctx, body));
+                        out.alerts.push(alert::build(
+                            AlertKind::HealthBandChanged,
+                            severity,
+                            ctx,
+                            body,
+                        ));
                     }
                 }
                 h.previous = Some((scored.score, band));
                 if h.written != Some((scored.score, band)) {
                     h.written = Some((scored.score, band));
-                    out.scores.push(ScoreRecord { entity, at: tick, score: scored.score, band, components });
+                    out.scores.push(ScoreRecord {
+                        entity,
+                        at: tick,
+                        score: scored.score,
+                        band,
+                        components,
+                    });
                 }
             }
         }
@@ -354,7 +418,14 @@ struct Windows {
 impl Windows {
     fn new(cfg: &EngineConfig, tick: i64) -> Self {
         let b = |ms: i64| cfg.bucket(tick - ms);
-        Self { tick, hi: b(0), d1: b(DAY_MS), d7: b(7 * DAY_MS), d14: b(14 * DAY_MS), d28: b(28 * DAY_MS) }
+        Self {
+            tick,
+            hi: b(0),
+            d1: b(DAY_MS),
+            d7: b(7 * DAY_MS),
+            d14: b(14 * DAY_MS),
+            d28: b(28 * DAY_MS),
+        }
     }
 }
 
@@ -399,7 +470,10 @@ fn seats_of(e: &EntityRef, dims: &Dimensions) -> Option<u64> {
         level => {
             let mut sum = 0u64;
             let mut any = false;
-            for t in dims.teams_of(&e.account_id).filter(|t| names(t, level) == Some(e.id.as_str())) {
+            for t in dims
+                .teams_of(&e.account_id)
+                .filter(|t| names(t, level) == Some(e.id.as_str()))
+            {
                 sum += t.seats?;
                 any = true;
             }
@@ -435,8 +509,11 @@ fn lineage(account_id: &str, team_id: Option<&str>, dims: &Dimensions) -> Vec<(L
     out
 }
 
-type AccountParts<'a> =
-    (&'a BTreeMap<String, TeamState>, &'a SupportAgg, &'a HashMap<String, tickets::Ticket>);
+type AccountParts<'a> = (
+    &'a BTreeMap<String, TeamState>,
+    &'a SupportAgg,
+    &'a HashMap<String, tickets::Ticket>,
+);
 
 fn aggregate<'a>(
     w: &Windows,
@@ -445,8 +522,9 @@ fn aggregate<'a>(
     dims: &Dimensions,
 ) -> BTreeMap<(Level, String), Agg<'a>> {
     let mut aggs: BTreeMap<(Level, String), Agg<'a>> = BTreeMap::new();
-    aggs.entry((Level::Account, account_id.to_string())).or_default().escalations_7d +=
-        account_support.escalations_in(w.d7, w.hi);
+    aggs.entry((Level::Account, account_id.to_string()))
+        .or_default()
+        .escalations_7d += account_support.escalations_in(w.d7, w.hi);
     for (team_id, team) in teams.iter().filter(|(_, t)| t.first_seen < w.tick) {
         let keys = lineage(account_id, Some(team_id), dims);
         add_team(w, team, &keys, &mut aggs);
@@ -507,12 +585,23 @@ fn add_team<'a>(
 
 fn support_escalation(s: &crate::model::SupportEvent, dims: &Dimensions, emitted_at: i64) -> Alert {
     let entity = match &s.team_id {
-        Some(t) => EntityRef { level: Level::Team, id: t.clone(), account_id: s.account_id.clone() },
-        None => EntityRef { level: Level::Account, id: s.account_id.clone(), account_id: s.account_id.clone() },
+        Some(t) => EntityRef {
+            level: Level::Team,
+            id: t.clone(),
+            account_id: s.account_id.clone(),
+        },
+        None => EntityRef {
+            level: Level::Account,
+            id: s.account_id.clone(),
+            account_id: s.account_id.clone(),
+        },
     };
     let account = dims.account(&s.account_id);
     let ticket = s.ticket_id.as_deref().unwrap_or("?");
-    let priority = s.priority.map(|p| p.to_string()).unwrap_or_else(|| "unknown priority".into());
+    let priority = s
+        .priority
+        .map(|p| p.to_string())
+        .unwrap_or_else(|| "unknown priority".into());
     let who = match &s.team_id {
         Some(t) => format!("team {t} of account {}", s.account_id),
         None => format!("account {}", s.account_id),
@@ -523,21 +612,33 @@ fn support_escalation(s: &crate::model::SupportEvent, dims: &Dimensions, emitted
         format!("{priority} ticket {ticket} opened by {who}.")
     };
     let mut reasons = vec![first];
-    if let Some(days) = alert::renewal_in_days(account, s.occurred_at).filter(|_| alert::near_renewal(account, s.occurred_at)) {
+    if let Some(days) = alert::renewal_in_days(account, s.occurred_at)
+        .filter(|_| alert::near_renewal(account, s.occurred_at))
+    {
         reasons.push(format!("The account renews in {days} days."));
     }
     let mut details = serde_json::Map::new();
     details.insert("ticket_id".into(), json!(ticket));
     details.insert("priority".into(), json!(s.priority.map(|p| p.0)));
     details.insert("event_id".into(), json!(s.event_id));
-    let ctx = AlertContext { entity: &entity, at: s.occurred_at, emitted_at, account };
+    let ctx = AlertContext {
+        entity: &entity,
+        at: s.occurred_at,
+        emitted_at,
+        account,
+    };
     let id = alert::stable_id(&["support_escalation", &s.account_id, &s.event_id]);
     alert::build_with_id(
         id,
         AlertKind::SupportEscalation,
         Severity::Critical,
         ctx,
-        AlertBody { health: None, components: BTreeMap::new(), reasons, details },
+        AlertBody {
+            health: None,
+            components: BTreeMap::new(),
+            reasons,
+            details,
+        },
     )
 }
 

@@ -52,7 +52,12 @@ pub(super) struct EntityHealth {
 
 impl EntityHealth {
     pub(super) fn new(first_tick: i64) -> Self {
-        Self { first_tick, previous: None, written: None, usage_drop_armed: true }
+        Self {
+            first_tick,
+            previous: None,
+            written: None,
+            usage_drop_armed: true,
+        }
     }
 }
 
@@ -81,12 +86,15 @@ impl AccountState {
 
     /// The team's state, created at `t` if new; `first_seen` lowered to `t`.
     pub(super) fn team_mut(&mut self, team_id: &str, t: i64) -> &mut TeamState {
-        let team = self.teams.entry(team_id.to_string()).or_insert_with(|| TeamState {
-            first_seen: t,
-            users: HashMap::new(),
-            features: HashMap::new(),
-            support: SupportAgg::default(),
-        });
+        let team = self
+            .teams
+            .entry(team_id.to_string())
+            .or_insert_with(|| TeamState {
+                first_seen: t,
+                users: HashMap::new(),
+                features: HashMap::new(),
+                support: SupportAgg::default(),
+            });
         team.first_seen = team.first_seen.min(t);
         team
     }

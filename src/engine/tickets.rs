@@ -29,7 +29,10 @@ impl Ticket {
         };
         let key = |e: &TicketEvent| (e.at, e.event_id.clone());
         let pos = self.events.partition_point(|e| key(e) <= key(&ev));
-        if pos > 0 && self.events[pos - 1].event_id == ev.event_id && self.events[pos - 1].at == ev.at {
+        if pos > 0
+            && self.events[pos - 1].event_id == ev.event_id
+            && self.events[pos - 1].at == ev.at
+        {
             return; // the same event delivered twice
         }
         self.events.insert(pos, ev);
@@ -99,7 +102,13 @@ mod tests {
         let mut t = Ticket::default();
         t.record(&ev("3", 30, SupportKind::TicketResolved, None, None));
         t.record(&ev("1", 10, SupportKind::TicketOpened, Some(3), Some("t1")));
-        t.record(&ev("2", 20, SupportKind::TicketEscalated, Some(1), Some("t2")));
+        t.record(&ev(
+            "2",
+            20,
+            SupportKind::TicketEscalated,
+            Some(1),
+            Some("t2"),
+        ));
         t.record(&ev("4", 40, SupportKind::TicketReopened, None, None));
         assert_eq!(t.open_at(10), None);
         assert_eq!(t.open_at(11), Some((Priority(3), Some("t1"))));

@@ -98,7 +98,10 @@ impl SupportKind {
     pub fn is_ticket(self) -> bool {
         matches!(
             self,
-            Self::TicketOpened | Self::TicketEscalated | Self::TicketResolved | Self::TicketReopened
+            Self::TicketOpened
+                | Self::TicketEscalated
+                | Self::TicketResolved
+                | Self::TicketReopened
         )
     }
 }

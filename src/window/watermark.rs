@@ -52,14 +52,20 @@ pub struct WatermarkTracker<K> {
 impl<K: Hash + Eq + Clone> WatermarkTracker<K> {
     /// A tracker with no partitions.
     pub fn new(lateness_ms: i64, idle_timeout_ms: i64) -> Self {
-        Self { lateness_ms, idle_timeout_ms, parts: HashMap::new(), current: None }
+        Self {
+            lateness_ms,
+            idle_timeout_ms,
+            parts: HashMap::new(),
+            current: None,
+        }
     }
 
     /// Starts tracking a partition (on assignment). `now_wall_ms` starts its idle clock.
     pub fn add_partition(&mut self, key: K, now_wall_ms: i64) {
-        self.parts
-            .entry(key)
-            .or_insert(PartitionState { max_event_time: None, last_activity_wall_ms: now_wall_ms });
+        self.parts.entry(key).or_insert(PartitionState {
+            max_event_time: None,
+            last_activity_wall_ms: now_wall_ms,
+        });
     }
 
     /// Stops tracking a partition (on revocation).
@@ -103,23 +109,27 @@ impl<K: Hash + Eq + Clone> WatermarkTracker<K> {
 
     /// The pipeline watermark: the minimum over non-idle partitions, never moving back.
     /// `None` until every live partition has delivered an event.
+    ///
+    /// When every partition is idle, the minimum over the idle partitions that have
+    /// delivered events counts: nothing is arriving anywhere, so the slowest partition's
+    /// own watermark is safe, and holding back would leave the last ticks unevaluated.
     pub fn watermark(&mut self, now_wall_ms: i64) -> Option<i64> {
-        let mut min: Option<i64> = None;
-        let mut any_live = false;
+        let mut live: Option<i64> = None;
+        let mut idle: Option<i64> = None;
         for p in self.parts.values() {
             match self.state_of(p, now_wall_ms) {
-                Watermark::Idle => {}
                 Watermark::Pending => return self.current,
-                Watermark::EventTime(t) => {
-                    any_live = true;
-                    min = Some(min.map_or(t, |m| m.min(t)));
+                Watermark::EventTime(t) => live = Some(live.map_or(t, |m| m.min(t))),
+                Watermark::Idle => {
+                    if let Some(t) = p.max_event_time {
+                        let t = t.saturating_sub(self.lateness_ms);
+                        idle = Some(idle.map_or(t, |m| m.min(t)));
+                    }
                 }
             }
         }
-        if any_live {
-            if let Some(m) = min {
-                self.current = Some(self.current.map_or(m, |c| c.max(m)));
-            }
+        if let Some(m) = live.or(idle) {
+            self.current = Some(self.current.map_or(m, |c| c.max(m)));
         }
         self.current
     }
@@ -154,7 +164,10 @@ mod tests {
         assert_eq!(t.watermark(1), Some(1_000));
         // an older event on the same partition does not lower it either
         t.observe(&0, 5, 2);
-        assert_eq!(t.partition_watermark(&0, 2), Some(Watermark::EventTime(1_000)));
+        assert_eq!(
+            t.partition_watermark(&0, 2),
+            Some(Watermark::EventTime(1_000))
+        );
     }
 
     #[test]
@@ -166,11 +179,23 @@ mod tests {
         assert_eq!(t.partition_watermark(&0, 1_000), Some(Watermark::Idle));
         t.observe(&1, 6_000, 1_000);
         assert_eq!(t.watermark(1_000), Some(6_000));
-        // once every partition is idle the watermark stays where it was
+        // once every partition is idle, those with events still count
         assert_eq!(t.watermark(10_000), Some(6_000));
         // a partition that wakes up with old data holds it no lower
         t.observe(&0, 100, 10_000);
         assert_eq!(t.watermark(10_000), Some(6_000));
+    }
+
+    #[test]
+    fn all_idle_uses_the_slowest_partition_with_events() {
+        let mut t = WatermarkTracker::new(10, 1_000);
+        t.add_partition(0, 0); // never delivers
+        t.observe(&1, 500, 0);
+        t.observe(&2, 300, 0);
+        // partition 0 holds everything back while it is pending
+        assert_eq!(t.watermark(999), None);
+        // all idle at once: 0 has nothing, 1 and 2 count, the slower one wins
+        assert_eq!(t.watermark(5_000), Some(290));
     }
 
     #[test]

@@ -1,0 +1,99 @@
+//! The command line: exit codes, error messages that name the bad input, help.
+
+use std::process::{Command, Output};
+
+fn cs_pulse(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cs-pulse"))
+        .args(args)
+        .env_remove("CS_PULSE_BOOTSTRAP_SERVERS")
+        .env_remove("CS_PULSE_METRICS_BIND")
+        .output()
+        .expect("cs-pulse runs")
+}
+
+fn write_temp(name: &str, text: &str) -> std::path::PathBuf {
+    let p = std::env::temp_dir().join(format!("cs-pulse-cli-{}-{name}", std::process::id()));
+    std::fs::write(&p, text).expect("temp file");
+    p
+}
+
+#[test]
+fn check_config_prints_effective_defaults() {
+    let p = write_temp("ok.toml", "[adoption]\nkey_features = [\"deploys\"]\n");
+    let out = cs_pulse(&["check-config", "--config", p.to_str().unwrap()]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("key_features = [\"deploys\"]"), "{text}");
+    assert!(text.contains("allowed_lateness_secs = 3600"), "{text}");
+    assert!(
+        text.contains("bootstrap_servers = \"127.0.0.1:9092\""),
+        "{text}"
+    );
+}
+
+#[test]
+fn unknown_key_exits_2_naming_it() {
+    let p = write_temp("bad.toml", "[health.weights]\nutilisation = 10\n");
+    let out = cs_pulse(&["check-config", "--config", p.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("utilisation"), "{err}");
+}
+
+#[test]
+fn bad_value_exits_2_naming_the_key() {
+    let p = write_temp("range.toml", "[time]\nevaluation_interval_secs = 0\n");
+    let out = cs_pulse(&["check-config", "--config", p.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("time.evaluation_interval_secs"));
+}
+
+#[test]
+fn missing_config_file_exits_2() {
+    let out = cs_pulse(&["check-config", "--config", "/nonexistent/cs-pulse.toml"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/cs-pulse.toml"));
+}
+
+#[test]
+fn env_overrides_bootstrap_servers() {
+    let out = Command::new(env!("CARGO_BIN_EXE_cs-pulse"))
+        .args(["check-config"])
+        .env("CS_PULSE_BOOTSTRAP_SERVERS", "127.0.0.1:19092")
+        .output()
+        .expect("runs");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("bootstrap_servers = \"127.0.0.1:19092\"")
+    );
+}
+
+#[test]
+fn replay_of_a_missing_file_exits_2() {
+    let out_file =
+        std::env::temp_dir().join(format!("cs-pulse-cli-{}-alerts.ndjson", std::process::id()));
+    let out = cs_pulse(&[
+        "replay",
+        "--usage",
+        "/nonexistent/usage.ndjson",
+        "--out",
+        out_file.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/usage.ndjson"));
+}
+
+#[test]
+fn unknown_subcommand_exits_2_and_help_teaches() {
+    assert_eq!(cs_pulse(&["frobnicate"]).status.code(), Some(2));
+    let help = cs_pulse(&["--help"]);
+    assert_eq!(help.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&help.stdout);
+    for word in ["run", "demo", "replay", "check-config", "Exit codes"] {
+        assert!(text.contains(word), "help lacks {word}: {text}");
+    }
+}
