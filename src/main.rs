@@ -234,9 +234,8 @@ fn main() -> ExitCode {
             }
             let result = {
                 let shutdown = Arc::clone(&shutdown);
-                rt.block_on(tokio::task::spawn_blocking(move || {
-                    pipeline::run(&cfg, &shutdown)
-                }))
+                let handle = rt.spawn_blocking(move || pipeline::run(&cfg, &shutdown));
+                rt.block_on(handle)
             };
             match result {
                 Ok(Ok(_)) => ExitCode::SUCCESS,
