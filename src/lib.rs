@@ -35,6 +35,7 @@ pub mod dims;
 pub mod engine;
 pub mod health;
 pub mod kafka;
+pub mod loadgen;
 pub mod model;
 pub mod pipeline;
 pub mod replay;

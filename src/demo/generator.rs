@@ -91,13 +91,32 @@ struct Team {
     users: u64,
 }
 
+/// What happens to a company during the simulation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Story {
+    /// Nothing remarkable.
+    Steady,
+    /// Team 0's champion (user 0) leaves on day 15; from day 17 only users 1 and 2 stay,
+    /// use one feature, and file P1 tickets.
+    Collapse,
+    /// P1 tickets pile up from day 12 and are resolved on day 30.
+    Tickets,
+    /// Team 0 grows from 6 active developers to all of its users over days 0..20.
+    Growth,
+    /// Half of team 0 stops on day 20; the renewal is near.
+    RenewalDrop,
+    /// A new customer in its first weeks.
+    Onboarding,
+}
+
 #[derive(Debug, Clone)]
 struct Company {
-    id: &'static str,
-    name: &'static str,
+    id: String,
+    name: String,
     segment: &'static str,
     contract_start_day: i64,
     renewal_day: i64,
+    story: Story,
     teams: Vec<Team>,
 }
 
@@ -121,60 +140,53 @@ fn team(
     }
 }
 
-fn companies() -> Vec<Company> {
+#[allow(clippy::too_many_arguments)]
+fn company(
+    id: &str,
+    name: &str,
+    segment: &'static str,
+    contract_start_day: i64,
+    renewal_day: i64,
+    story: Story,
+    teams: Vec<Team>,
+) -> Company {
+    Company {
+        id: id.into(),
+        name: name.into(),
+        segment,
+        contract_start_day,
+        renewal_day,
+        story,
+        teams,
+    }
+}
+
+/// The five companies of the demo.
+fn storyline_companies() -> Vec<Company> {
+    let (eng, product, core) = (Some("engineering"), Some("product"), Some("core"));
     vec![
-        Company {
-            id: "acme",
-            name: "Acme Corp",
-            segment: "enterprise",
-            contract_start_day: -200,
-            renewal_day: 300,
-            teams: vec![
-                team(
-                    "acme",
-                    "payments",
-                    Some("commerce"),
-                    Some("product"),
-                    Some("engineering"),
-                    30,
-                    24,
-                ),
-                team(
-                    "acme",
-                    "checkout",
-                    Some("commerce"),
-                    Some("product"),
-                    Some("engineering"),
-                    12,
-                    10,
-                ),
-                team(
-                    "acme",
-                    "infra",
-                    Some("platform"),
-                    Some("core"),
-                    Some("engineering"),
-                    10,
-                    9,
-                ),
-                team(
-                    "acme",
-                    "devex",
-                    Some("platform"),
-                    Some("core"),
-                    Some("engineering"),
-                    8,
-                    7,
-                ),
+        company(
+            "acme",
+            "Acme Corp",
+            "enterprise",
+            -200,
+            300,
+            Story::Growth,
+            vec![
+                team("acme", "payments", Some("commerce"), product, eng, 30, 24),
+                team("acme", "checkout", Some("commerce"), product, eng, 12, 10),
+                team("acme", "infra", Some("platform"), core, eng, 10, 9),
+                team("acme", "devex", Some("platform"), core, eng, 8, 7),
             ],
-        },
-        Company {
-            id: "globex",
-            name: "Globex",
-            segment: "enterprise",
-            contract_start_day: -300,
-            renewal_day: 200,
-            teams: vec![
+        ),
+        company(
+            "globex",
+            "Globex",
+            "enterprise",
+            -300,
+            200,
+            Story::Collapse,
+            vec![
                 team(
                     "globex",
                     "data",
@@ -195,38 +207,107 @@ fn companies() -> Vec<Company> {
                 ),
                 team("globex", "web", Some("digital"), None, None, 10, 8),
             ],
-        },
-        Company {
-            id: "initech",
-            name: "Initech",
-            segment: "mid_market",
-            contract_start_day: -150,
-            renewal_day: 400,
-            teams: vec![
+        ),
+        company(
+            "initech",
+            "Initech",
+            "mid_market",
+            -150,
+            400,
+            Story::Tickets,
+            vec![
                 team("initech", "tps", Some("reports"), None, None, 16, 12),
                 team("initech", "billing", Some("reports"), None, None, 12, 9),
             ],
-        },
-        Company {
-            id: "hooli",
-            name: "Hooli",
-            segment: "enterprise",
-            contract_start_day: -315,
-            renewal_day: 50,
-            teams: vec![
-                team("hooli", "platform", Some("core"), None, None, 14, 12),
-                team("hooli", "search", Some("core"), None, None, 10, 8),
+        ),
+        company(
+            "hooli",
+            "Hooli",
+            "enterprise",
+            -315,
+            50,
+            Story::RenewalDrop,
+            vec![
+                team("hooli", "platform", core, None, None, 14, 12),
+                team("hooli", "search", core, None, None, 10, 8),
             ],
-        },
-        Company {
-            id: "umbrella",
-            name: "Umbrella",
-            segment: "smb",
-            contract_start_day: -5,
-            renewal_day: 360,
-            teams: vec![team("umbrella", "app", None, None, None, 6, 5)],
-        },
+        ),
+        company(
+            "umbrella",
+            "Umbrella",
+            "smb",
+            -5,
+            360,
+            Story::Onboarding,
+            vec![team("umbrella", "app", None, None, None, 6, 5)],
+        ),
     ]
+}
+
+/// The shape of a synthetic customer base for load generation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Scale {
+    /// Number of accounts.
+    pub accounts: u64,
+    /// Teams per account.
+    pub teams_per_account: u64,
+    /// Users per team.
+    pub users_per_team: u64,
+}
+
+const GROUP_NAMES: [&str; 8] = ["g0", "g1", "g2", "g3", "g4", "g5", "g6", "g7"];
+const BU_NAMES: [&str; 4] = ["bu0", "bu1", "bu2", "bu3"];
+const DIVISION_NAMES: [&str; 2] = ["div0", "div1"];
+
+/// `scale.accounts` synthetic companies, cycling through the storylines.
+fn synthetic_companies(scale: Scale, rng: &mut Rng) -> Vec<Company> {
+    const STORIES: [Story; 8] = [
+        Story::Steady,
+        Story::Steady,
+        Story::Collapse,
+        Story::Tickets,
+        Story::Growth,
+        Story::RenewalDrop,
+        Story::Steady,
+        Story::Onboarding,
+    ];
+    (0..scale.accounts)
+        .map(|i| {
+            let id = format!("acct-{i:06}");
+            let story = STORIES[(i % 8) as usize];
+            let teams = (0..scale.teams_per_account.max(1))
+                .map(|t| {
+                    let users = scale.users_per_team.max(1);
+                    Team {
+                        id: format!("{id}-t{t:03}"),
+                        name: format!("team {t}"),
+                        group: Some(GROUP_NAMES[(t / 4 % 8) as usize]),
+                        business_unit: (scale.teams_per_account > 8)
+                            .then_some(BU_NAMES[(t / 16 % 4) as usize]),
+                        division: (scale.teams_per_account > 32)
+                            .then_some(DIVISION_NAMES[(t / 64 % 2) as usize]),
+                        seats: users + rng.below(users / 2 + 1),
+                        users,
+                    }
+                })
+                .collect();
+            let (start, renewal) = match story {
+                Story::Onboarding => (-5, 360),
+                Story::RenewalDrop => (-315, 50),
+                _ => (-200 - rng.below(300) as i64, 120 + rng.below(300) as i64),
+            };
+            let segment = ["enterprise", "mid_market", "smb"][(i % 3) as usize];
+            Company {
+                name: format!("Account {i}"),
+                id,
+                segment,
+                contract_start_day: start,
+                renewal_day: renewal,
+                story,
+                teams,
+            }
+        })
+        .collect()
 }
 
 /// The synthetic customer base.
@@ -241,15 +322,49 @@ pub struct Generator {
 }
 
 impl Generator {
-    /// A generator whose day 0 starts at `start_ms`.
+    /// The demo's five companies, whose day 0 starts at `start_ms`.
     pub fn new(seed: u64, start_ms: i64) -> Self {
         Self {
             rng: Rng::new(seed),
             start_ms,
-            companies: companies(),
+            companies: storyline_companies(),
             seq: 0,
             with_garbage: true,
         }
+    }
+
+    /// A synthetic customer base of any size, for load generation.
+    pub fn scaled(seed: u64, start_ms: i64, scale: Scale) -> Self {
+        let mut rng = Rng::new(seed);
+        let companies = synthetic_companies(scale, &mut rng);
+        Self {
+            rng,
+            start_ms,
+            companies,
+            seq: 0,
+            with_garbage: false,
+        }
+    }
+
+    /// Day 0 of the simulation, epoch ms.
+    pub fn start_ms(&self) -> i64 {
+        self.start_ms
+    }
+
+    /// One usage and one support event per account at `at` (a system event and a CSAT
+    /// answer), so that every input partition's event time reaches `at`.
+    pub fn closing_records(&mut self, at: i64) -> Vec<GenRecord> {
+        let mut out = Vec::new();
+        let targets: Vec<(String, String)> = self
+            .companies
+            .iter()
+            .map(|c| (c.id.clone(), c.teams[0].id.clone()))
+            .collect();
+        for (acct, team) in targets {
+            out.push(self.usage(at, &acct, &team, None, "heartbeat", json!({})));
+            out.push(self.support(at, &acct, None, "csat_response", json!({ "score": 4 })));
+        }
+        out
     }
 
     /// Account and team records.
@@ -268,7 +383,7 @@ impl Generator {
             out.push(GenRecord {
                 input: Input::Accounts,
                 at: 0,
-                key: c.id.into(),
+                key: c.id.clone(),
                 payload: acct.to_string().into_bytes(),
             });
             for t in &c.teams {
@@ -292,21 +407,19 @@ impl Generator {
         out
     }
 
-    /// Whether user `u` of a team is active on `day`, per the storylines.
-    fn active(&mut self, company: &str, team: &Team, u: u64, day: i64) -> bool {
+    /// Whether user `u` of team number `ti` is active on `day`, per the storylines.
+    fn active(&mut self, story: Story, ti: usize, users: u64, u: u64, day: i64) -> bool {
         let weekday = day.rem_euclid(7) < 5;
         let base = if weekday { 0.8 } else { 0.08 };
-        match (company, team.id.as_str()) {
+        match story {
             // the champion (u0) is active every working day until leaving on day 15
-            ("globex", "globex-data") if u == 0 => day < 15 && weekday,
-            ("globex", "globex-data") if day >= 17 => u <= 2 && self.rng.chance(base),
-            // the payments team grows from 6 to 24 developers over days 0..20
-            ("acme", "acme-payments") => {
-                let staffed = (6 + (day.max(0) * 18 / 20)).min(team.users as i64) as u64;
+            Story::Collapse if ti == 0 && u == 0 => day < 15 && weekday,
+            Story::Collapse if ti == 0 && day >= 17 => u <= 2 && self.rng.chance(base),
+            Story::Growth if ti == 0 => {
+                let staffed = (6 + (day.max(0) * 18 / 20)).min(users as i64) as u64;
                 u < staffed && self.rng.chance(base)
             }
-            // half of hooli's platform team stops on day 20
-            ("hooli", "hooli-platform") if day >= 20 => u % 2 == 0 && self.rng.chance(base),
+            Story::RenewalDrop if ti == 0 && day >= 20 => u % 2 == 0 && self.rng.chance(base),
             _ => self.rng.chance(base),
         }
     }
@@ -378,12 +491,12 @@ impl Generator {
     pub fn day(&mut self, day: i64) -> Vec<GenRecord> {
         let day_start = self.start_ms + day * DAY_MS;
         let mut out = Vec::new();
-        let companies = self.companies.clone();
+        let companies = std::mem::take(&mut self.companies);
         for c in &companies {
-            for t in &c.teams {
+            for (ti, t) in c.teams.iter().enumerate() {
                 let mut active_users = Vec::new();
                 for u in 0..t.users {
-                    if !self.active(c.id, t, u, day) {
+                    if !self.active(c.story, ti, t.users, u, day) {
                         continue;
                     }
                     active_users.push(u);
@@ -396,7 +509,7 @@ impl Generator {
                         let feature = if self.rng.chance(0.8) {
                             // users favour the first features; the stayers of globex-data
                             // use only dashboards
-                            let k = if c.id == "globex" && t.id == "globex-data" && day >= 17 {
+                            let k = if c.story == Story::Collapse && ti == 0 && day >= 17 {
                                 1
                             } else {
                                 4
@@ -407,7 +520,7 @@ impl Generator {
                         };
                         let ev = self.usage(
                             at,
-                            c.id,
+                            &c.id,
                             &t.id,
                             Some(&user),
                             "feature_used",
@@ -425,19 +538,22 @@ impl Generator {
                     let creator = format!("{}-u{}", t.id, active_users[pick]);
                     out.push(self.usage(
                         created_at.max(day_start),
-                        c.id,
+                        &c.id,
                         &t.id,
                         Some(&creator),
                         "change_created",
                         json!({ "change_id": change }),
                     ));
-                    out.push(self.usage(at, c.id, &t.id, None, "change_deployed", json!({
+                    out.push(self.usage(at, &c.id, &t.id, None, "change_deployed", json!({
                         "change_id": change, "environment": "production", "app_id": format!("{}-app", t.id)
                     })));
                 }
             }
         }
-        self.storyline_tickets(day, day_start, &mut out);
+        for c in &companies {
+            self.storyline_tickets(c, day, day_start, &mut out);
+        }
+        self.companies = companies;
         if self.with_garbage && day.rem_euclid(7) == 3 {
             let at = day_start + 9 * HOUR_MS;
             out.push(GenRecord {
@@ -458,112 +574,61 @@ impl Generator {
         out
     }
 
-    fn storyline_tickets(&mut self, day: i64, day_start: i64, out: &mut Vec<GenRecord>) {
+    fn storyline_tickets(
+        &mut self,
+        c: &Company,
+        day: i64,
+        day_start: i64,
+        out: &mut Vec<GenRecord>,
+    ) {
         let at = |h: i64| day_start + h * HOUR_MS;
         let opened = |p: &str, id: &str| json!({ "ticket_id": id, "priority": p });
         let plain = |id: &str| json!({ "ticket_id": id });
-        match day {
-            12 => {
-                let e = self.support(
-                    at(10),
-                    "initech",
-                    Some("initech-tps"),
-                    "ticket_opened",
-                    opened("P1", "INI-1"),
-                );
-                out.push(e);
+        let acct = c.id.as_str();
+        let t0 = c.teams[0].id.as_str();
+        let t1 = c.teams.get(1).map_or(t0, |t| t.id.as_str());
+        let tid = |n: u32| format!("{}-{n}", acct.to_uppercase());
+        let mut push = |g: &mut Self, h: i64, team: Option<&str>, kind: &str, extra: Value| {
+            out.push(g.support(at(h), acct, team, kind, extra));
+        };
+        match (c.story, day) {
+            (Story::Tickets, 12) => {
+                push(self, 10, Some(t0), "ticket_opened", opened("P1", &tid(1)))
             }
-            13 => {
-                let e = self.support(
-                    at(11),
-                    "initech",
-                    None,
-                    "ticket_opened",
-                    opened("P1", "INI-2"),
-                );
-                out.push(e);
-                let e = self.support(
-                    at(15),
-                    "initech",
-                    Some("initech-billing"),
-                    "ticket_opened",
-                    opened("P2", "INI-3"),
-                );
-                out.push(e);
+            (Story::Tickets, 13) => {
+                push(self, 11, None, "ticket_opened", opened("P1", &tid(2)));
+                push(self, 15, Some(t1), "ticket_opened", opened("P2", &tid(3)));
             }
-            14 => {
-                let e = self.support(
-                    at(9),
-                    "initech",
-                    Some("initech-billing"),
-                    "ticket_escalated",
-                    opened("P1", "INI-3"),
-                );
-                out.push(e);
+            (Story::Tickets, 14) => {
+                push(self, 9, Some(t1), "ticket_escalated", opened("P1", &tid(3)))
             }
-            18 => {
-                let e = self.support(
-                    at(10),
-                    "globex",
-                    Some("globex-data"),
-                    "ticket_opened",
-                    opened("P1", "GLX-1"),
-                );
-                out.push(e);
-                let e = self.support(
-                    at(14),
-                    "globex",
-                    Some("globex-data"),
-                    "ticket_opened",
-                    opened("P2", "GLX-2"),
-                );
-                out.push(e);
-            }
-            20 => {
-                let e = self.support(
-                    at(10),
-                    "globex",
-                    Some("globex-data"),
-                    "ticket_escalated",
-                    opened("P1", "GLX-2"),
-                );
-                out.push(e);
-                let e = self.support(
-                    at(16),
-                    "globex",
-                    Some("globex-data"),
-                    "ticket_opened",
-                    opened("P1", "GLX-3"),
-                );
-                out.push(e);
-            }
-            30 => {
-                for id in ["INI-1", "INI-2", "INI-3"] {
-                    let e = self.support(at(12), "initech", None, "ticket_resolved", plain(id));
-                    out.push(e);
+            (Story::Tickets, 30) => {
+                for n in 1..=3 {
+                    push(self, 12, None, "ticket_resolved", plain(&tid(n)));
                 }
+            }
+            (Story::Collapse, 18) => {
+                push(self, 10, Some(t0), "ticket_opened", opened("P1", &tid(1)));
+                push(self, 14, Some(t0), "ticket_opened", opened("P2", &tid(2)));
+            }
+            (Story::Collapse, 20) => {
+                push(
+                    self,
+                    10,
+                    Some(t0),
+                    "ticket_escalated",
+                    opened("P1", &tid(2)),
+                );
+                push(self, 16, Some(t0), "ticket_opened", opened("P1", &tid(3)));
             }
             _ => {}
         }
         // everyday low-priority tickets that get resolved
-        if day.rem_euclid(7) == 1 {
-            let id = self.next_id("ACM");
-            let e = self.support(
-                at(9),
-                "acme",
-                Some("acme-infra"),
-                "ticket_opened",
-                opened("P3", &id),
-            );
-            out.push(e);
-            let e = self.support(
-                at(17),
-                "acme",
-                Some("acme-infra"),
-                "ticket_resolved",
-                plain(&id),
-            );
-            out.push(e);
+        if c.story == Story::Growth && day.rem_euclid(7) == 1 {
+            let id = tid(100 + day as u32);
+            let team = c.teams.get(2).map_or(t0, |t| t.id.as_str());
+            push(self, 9, Some(team), "ticket_opened", opened("P3", &id));
+            push(self, 17, Some(team), "ticket_resolved", plain(&id));
         }
     }
 }

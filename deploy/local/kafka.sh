@@ -1,0 +1,158 @@
+#!/usr/bin/env bash
+# A local Apache Kafka 4.x broker for development and tests: one combined KRaft broker and
+# controller on 127.0.0.1, fetched through Maven into a git-ignored cache.
+#
+#   deploy/local/kafka.sh up       fetch (once), format storage, start, wait until it answers
+#   deploy/local/kafka.sh down     stop it by its pid and remove its data
+#   deploy/local/kafka.sh status   say whether it runs, and where
+#
+# Environment: KAFKA_PORT (default 19092), KAFKA_CONTROLLER_PORT (default KAFKA_PORT+1),
+# KAFKA_VERSION (default 4.1.1), CS_PULSE_CACHE (default <repo>/.cache).
+set -euo pipefail
+
+here="$(cd "$(dirname "$0")" && pwd)"
+repo="$(cd "$here/../.." && pwd)"
+cache="${CS_PULSE_CACHE:-$repo/.cache}"
+version="${KAFKA_VERSION:-4.1.1}"
+port="${KAFKA_PORT:-19092}"
+cport="${KAFKA_CONTROLLER_PORT:-$((port + 1))}"
+lib="$cache/kafka-$version/lib"
+run="$cache/kafka-run-$port"
+pidfile="$run/kafka.pid"
+
+say() { echo "kafka.sh: $*" >&2; }
+
+fetch() {
+  [ -f "$lib/.complete" ] && return 0
+  if ! command -v java >/dev/null || ! command -v mvn >/dev/null; then
+    say "Java 17+ and Maven are needed to fetch and run Apache Kafka $version here."
+    say "Without them, use deploy/compose.yaml (the official apache/kafka image) or point"
+    say "CS_PULSE_TEST_BOOTSTRAP / kafka.bootstrap_servers at an existing cluster."
+    exit 3
+  fi
+  say "fetching Apache Kafka $version and its runtime dependencies through Maven (once)..."
+  mkdir -p "$cache/kafka-$version"
+  cat > "$cache/kafka-$version/pom.xml" <<POM
+<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>cs-pulse.local</groupId>
+  <artifactId>kafka-runtime</artifactId>
+  <version>1</version>
+  <packaging>pom</packaging>
+  <dependencies>
+    <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka_2.13</artifactId><version>$version</version></dependency>
+    <dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-slf4j2-impl</artifactId><version>2.24.3</version></dependency>
+    <dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-core</artifactId><version>2.24.3</version></dependency>
+  </dependencies>
+</project>
+POM
+  mvn -q -B -f "$cache/kafka-$version/pom.xml" dependency:copy-dependencies \
+    -DoutputDirectory="$lib" -DincludeScope=runtime >&2
+  touch "$lib/.complete"
+}
+
+running() {
+  [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null
+}
+
+answers() {
+  # A TCP connect is not enough: wait until the broker serves metadata.
+  if command -v kcat >/dev/null; then
+    kcat -b "127.0.0.1:$port" -L -m 3 >/dev/null 2>&1
+  else
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null
+  fi
+}
+
+up() {
+  if running; then
+    say "already running (pid $(cat "$pidfile"))"
+    echo "127.0.0.1:$port"
+    return 0
+  fi
+  fetch
+  rm -rf "$run"
+  mkdir -p "$run/data"
+  cat > "$run/server.properties" <<PROPS
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:$cport
+listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
+advertised.listeners=PLAINTEXT://127.0.0.1:$port
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+log.dirs=$run/data
+num.partitions=1
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=4
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+transaction.state.log.num.partitions=4
+group.initial.rebalance.delay.ms=0
+auto.create.topics.enable=false
+log.segment.bytes=67108864
+PROPS
+  cat > "$run/log4j2.properties" <<'LOG'
+status = warn
+appender.file.type = File
+appender.file.name = file
+appender.file.fileName = ${sys:kafka.logs.dir}/server.log
+appender.file.layout.type = PatternLayout
+appender.file.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = WARN
+rootLogger.appenderRef.file.ref = file
+logger.kafka.name = kafka.server.KafkaServer
+logger.kafka.level = INFO
+LOG
+  local jvm=(-Xms256m -Xmx1g -XX:+UseG1GC -Dkafka.logs.dir="$run" -Dlog4j2.configurationFile="$run/log4j2.properties")
+  java "${jvm[@]}" -cp "$lib/*" kafka.tools.StorageTool format \
+    -t "cs-pulse-local-kraft-1" -c "$run/server.properties" --ignore-formatted >"$run/format.log" 2>&1 || {
+    say "formatting storage failed:"; cat "$run/format.log" >&2; exit 1; }
+  nohup java "${jvm[@]}" -cp "$lib/*" kafka.Kafka "$run/server.properties" >"$run/stdout.log" 2>&1 &
+  echo $! > "$pidfile"
+  for _ in $(seq 1 120); do
+    if answers; then
+      say "Apache Kafka $version is up (pid $(cat "$pidfile"))"
+      echo "127.0.0.1:$port"
+      return 0
+    fi
+    if ! running; then
+      say "the broker exited while starting:"; tail -n 30 "$run/stdout.log" "$run/server.log" >&2 2>/dev/null || true
+      exit 1
+    fi
+    sleep 0.5
+  done
+  say "the broker did not answer on 127.0.0.1:$port within 60 s"
+  down
+  exit 1
+}
+
+down() {
+  if running; then
+    local pid; pid="$(cat "$pidfile")"
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+    kill -9 "$pid" 2>/dev/null || true
+    say "stopped (pid $pid)"
+  else
+    say "not running"
+  fi
+  rm -rf "$run"
+}
+
+status() {
+  if running; then
+    echo "running: 127.0.0.1:$port (pid $(cat "$pidfile"))"
+  else
+    echo "not running"
+    return 1
+  fi
+}
+
+case "${1:-}" in
+  up) up ;;
+  down) down ;;
+  status) status ;;
+  *) echo "usage: $0 up|down|status" >&2; exit 2 ;;
+esac

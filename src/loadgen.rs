@@ -1,0 +1,252 @@
+//! `cs-pulse gen`: writes a synthetic customer base to a real cluster (and/or NDJSON
+//! files), deterministic by seed, at a target rate or as fast as possible.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+
+use crate::config::Config;
+use crate::demo::generator::{GenRecord, Generator, Input, Scale, DEFAULT_START_MS};
+use crate::time::DAY_MS;
+
+/// What to generate and where.
+#[derive(Debug, Clone)]
+pub struct GenOptions {
+    /// Seed: same seed and sizes, same records.
+    pub seed: u64,
+    /// Size of the customer base.
+    pub scale: Scale,
+    /// Simulated days.
+    pub days: i64,
+    /// Stop after this many events (dimension records not counted).
+    pub max_events: Option<u64>,
+    /// Events per second; `None` for as fast as possible.
+    pub rate: Option<f64>,
+    /// Produce to Kafka (the config's bootstrap servers and topics).
+    pub to_kafka: bool,
+    /// Also write `usage.ndjson`, `support.ndjson`, `accounts.ndjson`, `teams.ndjson` here.
+    pub ndjson_dir: Option<PathBuf>,
+    /// Create missing topics with this many input partitions first.
+    pub create_topics: Option<i32>,
+    /// Print a progress line every second.
+    pub progress: bool,
+}
+
+/// What `gen` wrote.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct GenSummary {
+    /// Events written (usage and support).
+    pub events: u64,
+    /// Account and team records written.
+    pub dimension_records: u64,
+    /// Latest event time written, epoch ms.
+    pub last_event_ms: i64,
+    /// Wall-clock seconds.
+    pub seconds: f64,
+}
+
+/// Errors of `gen`.
+#[derive(Debug, thiserror::Error)]
+pub enum GenError {
+    /// Kafka failed.
+    #[error("kafka: {0}")]
+    Kafka(#[from] KafkaError),
+    /// A file could not be written.
+    #[error("{0}")]
+    Io(String),
+}
+
+struct Files {
+    usage: BufWriter<File>,
+    support: BufWriter<File>,
+    accounts: BufWriter<File>,
+    teams: BufWriter<File>,
+}
+
+impl Files {
+    fn create(dir: &std::path::Path) -> Result<Self, GenError> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| GenError::Io(format!("{}: {e}", dir.display())))?;
+        let open = |name: &str| {
+            let p = dir.join(name);
+            File::create(&p)
+                .map(BufWriter::new)
+                .map_err(|e| GenError::Io(format!("{}: {e}", p.display())))
+        };
+        Ok(Self {
+            usage: open("usage.ndjson")?,
+            support: open("support.ndjson")?,
+            accounts: open("accounts.ndjson")?,
+            teams: open("teams.ndjson")?,
+        })
+    }
+
+    fn write(&mut self, r: &GenRecord) -> Result<(), GenError> {
+        let w = match r.input {
+            Input::Usage => &mut self.usage,
+            Input::Support => &mut self.support,
+            Input::Accounts => &mut self.accounts,
+            Input::Teams => &mut self.teams,
+        };
+        w.write_all(&r.payload)
+            .and_then(|_| w.write_all(b"\n"))
+            .map_err(|e| GenError::Io(e.to_string()))
+    }
+
+    fn flush(&mut self) -> Result<(), GenError> {
+        for w in [
+            &mut self.usage,
+            &mut self.support,
+            &mut self.accounts,
+            &mut self.teams,
+        ] {
+            w.flush().map_err(|e| GenError::Io(e.to_string()))?;
+        }
+        Ok(())
+    }
+}
+
+/// Creates the topics that do not exist: inputs with `partitions`, accounts, teams and
+/// scores compacted.
+pub fn create_topics(cfg: &Config, partitions: i32) -> Result<(), GenError> {
+    let admin: AdminClient<_> = crate::kafka::client_config(cfg).create()?;
+    let t = &cfg.topics;
+    let compact = [("cleanup.policy", "compact")];
+    let specs: Vec<NewTopic<'_>> = vec![
+        NewTopic::new(&t.usage, partitions, TopicReplication::Fixed(1)),
+        NewTopic::new(&t.support, partitions, TopicReplication::Fixed(1)),
+        NewTopic::new(&t.accounts, 1, TopicReplication::Fixed(1)).set(compact[0].0, compact[0].1),
+        NewTopic::new(&t.teams, 1, TopicReplication::Fixed(1)).set(compact[0].0, compact[0].1),
+        NewTopic::new(&t.alerts, partitions, TopicReplication::Fixed(1)),
+        NewTopic::new(&t.scores, partitions, TopicReplication::Fixed(1))
+            .set(compact[0].0, compact[0].1),
+        NewTopic::new(&t.deadletter, partitions, TopicReplication::Fixed(1)),
+    ];
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| GenError::Io(e.to_string()))?;
+    let results = rt.block_on(admin.create_topics(
+        &specs,
+        &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
+    ))?;
+    for r in results {
+        match r {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((name, code)) => {
+                return Err(GenError::Io(format!("cannot create topic {name}: {code}")))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Generates and writes.
+pub fn run(cfg: &Config, opts: &GenOptions) -> Result<GenSummary, GenError> {
+    let started = Instant::now();
+    if let Some(p) = opts.create_topics.filter(|_| opts.to_kafka) {
+        create_topics(cfg, p)?;
+    }
+    let producer: Option<BaseProducer> = if opts.to_kafka {
+        Some(
+            crate::kafka::client_config(cfg)
+                .set("linger.ms", "20")
+                .set("compression.type", "zstd")
+                .set("queue.buffering.max.messages", "1000000")
+                .create()?,
+        )
+    } else {
+        None
+    };
+    let mut files = opts.ndjson_dir.as_deref().map(Files::create).transpose()?;
+    let topic_of = |i: Input| match i {
+        Input::Usage => cfg.topics.usage.as_str(),
+        Input::Support => cfg.topics.support.as_str(),
+        Input::Accounts => cfg.topics.accounts.as_str(),
+        Input::Teams => cfg.topics.teams.as_str(),
+    };
+    let mut emit = |r: &GenRecord| -> Result<(), GenError> {
+        if let Some(p) = &producer {
+            loop {
+                match p.send(
+                    BaseRecord::<str, [u8]>::to(topic_of(r.input))
+                        .key(r.key.as_str())
+                        .payload(&r.payload),
+                ) {
+                    Ok(()) => break,
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                        p.poll(Duration::from_millis(5));
+                    }
+                    Err((e, _)) => return Err(e.into()),
+                }
+            }
+        }
+        if let Some(f) = &mut files {
+            f.write(r)?;
+        }
+        Ok(())
+    };
+    let mut gen = Generator::scaled(opts.seed, DEFAULT_START_MS, opts.scale);
+    let mut summary = GenSummary::default();
+    for r in gen.dimension_records() {
+        emit(&r)?;
+        summary.dimension_records += 1;
+    }
+    let mut last_progress = Instant::now();
+    'days: for day in 0..opts.days {
+        for r in gen.day(day) {
+            if opts.max_events.is_some_and(|m| summary.events >= m) {
+                break 'days;
+            }
+            emit(&r)?;
+            summary.events += 1;
+            summary.last_event_ms = summary.last_event_ms.max(r.at);
+            if let Some(rate) = opts.rate.filter(|r| *r > 0.0) {
+                let due = summary.events as f64 / rate;
+                let ahead = due - started.elapsed().as_secs_f64();
+                if ahead > 0.002 {
+                    std::thread::sleep(Duration::from_secs_f64(ahead));
+                }
+            }
+            if summary.events % 4096 == 0 {
+                if let Some(p) = &producer {
+                    p.poll(Duration::ZERO);
+                }
+                if opts.progress && last_progress.elapsed() >= Duration::from_secs(1) {
+                    last_progress = Instant::now();
+                    let secs = started.elapsed().as_secs_f64();
+                    eprintln!(
+                        "gen: {} events ({:.0}/s), day {}/{}",
+                        summary.events,
+                        summary.events as f64 / secs,
+                        day + 1,
+                        opts.days
+                    );
+                }
+            }
+        }
+    }
+    // Bring every partition's event time to the same end, so that consumers' watermarks
+    // meet there.
+    let end = summary
+        .last_event_ms
+        .max(gen.start_ms() + opts.days * DAY_MS - 1000);
+    for r in gen.closing_records(end) {
+        emit(&r)?;
+        summary.events += 1;
+    }
+    summary.last_event_ms = end;
+    if let Some(p) = &producer {
+        p.flush(Duration::from_secs(120))?;
+    }
+    if let Some(f) = &mut files {
+        f.flush()?;
+    }
+    summary.seconds = started.elapsed().as_secs_f64();
+    Ok(summary)
+}
