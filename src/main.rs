@@ -243,6 +243,10 @@ fn main() -> ExitCode {
                 Ok(c) => c,
                 Err(e) => return usage_error(e),
             };
+            if std::env::var_os("RUST_LOG").is_none() {
+                // Alerts go to --out; keep the terminal to warnings and the summary.
+                std::env::set_var("RUST_LOG", "warn");
+            }
             telemetry::init_logging(cfg.log.format);
             let files = replay::ReplayFiles {
                 usage,

@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# The whole cs-pulse test suite, from a fresh clone: installs the build's system packages
-# when they are missing, then checks formatting and lints, and runs every test (unit,
-# doc, golden replay, command line, and the pipeline on the in-process mock cluster).
+# The whole cs-pulse test suite, from a fresh clone. It installs what it needs when it is
+# missing (the build's system packages and kcat), starts a real Apache Kafka 4.x broker on
+# 127.0.0.1 (deploy/local/kafka.sh, fetched through Maven into .cache/), checks formatting
+# and lints, runs every test (unit, doc, golden replay, command line, mock cluster, and
+# the tests against the real broker), and stops the broker even when a test fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+started=$(date +%s)
 
 need=()
-for pkg in cmake libssl-dev libcurl4-openssl-dev pkg-config; do
+for pkg in cmake libssl-dev libcurl4-openssl-dev pkg-config kcat; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -16,12 +19,26 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 
-started=$(date +%s)
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 echo "==> cargo clippy"
 cargo clippy --locked --all-targets -- -D warnings
-echo "==> cargo test"
+
+export KAFKA_PORT="${KAFKA_PORT:-19092}"
+echo "==> starting Apache Kafka on 127.0.0.1:$KAFKA_PORT"
+trap 'deploy/local/kafka.sh down || true' EXIT
+deploy/local/kafka.sh down >/dev/null 2>&1 || true
+export CS_PULSE_TEST_BOOTSTRAP
+CS_PULSE_TEST_BOOTSTRAP="$(deploy/local/kafka.sh up)"
+
+echo "==> cargo test (unit, golden, command line, mock cluster)"
 cargo test --locked --all-targets
 cargo test --locked --doc
+
+echo "==> cargo test against the real broker at $CS_PULSE_TEST_BOOTSTRAP"
+log=$(mktemp)
+cargo test --locked --test real_kafka -- --include-ignored 2>&1 | tee "$log"
+real=$(grep -Eo 'test result: ok\. [0-9]+ passed' "$log" | grep -Eo '[0-9]+' | head -n1)
+rm -f "$log"
+echo "==> ${real:-0} tests ran against the real Apache Kafka broker"
 echo "==> all tests passed in $(( $(date +%s) - started )) s"

@@ -1,0 +1,321 @@
+//! Helpers for the tests against a real Apache Kafka broker (started by
+//! `deploy/local/kafka.sh up`; `bash tests/run-all.sh` does it and sets
+//! `CS_PULSE_TEST_BOOTSTRAP`).
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::ClientConfig;
+
+pub type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+/// The broker under test. Fails loudly, never skips.
+pub fn broker() -> String {
+    let Ok(b) = std::env::var("CS_PULSE_TEST_BOOTSTRAP") else {
+        panic!(
+            "CS_PULSE_TEST_BOOTSTRAP is not set: these tests need a real Kafka broker. \
+             Run `bash tests/run-all.sh` (it starts one), or `deploy/local/kafka.sh up` and \
+             export CS_PULSE_TEST_BOOTSTRAP=127.0.0.1:19092."
+        )
+    };
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &b)
+        .create()
+        .expect("client");
+    if let Err(e) = consumer.fetch_metadata(None, Duration::from_secs(10)) {
+        panic!("the Kafka broker at {b} (CS_PULSE_TEST_BOOTSTRAP) does not answer: {e}");
+    }
+    b
+}
+
+/// Names unique to one test run, so tests never share topics or groups.
+pub struct Names {
+    pub prefix: String,
+}
+
+impl Names {
+    pub fn new(test: &str) -> Self {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        Self {
+            prefix: format!("it-{test}-{}-{}", std::process::id(), nanos % 1_000_000_000),
+        }
+    }
+
+    pub fn topic(&self, name: &str) -> String {
+        format!("{}.{name}", self.prefix)
+    }
+
+    pub fn all_topics(&self) -> Vec<String> {
+        [
+            "usage",
+            "support",
+            "accounts",
+            "teams",
+            "alerts",
+            "scores",
+            "deadletter",
+        ]
+        .iter()
+        .map(|t| self.topic(t))
+        .collect()
+    }
+}
+
+/// A free port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// Writes a config file for this test's topics; returns its path.
+pub fn write_config(
+    dir: &Path,
+    bootstrap: &str,
+    names: &Names,
+    group: &str,
+    metrics_port: u16,
+    extra: &str,
+) -> Result<PathBuf> {
+    let p = dir.join(format!("{group}.toml"));
+    let text = format!(
+        "[kafka]\nbootstrap_servers = \"{bootstrap}\"\ngroup_id = \"{group}\"\n\
+         [topics]\nusage = \"{}\"\nsupport = \"{}\"\naccounts = \"{}\"\nteams = \"{}\"\nalerts = \"{}\"\nscores = \"{}\"\ndeadletter = \"{}\"\n\
+         [time]\nidle_timeout_secs = 2\n\
+         [processing]\nguarantee = \"at_least_once\"\n\
+         [metrics]\nbind = \"127.0.0.1:{metrics_port}\"\n{extra}",
+        names.topic("usage"),
+        names.topic("support"),
+        names.topic("accounts"),
+        names.topic("teams"),
+        names.topic("alerts"),
+        names.topic("scores"),
+        names.topic("deadletter"),
+    );
+    std::fs::write(&p, text)?;
+    Ok(p)
+}
+
+pub fn temp_dir(names: &Names) -> Result<PathBuf> {
+    let d = std::env::temp_dir().join(&names.prefix);
+    std::fs::create_dir_all(&d)?;
+    Ok(d)
+}
+
+pub fn cs_pulse() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_cs-pulse"));
+    c.env_remove("CS_PULSE_BOOTSTRAP_SERVERS")
+        .env_remove("CS_PULSE_METRICS_BIND")
+        .env("RUST_LOG", "warn");
+    c
+}
+
+/// A `cs-pulse run` process, its log in a file; killed when dropped.
+pub struct RunProcess {
+    pub child: Child,
+    pub log: PathBuf,
+    pub metrics_port: u16,
+}
+
+impl RunProcess {
+    pub fn start(config: &Path, log: PathBuf, metrics_port: u16) -> Result<Self> {
+        let f = std::fs::File::create(&log)?;
+        let child = cs_pulse()
+            .args(["run", "--config"])
+            .arg(config)
+            .env("NO_COLOR", "1")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::from(f.try_clone()?))
+            .stderr(Stdio::from(f))
+            .spawn()?;
+        Ok(Self {
+            child,
+            log,
+            metrics_port,
+        })
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The value of one unlabelled metric, when the endpoint answers.
+    pub fn metric(&self, name: &str) -> Option<f64> {
+        let text = scrape(self.metrics_port)?;
+        text.lines().find_map(|l| {
+            l.strip_prefix(name)
+                .and_then(|rest| rest.strip_prefix(' '))
+                .and_then(|v| v.trim().parse().ok())
+        })
+    }
+
+    /// Sends SIGTERM and waits for the exit code.
+    pub fn terminate(&mut self, within: Duration) -> Result<Option<i32>> {
+        Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()?;
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(s) = self.child.try_wait()? {
+                return Ok(s.code());
+            }
+            if Instant::now() > deadline {
+                self.child.kill()?;
+                return Err(format!(
+                    "no exit {within:?} after SIGTERM; log:\n{}",
+                    self.log_text()
+                )
+                .into());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Waits until the pipeline watermark reaches `at_least_ms`.
+    pub fn wait_watermark(&mut self, at_least_ms: i64, within: Duration) -> Result {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait()? {
+                return Err(
+                    format!("run exited early ({status}); log:\n{}", self.log_text()).into(),
+                );
+            }
+            if self
+                .metric("cs_pulse_watermark_timestamp_seconds")
+                .is_some_and(|s| (s * 1000.0) as i64 >= at_least_ms)
+            {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        Err(format!(
+            "watermark did not reach {at_least_ms} within {within:?}; log:\n{}",
+            self.log_text()
+        )
+        .into())
+    }
+}
+
+impl Drop for RunProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// GET /metrics.
+pub fn scrape(port: u16) -> Option<String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    Some(out)
+}
+
+/// Reads a whole topic with kcat (an independent client): one `(key, headers, payload)`
+/// per record. `-f` prints headers as `k=v,k=v`.
+pub fn kcat_read(bootstrap: &str, topic: &str) -> Result<Vec<(String, String, String)>> {
+    let out = Command::new("kcat")
+        .args([
+            "-C",
+            "-b",
+            bootstrap,
+            "-t",
+            topic,
+            "-o",
+            "beginning",
+            "-e",
+            "-q",
+            "-f",
+            "%k\x1f%h\x1f%s\x1e",
+        ])
+        .output()?;
+    if !out.status.success() {
+        return Err(format!("kcat failed: {}", String::from_utf8_lossy(&out.stderr)).into());
+    }
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    Ok(text
+        .split('\x1e')
+        .filter(|r| !r.trim().is_empty())
+        .map(|r| {
+            let mut parts = r.splitn(3, '\x1f');
+            let k = parts
+                .next()
+                .unwrap_or("")
+                .trim_start_matches('\n')
+                .to_string();
+            let h = parts.next().unwrap_or("").to_string();
+            let s = parts.next().unwrap_or("").to_string();
+            (k, h, s)
+        })
+        .collect())
+}
+
+/// Produces lines with kcat: `key\tvalue` per line.
+pub fn kcat_produce(bootstrap: &str, topic: &str, lines: &[(&str, &str)]) -> Result {
+    let mut child = Command::new("kcat")
+        .args(["-P", "-b", bootstrap, "-t", topic, "-K", "\t"])
+        .stdin(Stdio::piped())
+        .spawn()?;
+    {
+        let stdin = child.stdin.as_mut().ok_or("kcat stdin")?;
+        for (k, v) in lines {
+            writeln!(stdin, "{k}\t{v}")?;
+        }
+    }
+    let status = child.wait()?;
+    if !status.success() {
+        return Err(format!("kcat -P failed: {status}").into());
+    }
+    Ok(())
+}
+
+pub fn admin(bootstrap: &str) -> Result<AdminClient<DefaultClientContext>> {
+    Ok(ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()?)
+}
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(f)
+}
+
+/// Creates topics with partition counts.
+pub fn create_topics(bootstrap: &str, topics: &[(&str, i32)]) -> Result {
+    let admin = admin(bootstrap)?;
+    let specs: Vec<NewTopic<'_>> = topics
+        .iter()
+        .map(|(t, p)| NewTopic::new(t, *p, TopicReplication::Fixed(1)))
+        .collect();
+    for r in block_on(admin.create_topics(&specs, &AdminOptions::new()))? {
+        r.map_err(|(t, e)| format!("create {t}: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Deletes this test's topics (best effort).
+pub fn delete_topics(bootstrap: &str, names: &Names) {
+    if let Ok(admin) = admin(bootstrap) {
+        let topics = names.all_topics();
+        let refs: Vec<&str> = topics.iter().map(String::as_str).collect();
+        let _ = block_on(admin.delete_topics(&refs, &AdminOptions::new()));
+    }
+}
