@@ -39,10 +39,7 @@ pub enum ConfigError {
 }
 
 fn invalid(key: &str, why: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        key: key.to_string(),
-        why: why.into(),
-    }
+    ConfigError::Invalid { key: key.to_string(), why: why.into() }
 }
 
 /// The whole configuration of cs-pulse.
@@ -94,11 +91,7 @@ fn default_group_id() -> String {
 
 impl Default for KafkaConfig {
     fn default() -> Self {
-        Self {
-            bootstrap_servers: default_bootstrap_servers(),
-            group_id: default_group_id(),
-            client: BTreeMap::new(),
-        }
+        Self { bootstrap_servers: default_bootstrap_servers(), group_id: default_group_id(), client: BTreeMap::new() }
     }
 }
 
@@ -120,6 +113,10 @@ pub struct TopicsConfig {
     pub scores: String,
     /// Input that could not be decoded, validated or was late, with the reason in headers.
     pub deadletter: String,
+    /// The compacted state changelog, partitioned like the inputs. cs-pulse creates it
+    /// when missing. Default: `<kafka.group_id>-state-changelog`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub changelog: Option<String>,
 }
 
 impl Default for TopicsConfig {
@@ -132,6 +129,7 @@ impl Default for TopicsConfig {
             alerts: "cs.health.alerts.v1".into(),
             scores: "cs.health.scores.v1".into(),
             deadletter: "cs.deadletter.v1".into(),
+            changelog: None,
         }
     }
 }
@@ -193,9 +191,7 @@ fn default_pending_ttl_secs() -> u64 {
 
 impl Default for MagicNumberConfig {
     fn default() -> Self {
-        Self {
-            pending_ttl_secs: default_pending_ttl_secs(),
-        }
+        Self { pending_ttl_secs: default_pending_ttl_secs() }
     }
 }
 
@@ -282,11 +278,7 @@ pub struct Bands {
 
 impl Default for Bands {
     fn default() -> Self {
-        Self {
-            green: 70.0,
-            yellow: 40.0,
-            hysteresis: 5.0,
-        }
+        Self { green: 70.0, yellow: 40.0, hysteresis: 5.0 }
     }
 }
 
@@ -440,9 +432,7 @@ pub struct MetricsConfig {
 
 impl Default for MetricsConfig {
     fn default() -> Self {
-        Self {
-            bind: "127.0.0.1:9464".into(),
-        }
+        Self { bind: "127.0.0.1:9464".into() }
     }
 }
 
@@ -468,10 +458,8 @@ pub struct LogConfig {
 impl Config {
     /// Reads a TOML file, applies environment overrides and validates.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.display().to_string(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
         Self::from_toml(&text, &path.display().to_string())
     }
 
@@ -522,23 +510,18 @@ impl Config {
             ("topics.alerts", &t.alerts),
             ("topics.scores", &t.scores),
             ("topics.deadletter", &t.deadletter),
+            ("topics.changelog", &self.changelog_topic()),
         ];
         for (i, (key, name)) in topics.iter().enumerate() {
             if name.trim().is_empty() {
                 return Err(invalid(key, "must not be empty"));
             }
             if let Some((other, _)) = topics[..i].iter().find(|(_, n)| n == name) {
-                return Err(invalid(
-                    key,
-                    format!("names the same topic '{name}' as `{other}`"),
-                ));
+                return Err(invalid(key, format!("names the same topic '{name}' as `{other}`")));
             }
         }
         if self.time.evaluation_interval_secs == 0 {
-            return Err(invalid(
-                "time.evaluation_interval_secs",
-                "must be at least 1",
-            ));
+            return Err(invalid("time.evaluation_interval_secs", "must be at least 1"));
         }
         if self.time.idle_timeout_secs == 0 {
             return Err(invalid("time.idle_timeout_secs", "must be at least 1"));
@@ -555,16 +538,10 @@ impl Config {
         let mut seen = std::collections::HashSet::new();
         for f in &self.adoption.key_features {
             if f.is_empty() {
-                return Err(invalid(
-                    "adoption.key_features",
-                    "holds an empty feature name",
-                ));
+                return Err(invalid("adoption.key_features", "holds an empty feature name"));
             }
             if !seen.insert(f) {
-                return Err(invalid(
-                    "adoption.key_features",
-                    format!("lists '{f}' twice"),
-                ));
+                return Err(invalid("adoption.key_features", format!("lists '{f}' twice")));
             }
         }
         check_weights("health.weights", &self.health.weights)?;
@@ -575,30 +552,24 @@ impl Config {
             check_bands(&format!("health.segments.{name}.bands"), &b)?;
         }
         if self.processing.commit_interval_ms == 0 {
-            return Err(invalid(
-                "processing.commit_interval_ms",
-                "must be at least 1",
-            ));
+            return Err(invalid("processing.commit_interval_ms", "must be at least 1"));
         }
         if self.processing.max_batch_records == 0 {
-            return Err(invalid(
-                "processing.max_batch_records",
-                "must be at least 1",
-            ));
+            return Err(invalid("processing.max_batch_records", "must be at least 1"));
         }
         if self.output.format == OutputFormat::Avro {
-            return Err(invalid(
-                "output.format",
-                "avro output is not available in this build; use \"json\"",
-            ));
+            return Err(invalid("output.format", "avro output is not available in this build; use \"json\""));
         }
-        self.metrics.bind.parse::<SocketAddr>().map_err(|e| {
-            invalid(
-                "metrics.bind",
-                format!("'{}' is not HOST:PORT ({e})", self.metrics.bind),
-            )
-        })?;
+        self.metrics
+            .bind
+            .parse::<SocketAddr>()
+            .map_err(|e| invalid("metrics.bind", format!("'{}' is not HOST:PORT ({e})", self.metrics.bind)))?;
         Ok(())
+    }
+
+    /// The state changelog topic: `topics.changelog`, or derived from the group id.
+    pub fn changelog_topic(&self) -> String {
+        self.topics.changelog.clone().unwrap_or_else(|| format!("{}-state-changelog", self.kafka.group_id))
     }
 
     /// The effective configuration as TOML.
@@ -610,10 +581,7 @@ impl Config {
 fn check_weights(key: &str, w: &Weights) -> Result<(), ConfigError> {
     for (name, v) in w.entries() {
         if !v.is_finite() || v < 0.0 {
-            return Err(invalid(
-                &format!("{key}.{name}"),
-                format!("{v} must be a number >= 0"),
-            ));
+            return Err(invalid(&format!("{key}.{name}"), format!("{v} must be a number >= 0")));
         }
     }
     if w.entries().iter().all(|(_, v)| *v == 0.0) {
@@ -623,23 +591,13 @@ fn check_weights(key: &str, w: &Weights) -> Result<(), ConfigError> {
 }
 
 fn check_bands(key: &str, b: &Bands) -> Result<(), ConfigError> {
-    for (name, v) in [
-        ("green", b.green),
-        ("yellow", b.yellow),
-        ("hysteresis", b.hysteresis),
-    ] {
+    for (name, v) in [("green", b.green), ("yellow", b.yellow), ("hysteresis", b.hysteresis)] {
         if !v.is_finite() || !(0.0..=100.0).contains(&v) {
-            return Err(invalid(
-                &format!("{key}.{name}"),
-                format!("{v} must be within 0..=100"),
-            ));
+            return Err(invalid(&format!("{key}.{name}"), format!("{v} must be within 0..=100")));
         }
     }
     if b.yellow >= b.green {
-        return Err(invalid(
-            &format!("{key}.yellow"),
-            format!("{} must be below green ({})", b.yellow, b.green),
-        ));
+        return Err(invalid(&format!("{key}.yellow"), format!("{} must be below green ({})", b.yellow, b.green)));
     }
     Ok(())
 }
@@ -649,10 +607,8 @@ mod tests {
     use super::*;
 
     fn parse(s: &str) -> Result<Config, ConfigError> {
-        let mut c: Config = toml::from_str(s).map_err(|e| ConfigError::Parse {
-            path: "t".into(),
-            message: e.to_string(),
-        })?;
+        let mut c: Config =
+            toml::from_str(s).map_err(|e| ConfigError::Parse { path: "t".into(), message: e.to_string() })?;
         c.apply_env(|_| None);
         c.validate()?;
         Ok(c)
@@ -672,9 +628,7 @@ mod tests {
 
     #[test]
     fn unknown_key_is_named() {
-        let e = parse("[time]\nallowed_latenes_secs = 5\n")
-            .unwrap_err()
-            .to_string();
+        let e = parse("[time]\nallowed_latenes_secs = 5\n").unwrap_err().to_string();
         assert!(e.contains("allowed_latenes_secs"), "{e}");
         let e = parse("[nonsense]\n").unwrap_err().to_string();
         assert!(e.contains("nonsense"), "{e}");
@@ -682,35 +636,24 @@ mod tests {
 
     #[test]
     fn bad_values_name_the_key() {
-        let e = parse("[health.bands]\nyellow = 80\n")
-            .unwrap_err()
-            .to_string();
+        let e = parse("[health.bands]\nyellow = 80\n").unwrap_err().to_string();
         assert!(e.contains("health.bands.yellow"), "{e}");
-        let e = parse("[health.weights]\nsupport = -1\n")
-            .unwrap_err()
-            .to_string();
+        let e = parse("[health.weights]\nsupport = -1\n").unwrap_err().to_string();
         assert!(e.contains("health.weights.support"), "{e}");
-        let e = parse("[metrics]\nbind = \"nowhere\"\n")
-            .unwrap_err()
-            .to_string();
+        let e = parse("[metrics]\nbind = \"nowhere\"\n").unwrap_err().to_string();
         assert!(e.contains("metrics.bind"), "{e}");
-        let e = parse("[processing]\nguarantee = \"maybe_once\"\n")
-            .unwrap_err()
-            .to_string();
+        let e = parse("[processing]\nguarantee = \"maybe_once\"\n").unwrap_err().to_string();
         assert!(e.contains("maybe_once"), "{e}");
-        let e = parse("[topics]\nscores = \"cs.health.alerts.v1\"\n")
-            .unwrap_err()
-            .to_string();
+        let e = parse("[topics]\nscores = \"cs.health.alerts.v1\"\n").unwrap_err().to_string();
         assert!(e.contains("topics.scores"), "{e}");
-        let e = parse("[health.segments.smb.bands]\ngreen = 30\n")
-            .unwrap_err()
-            .to_string();
+        let e = parse("[health.segments.smb.bands]\ngreen = 30\n").unwrap_err().to_string();
         assert!(e.contains("health.segments.smb.bands.yellow"), "{e}");
     }
 
     #[test]
     fn segment_overrides_merge_over_globals() {
-        let c = parse("[health.segments.smb.weights]\nsupport = 40\n[health.segments.smb.bands]\ngreen = 60\n").unwrap();
+        let c =
+            parse("[health.segments.smb.weights]\nsupport = 40\n[health.segments.smb.bands]\ngreen = 60\n").unwrap();
         let (w, b) = c.health.for_segment(Some("smb"));
         assert_eq!(w.support, 40.0);
         assert_eq!(w.utilization, 25.0);
@@ -730,7 +673,9 @@ mod tests {
 
     #[test]
     fn effective_config_round_trips() {
-        let c = parse("[adoption]\nkey_features = [\"deploys\"]\n[kafka.client]\n\"security.protocol\" = \"plaintext\"\n").unwrap();
+        let c =
+            parse("[adoption]\nkey_features = [\"deploys\"]\n[kafka.client]\n\"security.protocol\" = \"plaintext\"\n")
+                .unwrap();
         let again = parse(&c.to_toml()).unwrap();
         assert_eq!(c, again);
     }

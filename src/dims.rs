@@ -38,10 +38,7 @@ impl Dimensions {
             }
         }
         if let Upsert::Put(t) = u {
-            self.teams_by_account
-                .entry(t.account_id.clone())
-                .or_default()
-                .insert(id.clone());
+            self.teams_by_account.entry(t.account_id.clone()).or_default().insert(id.clone());
             self.teams.insert(id, t);
         }
     }
@@ -53,18 +50,12 @@ impl Dimensions {
 
     /// A team's record, when it belongs to `account_id`.
     pub fn team(&self, account_id: &str, team_id: &str) -> Option<&TeamRecord> {
-        self.teams
-            .get(team_id)
-            .filter(|t| t.account_id == account_id)
+        self.teams.get(team_id).filter(|t| t.account_id == account_id)
     }
 
     /// The team records of an account, by team id.
     pub fn teams_of(&self, account_id: &str) -> impl Iterator<Item = &TeamRecord> {
-        self.teams_by_account
-            .get(account_id)
-            .into_iter()
-            .flatten()
-            .filter_map(|id| self.teams.get(id))
+        self.teams_by_account.get(account_id).into_iter().flatten().filter_map(|id| self.teams.get(id))
     }
 
     /// Number of account and team records held.
@@ -78,11 +69,7 @@ mod tests {
     use super::*;
 
     fn team(id: &str, acct: &str) -> TeamRecord {
-        TeamRecord {
-            team_id: id.into(),
-            account_id: acct.into(),
-            ..Default::default()
-        }
+        TeamRecord { team_id: id.into(), account_id: acct.into(), ..Default::default() }
     }
 
     #[test]
@@ -103,11 +90,7 @@ mod tests {
     #[test]
     fn account_upsert_and_delete() {
         let mut d = Dimensions::default();
-        d.apply_account(Upsert::Put(AccountRecord {
-            account_id: "a".into(),
-            seats: Some(3),
-            ..Default::default()
-        }));
+        d.apply_account(Upsert::Put(AccountRecord { account_id: "a".into(), seats: Some(3), ..Default::default() }));
         assert_eq!(d.account("a").and_then(|a| a.seats), Some(3));
         d.apply_account(Upsert::Delete("a".into()));
         assert!(d.account("a").is_none());

@@ -53,9 +53,7 @@ impl ProducerContext for DeliveryContext {
             Ok(_) => {
                 if trigger_ms > 0 {
                     let secs = (crate::time::now_ms() - trigger_ms as i64).max(0) as f64 / 1000.0;
-                    crate::telemetry::metrics()
-                        .event_to_alert_latency_seconds
-                        .observe(secs);
+                    crate::telemetry::metrics().event_to_alert_latency_seconds.observe(secs);
                 }
             }
             Err((e, msg)) => {
@@ -96,6 +94,7 @@ pub struct KafkaSink {
     alerts_topic: String,
     scores_topic: String,
     deadletter_topic: String,
+    changelog_topic: String,
 }
 
 impl KafkaSink {
@@ -111,6 +110,7 @@ impl KafkaSink {
             alerts_topic: cfg.topics.alerts.clone(),
             scores_topic: cfg.topics.scores.clone(),
             deadletter_topic: cfg.topics.deadletter.clone(),
+            changelog_topic: cfg.changelog_topic(),
         })
     }
 
@@ -122,8 +122,7 @@ impl KafkaSink {
         headers: Option<OwnedHeaders>,
         trigger_ms: usize,
     ) -> Result<(), KafkaError> {
-        let mut record: BaseRecord<'_, [u8], [u8], usize> =
-            BaseRecord::with_opaque_to(topic, trigger_ms);
+        let mut record: BaseRecord<'_, [u8], [u8], usize> = BaseRecord::with_opaque_to(topic, trigger_ms);
         if let Some(k) = key {
             record = record.key(k);
         }
@@ -151,25 +150,13 @@ impl KafkaSink {
     pub fn alert(&self, a: &Alert, trigger_ms: Option<i64>) -> Result<(), KafkaError> {
         let body = encode(a)?;
         let trigger = trigger_ms.filter(|t| *t > 0).map_or(0, |t| t as usize);
-        self.send(
-            &self.alerts_topic,
-            Some(a.entity.account_id.as_bytes()),
-            Some(&body),
-            None,
-            trigger,
-        )
+        self.send(&self.alerts_topic, Some(a.entity.account_id.as_bytes()), Some(&body), None, trigger)
     }
 
     /// Produces a score record, keyed `level:entity_id` on the compacted scores topic.
     pub fn score(&self, s: &ScoreRecord) -> Result<(), KafkaError> {
         let body = encode(s)?;
-        self.send(
-            &self.scores_topic,
-            Some(s.entity.score_key().as_bytes()),
-            Some(&body),
-            None,
-            0,
-        )
+        self.send(&self.scores_topic, Some(s.entity.score_key().as_bytes()), Some(&body), None, 0)
     }
 
     /// Produces a dead letter: original key, bytes and headers, plus headers saying why and
@@ -178,10 +165,7 @@ impl KafkaSink {
         let mut h = OwnedHeaders::new();
         if let Some(orig) = r.headers {
             for hdr in orig.iter() {
-                h = h.insert(Header {
-                    key: hdr.key,
-                    value: hdr.value,
-                });
+                h = h.insert(Header { key: hdr.key, value: hdr.value });
             }
         }
         let partition = r.partition.to_string();
@@ -193,13 +177,29 @@ impl KafkaSink {
             (HEADER_SOURCE_PARTITION, partition.as_str()),
             (HEADER_SOURCE_OFFSET, offset.as_str()),
         ] {
-            h = h.insert(Header {
-                key: k,
-                value: Some(v),
-            });
+            h = h.insert(Header { key: k, value: Some(v) });
         }
         crate::telemetry::metrics().deadletter_records_total.inc();
         self.send(&self.deadletter_topic, r.key, r.payload, Some(h), 0)
+    }
+
+    /// Produces a state change to the changelog partition that mirrors input `partition`.
+    pub fn changelog(&self, partition: i32, key: &[u8], value: &[u8]) -> Result<(), KafkaError> {
+        let m = crate::telemetry::metrics();
+        m.changelog_records_total.inc();
+        m.changelog_bytes_total.inc_by((key.len() + value.len()) as u64);
+        let mut record: BaseRecord<'_, [u8], [u8], usize> =
+            BaseRecord::with_opaque_to(&self.changelog_topic, 0).partition(partition).key(key).payload(value);
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => return Ok(()),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                    record = r;
+                    self.producer.poll(Duration::from_millis(10));
+                }
+                Err((e, _)) => return Err(e),
+            }
+        }
     }
 
     /// Waits until every output is acknowledged. Fails when any was not.
@@ -210,9 +210,7 @@ impl KafkaSink {
         }
         let after = self.producer.context().failures.swap(0, Ordering::SeqCst);
         if after > 0 {
-            return Err(format!(
-                "{after} output records were not acknowledged ({before} before this flush)"
-            ));
+            return Err(format!("{after} output records were not acknowledged ({before} before this flush)"));
         }
         Ok(())
     }

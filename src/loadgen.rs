@@ -68,15 +68,31 @@ struct Files {
     teams: BufWriter<File>,
 }
 
+/// Creates one topic; `compact` sets `cleanup.policy=compact`. An existing topic is fine.
+pub fn create_topic(cfg: &Config, name: &str, partitions: i32, compact: bool) -> Result<(), GenError> {
+    let admin: AdminClient<_> = crate::kafka::client_config(cfg).create()?;
+    let mut spec = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+    if compact {
+        spec = spec.set("cleanup.policy", "compact");
+    }
+    let rt =
+        tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| GenError::Io(e.to_string()))?;
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    for r in rt.block_on(admin.create_topics([&spec], &opts))? {
+        match r {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((name, code)) => return Err(GenError::Io(format!("cannot create topic {name}: {code}"))),
+        }
+    }
+    Ok(())
+}
+
 impl Files {
     fn create(dir: &std::path::Path) -> Result<Self, GenError> {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| GenError::Io(format!("{}: {e}", dir.display())))?;
+        std::fs::create_dir_all(dir).map_err(|e| GenError::Io(format!("{}: {e}", dir.display())))?;
         let open = |name: &str| {
             let p = dir.join(name);
-            File::create(&p)
-                .map(BufWriter::new)
-                .map_err(|e| GenError::Io(format!("{}: {e}", p.display())))
+            File::create(&p).map(BufWriter::new).map_err(|e| GenError::Io(format!("{}: {e}", p.display())))
         };
         Ok(Self {
             usage: open("usage.ndjson")?,
@@ -93,18 +109,11 @@ impl Files {
             Input::Accounts => &mut self.accounts,
             Input::Teams => &mut self.teams,
         };
-        w.write_all(&r.payload)
-            .and_then(|_| w.write_all(b"\n"))
-            .map_err(|e| GenError::Io(e.to_string()))
+        w.write_all(&r.payload).and_then(|_| w.write_all(b"\n")).map_err(|e| GenError::Io(e.to_string()))
     }
 
     fn flush(&mut self) -> Result<(), GenError> {
-        for w in [
-            &mut self.usage,
-            &mut self.support,
-            &mut self.accounts,
-            &mut self.teams,
-        ] {
+        for w in [&mut self.usage, &mut self.support, &mut self.accounts, &mut self.teams] {
             w.flush().map_err(|e| GenError::Io(e.to_string()))?;
         }
         Ok(())
@@ -123,24 +132,17 @@ pub fn create_topics(cfg: &Config, partitions: i32) -> Result<(), GenError> {
         NewTopic::new(&t.accounts, 1, TopicReplication::Fixed(1)).set(compact[0].0, compact[0].1),
         NewTopic::new(&t.teams, 1, TopicReplication::Fixed(1)).set(compact[0].0, compact[0].1),
         NewTopic::new(&t.alerts, partitions, TopicReplication::Fixed(1)),
-        NewTopic::new(&t.scores, partitions, TopicReplication::Fixed(1))
-            .set(compact[0].0, compact[0].1),
+        NewTopic::new(&t.scores, partitions, TopicReplication::Fixed(1)).set(compact[0].0, compact[0].1),
         NewTopic::new(&t.deadletter, partitions, TopicReplication::Fixed(1)),
     ];
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| GenError::Io(e.to_string()))?;
-    let results = rt.block_on(admin.create_topics(
-        &specs,
-        &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
-    ))?;
+    let rt =
+        tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| GenError::Io(e.to_string()))?;
+    let results = rt
+        .block_on(admin.create_topics(&specs, &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)))))?;
     for r in results {
         match r {
             Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((name, code)) => {
-                return Err(GenError::Io(format!("cannot create topic {name}: {code}")))
-            }
+            Err((name, code)) => return Err(GenError::Io(format!("cannot create topic {name}: {code}"))),
         }
     }
     Ok(())
@@ -173,11 +175,7 @@ pub fn run(cfg: &Config, opts: &GenOptions) -> Result<GenSummary, GenError> {
     let mut emit = |r: &GenRecord| -> Result<(), GenError> {
         if let Some(p) = &producer {
             loop {
-                match p.send(
-                    BaseRecord::<str, [u8]>::to(topic_of(r.input))
-                        .key(r.key.as_str())
-                        .payload(&r.payload),
-                ) {
+                match p.send(BaseRecord::<str, [u8]>::to(topic_of(r.input)).key(r.key.as_str()).payload(&r.payload)) {
                     Ok(()) => break,
                     Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
                         p.poll(Duration::from_millis(5));
@@ -233,9 +231,7 @@ pub fn run(cfg: &Config, opts: &GenOptions) -> Result<GenSummary, GenError> {
     }
     // Bring every partition's event time to the same end, so that consumers' watermarks
     // meet there.
-    let end = summary
-        .last_event_ms
-        .max(gen.start_ms() + opts.days * DAY_MS - 1000);
+    let end = summary.last_event_ms.max(gen.start_ms() + opts.days * DAY_MS - 1000);
     for r in gen.closing_records(end) {
         emit(&r)?;
         summary.events += 1;

@@ -175,10 +175,7 @@ fn install_signal_handler(rt: &tokio::runtime::Runtime, flag: Arc<AtomicBool>) {
         #[cfg(unix)]
         {
             use tokio::signal::unix::{signal, SignalKind};
-            let (Ok(mut term), Ok(mut int)) = (
-                signal(SignalKind::terminate()),
-                signal(SignalKind::interrupt()),
-            ) else {
+            let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
                 tracing::warn!("Cannot install signal handlers.");
                 return;
             };
@@ -197,12 +194,8 @@ fn install_signal_handler(rt: &tokio::runtime::Runtime, flag: Arc<AtomicBool>) {
 }
 
 fn start_metrics(rt: &tokio::runtime::Runtime, bind: &str) -> Result<std::net::SocketAddr, String> {
-    let addr: std::net::SocketAddr = bind
-        .parse()
-        .map_err(|e| format!("metrics.bind '{bind}': {e}"))?;
-    rt.block_on(telemetry::serve(addr))
-        .map(|(a, _task)| a)
-        .map_err(|e| format!("cannot serve metrics on {addr}: {e}"))
+    let addr: std::net::SocketAddr = bind.parse().map_err(|e| format!("metrics.bind '{bind}': {e}"))?;
+    rt.block_on(telemetry::serve(addr)).map(|(a, _task)| a).map_err(|e| format!("cannot serve metrics on {addr}: {e}"))
 }
 
 fn main() -> ExitCode {
@@ -213,11 +206,7 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
         }
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-    {
+    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build() {
         Ok(rt) => rt,
         Err(e) => return runtime_error(format!("cannot start runtime: {e}")),
     };
@@ -229,16 +218,7 @@ fn main() -> ExitCode {
             }
             Err(e) => usage_error(e),
         },
-        Command::Replay {
-            usage,
-            support,
-            accounts,
-            teams,
-            out,
-            scores,
-            deadletter,
-            config,
-        } => {
+        Command::Replay { usage, support, accounts, teams, out, scores, deadletter, config } => {
             let cfg = match load_config(config.as_ref()) {
                 Ok(c) => c,
                 Err(e) => return usage_error(e),
@@ -248,15 +228,7 @@ fn main() -> ExitCode {
                 std::env::set_var("RUST_LOG", "warn");
             }
             telemetry::init_logging(cfg.log.format);
-            let files = replay::ReplayFiles {
-                usage,
-                support,
-                accounts,
-                teams,
-                out,
-                scores,
-                deadletter,
-            };
+            let files = replay::ReplayFiles { usage, support, accounts, teams, out, scores, deadletter };
             match replay::replay(&cfg, &files) {
                 Ok(summary) => {
                     let line = serde_json::to_string(&summary).unwrap_or_default();
@@ -317,11 +289,7 @@ fn main() -> ExitCode {
             telemetry::init_logging(cfg.log.format);
             let opts = cs_pulse::loadgen::GenOptions {
                 seed,
-                scale: cs_pulse::demo::generator::Scale {
-                    accounts,
-                    teams_per_account: teams,
-                    users_per_team: users,
-                },
+                scale: cs_pulse::demo::generator::Scale { accounts, teams_per_account: teams, users_per_team: users },
                 days,
                 max_events: events,
                 rate,
@@ -345,12 +313,7 @@ fn main() -> ExitCode {
                 Err(e) => runtime_error(e),
             }
         }
-        Command::Demo {
-            duration,
-            seed,
-            days,
-            config,
-        } => {
+        Command::Demo { duration, seed, days, config } => {
             let cfg = match load_config(config.as_ref()) {
                 Ok(c) => c,
                 Err(e) => return usage_error(e),
@@ -365,12 +328,7 @@ fn main() -> ExitCode {
             if let Err(e) = start_metrics(&rt, &cfg.metrics.bind) {
                 return usage_error(e);
             }
-            let opts = demo::DemoOptions {
-                duration,
-                seed,
-                days,
-                print: true,
-            };
+            let opts = demo::DemoOptions { duration, seed, days, print: true };
             match demo::run(cfg, &opts, shutdown) {
                 Ok(summary) => {
                     println!("{}", demo::format_summary(&summary));

@@ -89,28 +89,38 @@ enum RebalanceEvent {
 struct PipelineContext {
     events: Mutex<Vec<RebalanceEvent>>,
     input_topics: [String; 2],
+    /// (topic index, partition) -> the consumer has read all the partition holds, from
+    /// the latest statistics.
+    caught_up: Mutex<HashMap<(usize, i32), bool>>,
 }
 
 fn tpl_elements(tpl: &TopicPartitionList) -> Vec<(String, i32)> {
-    tpl.elements()
-        .iter()
-        .map(|e| (e.topic().to_string(), e.partition()))
-        .collect()
+    tpl.elements().iter().map(|e| (e.topic().to_string(), e.partition())).collect()
 }
 
 impl ClientContext for PipelineContext {
     fn stats(&self, stats: Statistics) {
         let m = metrics();
-        for topic in &self.input_topics {
-            if let Some(t) = stats.topics.get(topic) {
-                for (p, ps) in &t.partitions {
-                    if *p >= 0 && ps.consumer_lag >= 0 {
-                        m.consumer_lag
-                            .with_label_values(&[topic, &p.to_string()])
-                            .set(ps.consumer_lag);
-                    }
+        let mut caught_up = Vec::new();
+        for (ti, topic) in self.input_topics.iter().enumerate() {
+            let Some(t) = stats.topics.get(topic) else { continue };
+            for (p, ps) in &t.partitions {
+                if *p < 0 {
+                    continue;
                 }
+                let hi = ps.hi_offset;
+                // app_offset is the position: the offset after the last record handed to
+                // cs-pulse; -1001 until the first one.
+                let lag = if ps.app_offset >= 0 { (hi - ps.app_offset).max(0) } else { ps.consumer_lag };
+                if lag >= 0 {
+                    m.consumer_lag.with_label_values(&[topic, &p.to_string()]).set(lag);
+                }
+                let done = hi >= 0 && (hi == ps.lo_offset || ps.app_offset >= hi);
+                caught_up.push(((ti, *p), done));
             }
+        }
+        if let Ok(mut map) = self.caught_up.lock() {
+            map.extend(caught_up);
         }
     }
 }
@@ -119,17 +129,11 @@ impl ConsumerContext for PipelineContext {
     fn post_rebalance(&self, _c: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         let ev = match rebalance {
             Rebalance::Assign(tpl) => {
-                metrics()
-                    .rebalances_total
-                    .with_label_values(&["assign"])
-                    .inc();
+                metrics().rebalances_total.with_label_values(&["assign"]).inc();
                 RebalanceEvent::Assigned(tpl_elements(tpl))
             }
             Rebalance::Revoke(tpl) => {
-                metrics()
-                    .rebalances_total
-                    .with_label_values(&["revoke"])
-                    .inc();
+                metrics().rebalances_total.with_label_values(&["revoke"]).inc();
                 RebalanceEvent::Revoked(tpl_elements(tpl))
             }
             Rebalance::Error(e) => {
@@ -140,13 +144,13 @@ impl ConsumerContext for PipelineContext {
         if let Ok(mut q) = self.events.lock() {
             q.push(ev);
         }
+        // What the statistics said about the old assignment no longer holds.
+        if let Ok(mut map) = self.caught_up.lock() {
+            map.clear();
+        }
     }
 
-    fn commit_callback(
-        &self,
-        result: rdkafka::error::KafkaResult<()>,
-        _offsets: &TopicPartitionList,
-    ) {
+    fn commit_callback(&self, result: rdkafka::error::KafkaResult<()>, _offsets: &TopicPartitionList) {
         let outcome = if result.is_ok() { "ok" } else { "error" };
         metrics().commits_total.with_label_values(&[outcome]).inc();
         if let Err(e) = result {
@@ -204,24 +208,15 @@ impl DimsReader {
                         pending.insert((t.to_string(), p));
                     }
                 }
-                None => tracing::warn!(
-                    topic = t,
-                    "Dimension topic does not exist; running without its records."
-                ),
+                None => tracing::warn!(topic = t, "Dimension topic does not exist; running without its records."),
             }
         }
         consumer.assign(&tpl)?;
-        let reader = Self {
-            consumer,
-            accounts_topic: cfg.topics.accounts.clone(),
-        };
+        let reader = Self { consumer, accounts_topic: cfg.topics.accounts.clone() };
         let started = Instant::now();
         while !pending.is_empty() {
             if started.elapsed() > DIMS_LOAD_TIMEOUT {
-                tracing::warn!(
-                    remaining = pending.len(),
-                    "Dimension topics not fully loaded in time; continuing."
-                );
+                tracing::warn!(remaining = pending.len(), "Dimension topics not fully loaded in time; continuing.");
                 break;
             }
             match reader.consumer.poll(Duration::from_millis(200)) {
@@ -243,47 +238,29 @@ impl DimsReader {
             Ok(tpl) => tpl
                 .elements()
                 .iter()
-                .filter_map(|e| {
-                    e.offset()
-                        .to_raw()
-                        .map(|o| ((e.topic().to_string(), e.partition()), o))
-                })
+                .filter_map(|e| e.offset().to_raw().map(|o| ((e.topic().to_string(), e.partition()), o)))
                 .collect(),
             Err(_) => return,
         };
         pending.retain(|(t, p)| {
-            let Ok((low, high)) = self
-                .consumer
-                .fetch_watermarks(t, *p, Duration::from_secs(5))
-            else {
+            let Ok((low, high)) = self.consumer.fetch_watermarks(t, *p, Duration::from_secs(5)) else {
                 return true;
             };
             if high <= low {
                 return false;
             }
-            positions
-                .get(&(t.clone(), *p))
-                .is_none_or(|pos| *pos < high)
+            positions.get(&(t.clone(), *p)).is_none_or(|pos| *pos < high)
         });
     }
 
-    fn apply(
-        &self,
-        m: &BorrowedMessage<'_>,
-        dims: &mut Dimensions,
-        sink: &KafkaSink,
-        out: &mut RunSummary,
-    ) {
+    fn apply(&self, m: &BorrowedMessage<'_>, dims: &mut Dimensions, sink: &KafkaSink, out: &mut RunSummary) {
         let result = if m.topic() == self.accounts_topic {
             json::decode_account(m.key(), m.payload()).map(|u| dims.apply_account(u))
         } else {
             json::decode_team(m.key(), m.payload()).map(|u| dims.apply_team(u))
         };
         match result {
-            Ok(()) => metrics()
-                .dimension_records_total
-                .with_label_values(&[m.topic()])
-                .inc(),
+            Ok(()) => metrics().dimension_records_total.with_label_values(&[m.topic()]).inc(),
             Err(e) => reject(sink, m, &e, out),
         }
     }
@@ -297,6 +274,102 @@ impl DimsReader {
                 Some(Err(e)) => tracing::warn!(error = %e, "Dimension consumer error."),
                 None => break,
             }
+        }
+    }
+}
+
+/// Reads a partition's state back from the compacted changelog.
+struct StateStore {
+    consumer: BaseConsumer,
+    topic: String,
+}
+
+impl StateStore {
+    fn new(cfg: &Config) -> Result<Self, PipelineError> {
+        let consumer: BaseConsumer = client_config(cfg)
+            .set("group.id", format!("{}-restore", cfg.kafka.group_id))
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("isolation.level", "read_committed")
+            .create()?;
+        Ok(Self { consumer, topic: cfg.changelog_topic() })
+    }
+
+    /// Reads changelog partition `p` from its start to its current end.
+    fn restore(&self, p: i32, engine_cfg: &Arc<EngineConfig>) -> Result<Engine, PipelineError> {
+        let started = Instant::now();
+        let (low, high) = self.consumer.fetch_watermarks(&self.topic, p, METADATA_TIMEOUT)?;
+        let mut records: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::new();
+        if high > low {
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition_offset(&self.topic, p, Offset::Beginning)?;
+            self.consumer.assign(&tpl)?;
+            let deadline = Instant::now() + Duration::from_secs(600);
+            loop {
+                match self.consumer.poll(Duration::from_millis(100)) {
+                    Some(Ok(m)) => {
+                        records.push((m.key().unwrap_or_default().to_vec(), m.payload().map(<[u8]>::to_vec)));
+                        if m.offset() + 1 >= high {
+                            break;
+                        }
+                    }
+                    Some(Err(e)) => {
+                        tracing::warn!(partition = p, error = %e, "Changelog read error.")
+                    }
+                    None => {
+                        // Compaction and transaction markers leave gaps: the position
+                        // tells whether the end was reached.
+                        let pos = self.position(p);
+                        if pos.is_some_and(|o| o >= high) {
+                            break;
+                        }
+                    }
+                }
+                if Instant::now() > deadline {
+                    return Err(PipelineError::Setup(format!(
+                        "restoring partition {p} from '{}' took over 10 minutes",
+                        self.topic
+                    )));
+                }
+            }
+            self.consumer.unassign()?;
+        }
+        let n = records.len();
+        let engine = Engine::restore(Arc::clone(engine_cfg), records)
+            .map_err(|e| PipelineError::Setup(format!("cannot restore partition {p} from '{}': {e}", self.topic)))?;
+        let secs = started.elapsed().as_secs_f64();
+        metrics().restore_duration_seconds.observe(secs);
+        tracing::info!(partition = p, records = n, seconds = secs, "State restored.");
+        Ok(engine)
+    }
+
+    fn position(&self, p: i32) -> Option<i64> {
+        // Plain data only: a live list from position() can hang the consumer's drop.
+        let tpl = self.consumer.position().ok()?;
+        let off = tpl.elements().iter().find(|e| e.partition() == p).and_then(|e| e.offset().to_raw());
+        drop(tpl);
+        off
+    }
+}
+
+/// Makes sure the changelog exists, compacted, with the inputs' partition count.
+fn ensure_changelog<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    cfg: &Config,
+    partitions: usize,
+) -> Result<(), PipelineError> {
+    let topic = cfg.changelog_topic();
+    let count = partition_counts(consumer, &[&topic], METADATA_TIMEOUT)?[0];
+    match count {
+        Some(n) if n == partitions => Ok(()),
+        Some(n) => Err(PipelineError::Setup(format!(
+            "state changelog '{topic}' has {n} partitions but the input topics have {partitions}; they must match (delete the changelog to rebuild it, or set topics.changelog)"
+        ))),
+        None => {
+            crate::loadgen::create_topic(cfg, &topic, partitions as i32, true)
+                .map_err(|e| PipelineError::Setup(format!("state changelog '{topic}' does not exist and cannot be created: {e}")))?;
+            tracing::info!(topic = %topic, partitions, "Created the state changelog.");
+            Ok(())
         }
     }
 }
@@ -338,7 +411,13 @@ struct Owned {
 }
 
 impl Owned {
-    fn apply(&mut self, ev: RebalanceEvent, topics: &[String; 2], now: i64) {
+    fn apply(
+        &mut self,
+        ev: RebalanceEvent,
+        topics: &[String; 2],
+        store: &StateStore,
+        now: i64,
+    ) -> Result<(), PipelineError> {
         let idx = |t: &str| topics.iter().position(|x| x == t);
         match ev {
             RebalanceEvent::Assigned(parts) => {
@@ -346,9 +425,10 @@ impl Owned {
                     if let Some(i) = idx(&t) {
                         self.assigned.insert((i, p));
                         self.watermarks.add_partition((i, p), now);
-                        self.engines
-                            .entry(p)
-                            .or_insert_with(|| Engine::new(Arc::clone(&self.engine_cfg)));
+                        if !self.engines.contains_key(&p) {
+                            let engine = store.restore(p, &self.engine_cfg)?;
+                            self.engines.insert(p, engine);
+                        }
                     }
                 }
                 tracing::info!(partitions = ?self.assigned, "Partitions assigned.");
@@ -367,9 +447,8 @@ impl Owned {
                 tracing::info!(partitions = ?self.assigned, "Partitions revoked.");
             }
         }
-        metrics()
-            .assigned_partitions
-            .set(self.assigned.len() as i64);
+        metrics().assigned_partitions.set(self.assigned.len() as i64);
+        Ok(())
     }
 }
 
@@ -377,14 +456,16 @@ fn drain_rebalances(
     consumer: &BaseConsumer<PipelineContext>,
     owned: &mut Owned,
     topics: &[String; 2],
-) {
+    store: &StateStore,
+) -> Result<(), PipelineError> {
     let events = match consumer.context().events.lock() {
         Ok(mut q) => std::mem::take(&mut *q),
-        Err(_) => return,
+        Err(_) => return Ok(()),
     };
     for ev in events {
-        owned.apply(ev, topics, crate::time::now_ms());
+        owned.apply(ev, topics, store, crate::time::now_ms())?;
     }
+    Ok(())
 }
 
 fn write_outputs(
@@ -396,10 +477,7 @@ fn write_outputs(
     if out.alerts.is_empty() && out.scores.is_empty() {
         return Ok(());
     }
-    AlertsEmitted {
-        alerts: &out.alerts,
-    }
-    .emit();
+    AlertsEmitted { alerts: &out.alerts }.emit();
     for a in out.alerts.drain(..) {
         sink.alert(&a, trigger_ms)?;
         summary.alerts += 1;
@@ -421,6 +499,7 @@ pub fn run(cfg: &Config, shutdown: &AtomicBool) -> Result<RunSummary, PipelineEr
     let ctx = PipelineContext {
         events: Mutex::new(Vec::new()),
         input_topics: topics.clone(),
+        caught_up: Mutex::new(HashMap::new()),
     };
     let consumer: BaseConsumer<PipelineContext> = client_config(cfg)
         .set("group.id", &cfg.kafka.group_id)
@@ -428,9 +507,11 @@ pub fn run(cfg: &Config, shutdown: &AtomicBool) -> Result<RunSummary, PipelineEr
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
-        .set("statistics.interval.ms", "5000")
+        .set("statistics.interval.ms", "1000")
         .create_with_context(ctx)?;
     let partitions = check_copartitioning(&consumer, cfg)?;
+    ensure_changelog(&consumer, cfg, partitions)?;
+    let store = StateStore::new(cfg)?;
     let sink = KafkaSink::new(cfg)?;
     let mut summary = RunSummary::default();
     let mut dims = Dimensions::default();
@@ -447,7 +528,8 @@ pub fn run(cfg: &Config, shutdown: &AtomicBool) -> Result<RunSummary, PipelineEr
         watermarks: WatermarkTracker::new(
             cfg.time.allowed_lateness_secs as i64 * 1000,
             cfg.time.idle_timeout_secs as i64 * 1000,
-        ),
+        )
+        .require_caught_up(),
         offsets: HashMap::new(),
     };
     let interval = Duration::from_millis(cfg.processing.commit_interval_ms);
@@ -466,7 +548,7 @@ pub fn run(cfg: &Config, shutdown: &AtomicBool) -> Result<RunSummary, PipelineEr
                 break;
             }
             let msg = consumer.poll(remaining);
-            drain_rebalances(&consumer, &mut owned, &topics);
+            drain_rebalances(&consumer, &mut owned, &topics, &store)?;
             let m = match msg {
                 None => continue,
                 Some(Err(e)) => {
@@ -485,11 +567,7 @@ pub fn run(cfg: &Config, shutdown: &AtomicBool) -> Result<RunSummary, PipelineEr
             n += 1;
             received[ti] += 1;
             let now = crate::time::now_ms();
-            let decoded = if ti == 0 {
-                json::decode_usage(m.payload())
-            } else {
-                json::decode_support(m.payload())
-            };
+            let decoded = if ti == 0 { json::decode_usage(m.payload()) } else { json::decode_support(m.payload()) };
             owned.offsets.insert((ti, p), m.offset() + 1);
             match decoded {
                 Err(e) => {
@@ -497,14 +575,9 @@ pub fn run(cfg: &Config, shutdown: &AtomicBool) -> Result<RunSummary, PipelineEr
                     reject(&sink, &m, &e, &mut summary);
                 }
                 Ok(ev) => {
-                    let engine = owned
-                        .engines
-                        .entry(p)
-                        .or_insert_with(|| Engine::new(Arc::clone(&owned.engine_cfg)));
+                    let engine = owned.engines.entry(p).or_insert_with(|| Engine::new(Arc::clone(&owned.engine_cfg)));
                     match engine.ingest(&ev, &dims, now, &mut out) {
-                        Ingested::Accepted => {
-                            owned.watermarks.observe(&(ti, p), ev.occurred_at(), now)
-                        }
+                        Ingested::Accepted => owned.watermarks.observe(&(ti, p), ev.occurred_at(), now),
                         Ingested::Late { tick } => {
                             owned.watermarks.touch(&(ti, p), now);
                             let e = late_error(&ev, tick);
@@ -517,16 +590,17 @@ pub fn run(cfg: &Config, shutdown: &AtomicBool) -> Result<RunSummary, PipelineEr
                 }
             }
         }
-        drain_rebalances(&consumer, &mut owned, &topics);
+        drain_rebalances(&consumer, &mut owned, &topics, &store)?;
         for (i, count) in received.iter_mut().enumerate() {
             if *count > 0 {
-                EventsReceived {
-                    topic: &topics[i],
-                    count: *count,
-                }
-                .emit();
+                EventsReceived { topic: &topics[i], count: *count }.emit();
                 summary.records += *count;
                 *count = 0;
+            }
+        }
+        if let Ok(map) = consumer.context().caught_up.lock() {
+            for (key, done) in map.iter() {
+                owned.watermarks.set_caught_up(key, *done);
             }
         }
         let now = crate::time::now_ms();
@@ -540,22 +614,26 @@ pub fn run(cfg: &Config, shutdown: &AtomicBool) -> Result<RunSummary, PipelineEr
             }
             m.ticks_evaluated_total.inc_by(out.ticks - before);
         }
+        let produced = !out.is_empty();
         write_outputs(&sink, &mut out, None, &mut summary)?;
-        if n == 0 && owned.offsets.is_empty() {
+        let mut changes = 0usize;
+        for (p, engine) in owned.engines.iter_mut() {
+            for (k, v) in engine.take_changes() {
+                sink.changelog(*p, &k, &v)?;
+                changes += 1;
+            }
+        }
+        if n == 0 && owned.offsets.is_empty() && !produced && changes == 0 {
             sink.poll();
             continue;
         }
         if let Err(e) = sink.flush(FLUSH_TIMEOUT) {
-            break Err(PipelineError::Delivery(format!(
-                "{e}; input offsets not committed"
-            )));
+            break Err(PipelineError::Delivery(format!("{e}; input offsets not committed")));
         }
         commit(&consumer, &mut owned, &topics, CommitMode::Async);
         summary.batches += 1;
         record_state_metrics(&owned);
-        metrics()
-            .batch_duration_seconds
-            .observe(started.elapsed().as_secs_f64());
+        metrics().batch_duration_seconds.observe(started.elapsed().as_secs_f64());
     };
     telemetry::set_ready(false);
     if result.is_ok() {
@@ -586,21 +664,13 @@ fn late_error(ev: &Event, tick: i64) -> DecodeError {
     }
 }
 
-fn commit(
-    consumer: &BaseConsumer<PipelineContext>,
-    owned: &mut Owned,
-    topics: &[String; 2],
-    mode: CommitMode,
-) {
+fn commit(consumer: &BaseConsumer<PipelineContext>, owned: &mut Owned, topics: &[String; 2], mode: CommitMode) {
     if owned.offsets.is_empty() {
         return;
     }
     let mut tpl = TopicPartitionList::new();
     for ((ti, p), off) in owned.offsets.drain() {
-        if tpl
-            .add_partition_offset(&topics[ti], p, Offset::Offset(off))
-            .is_err()
-        {
+        if tpl.add_partition_offset(&topics[ti], p, Offset::Offset(off)).is_err() {
             continue;
         }
     }

@@ -112,21 +112,11 @@ impl Lines {
         if path.extension().is_some_and(|e| e == "avro") {
             return Err(ReplayError::Unsupported {
                 path: path.display().to_string(),
-                why:
-                    "Avro object container files are not readable by this build; convert to NDJSON"
-                        .into(),
+                why: "Avro object container files are not readable by this build; convert to NDJSON".into(),
             });
         }
-        let f = File::open(path).map_err(|source| ReplayError::Io {
-            path: path.display().to_string(),
-            source,
-        })?;
-        Ok(Self {
-            name,
-            path: path.display().to_string(),
-            reader: Box::new(BufReader::new(f)),
-            line_no: 0,
-        })
+        let f = File::open(path).map_err(|source| ReplayError::Io { path: path.display().to_string(), source })?;
+        Ok(Self { name, path: path.display().to_string(), reader: Box::new(BufReader::new(f)), line_no: 0 })
     }
 
     /// The next non-blank line and its number.
@@ -137,10 +127,7 @@ impl Lines {
             let n = self
                 .reader
                 .read_line(&mut buf)
-                .map_err(|source| ReplayError::Io {
-                    path: self.path.clone(),
-                    source,
-                })?;
+                .map_err(|source| ReplayError::Io { path: self.path.clone(), source })?;
             if n == 0 {
                 return Ok(None);
             }
@@ -163,17 +150,11 @@ struct Sinks {
 fn create(path: &Path) -> Result<BufWriter<File>, ReplayError> {
     File::create(path)
         .map(BufWriter::new)
-        .map_err(|source| ReplayError::Io {
-            path: path.display().to_string(),
-            source,
-        })
+        .map_err(|source| ReplayError::Io { path: path.display().to_string(), source })
 }
 
 fn write_json(w: &mut BufWriter<File>, path: &str, v: &impl Serialize) -> Result<(), ReplayError> {
-    let io = |source| ReplayError::Io {
-        path: path.to_string(),
-        source,
-    };
+    let io = |source| ReplayError::Io { path: path.to_string(), source };
     serde_json::to_writer(&mut *w, v).map_err(|e| io(std::io::Error::other(e)))?;
     w.write_all(b"\n").map_err(io)
 }
@@ -187,18 +168,9 @@ impl Sinks {
         err: &DecodeError,
         payload: &str,
     ) -> Result<(), ReplayError> {
-        RecordRejected {
-            topic: src.name,
-            partition: -1,
-            offset: line as i64,
-            reason: err.reason,
-            detail: &err.detail,
-        }
-        .emit();
-        *summary
-            .rejected
-            .entry(err.reason().to_string())
-            .or_insert(0) += 1;
+        RecordRejected { topic: src.name, partition: -1, offset: line as i64, reason: err.reason, detail: &err.detail }
+            .emit();
+        *summary.rejected.entry(err.reason().to_string()).or_insert(0) += 1;
         match &mut self.deadletter {
             Some((w, path)) => {
                 let dl = DeadLetter {
@@ -219,15 +191,9 @@ impl Sinks {
     }
 
     fn write(&mut self, summary: &mut ReplaySummary, out: &mut Outputs) -> Result<(), ReplayError> {
-        AlertsEmitted {
-            alerts: &out.alerts,
-        }
-        .emit();
+        AlertsEmitted { alerts: &out.alerts }.emit();
         for a in out.alerts.drain(..) {
-            *summary
-                .alerts
-                .entry(a.kind.as_str().to_string())
-                .or_insert(0) += 1;
+            *summary.alerts.entry(a.kind.as_str().to_string()).or_insert(0) += 1;
             write_json(&mut self.out, &self.out_path, &a)?;
         }
         summary.scores += out.scores.len() as u64;
@@ -245,10 +211,7 @@ impl Sinks {
 
     fn finish(mut self) -> Result<(), ReplayError> {
         let flush = |w: &mut BufWriter<File>, path: &str| {
-            w.flush().map_err(|source| ReplayError::Io {
-                path: path.to_string(),
-                source,
-            })
+            w.flush().map_err(|source| ReplayError::Io { path: path.to_string(), source })
         };
         flush(&mut self.out, &self.out_path)?;
         if let Some((w, p)) = &mut self.scores {
@@ -275,11 +238,7 @@ impl Stream {
             let Some((no, line)) = self.lines.next_line()? else {
                 return Ok(());
             };
-            EventsReceived {
-                topic: self.lines.name,
-                count: 1,
-            }
-            .emit();
+            EventsReceived { topic: self.lines.name, count: 1 }.emit();
             match (self.decode)(Some(line.as_bytes())) {
                 Ok(ev) => self.head = Some((no, line, ev)),
                 Err(e) => sinks.reject(summary, &self.lines, no, &e, &line)?,
@@ -331,18 +290,10 @@ pub fn replay(cfg: &Config, files: &ReplayFiles) -> Result<ReplaySummary, Replay
     }
     let mut streams = Vec::new();
     if let Some(p) = &files.usage {
-        streams.push(Stream {
-            lines: Lines::open("usage", p)?,
-            decode: json::decode_usage,
-            head: None,
-        });
+        streams.push(Stream { lines: Lines::open("usage", p)?, decode: json::decode_usage, head: None });
     }
     if let Some(p) = &files.support {
-        streams.push(Stream {
-            lines: Lines::open("support", p)?,
-            decode: json::decode_support,
-            head: None,
-        });
+        streams.push(Stream { lines: Lines::open("support", p)?, decode: json::decode_support, head: None });
     }
 
     let engine_cfg = Arc::new(EngineConfig::from_config(cfg));
@@ -358,11 +309,8 @@ pub fn replay(cfg: &Config, files: &ReplayFiles) -> Result<ReplaySummary, Replay
             s.fill(&mut sinks, &mut summary)?;
         }
         // The earliest head; usage (listed first) wins ties.
-        let next = streams
-            .iter()
-            .enumerate()
-            .filter_map(|(i, s)| s.head.as_ref().map(|(_, _, e)| (e.occurred_at(), i)))
-            .min();
+        let next =
+            streams.iter().enumerate().filter_map(|(i, s)| s.head.as_ref().map(|(_, _, e)| (e.occurred_at(), i))).min();
         let Some((_, i)) = next else { break };
         let Some((no, line, ev)) = streams[i].head.take() else {
             break;

@@ -63,12 +63,7 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
     let month = num(5, 7)? as u32;
     let day = num(8, 10)? as u32;
     let (hour, minute, second) = (num(11, 13)?, num(14, 16)?, num(17, 19)?);
-    if b[4] != b'-'
-        || b[7] != b'-'
-        || !matches!(b[10], b'T' | b't' | b' ')
-        || b[13] != b':'
-        || b[16] != b':'
-    {
+    if b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') || b[13] != b':' || b[16] != b':' {
         return None;
     }
     if !(1..=12).contains(&month) || day == 0 || day > days_in_month(year, month) {
@@ -129,12 +124,7 @@ fn days_in_month(year: i64, month: u32) -> u32 {
 pub fn format_rfc3339(ms: i64) -> String {
     let (y, m, d) = civil_from_days(utc_day(ms));
     let secs = ms.rem_euclid(DAY_MS) / SECOND_MS;
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    )
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", secs / 3600, secs / 60 % 60, secs % 60)
 }
 
 /// Parses a human duration: `45s`, `2m`, `1h`, `3d`, `500ms` or a bare number of seconds.
@@ -147,9 +137,7 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (digits, unit) = s.split_at(split);
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| format!("'{s}' is not a duration (examples: 45s, 2m, 1h)"))?;
+    let n: u64 = digits.parse().map_err(|_| format!("'{s}' is not a duration (examples: 45s, 2m, 1h)"))?;
     let d = std::time::Duration::from_secs;
     Ok(match unit {
         "" | "s" => d(n),
@@ -157,20 +145,13 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
         "m" => d(n * 60),
         "h" => d(n * 3600),
         "d" => d(n * 86_400),
-        _ => {
-            return Err(format!(
-                "'{s}' has an unknown unit '{unit}' (use ms, s, m, h or d)"
-            ))
-        }
+        _ => return Err(format!("'{s}' has an unknown unit '{unit}' (use ms, s, m, h or d)")),
     })
 }
 
 /// Wall-clock time now, in epoch milliseconds.
 pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -189,22 +170,10 @@ mod tests {
 
     #[test]
     fn rfc3339_forms() {
-        assert_eq!(
-            parse_rfc3339("2026-01-01T00:00:00Z"),
-            Some(1_767_225_600_000)
-        );
-        assert_eq!(
-            parse_rfc3339("2026-01-01T01:00:00.5+01:00"),
-            Some(1_767_225_600_500)
-        );
-        assert_eq!(
-            parse_rfc3339("2026-01-01T00:00:00.123456Z"),
-            Some(1_767_225_600_123)
-        );
-        assert_eq!(
-            parse_rfc3339("2025-12-31T19:00:00-05:00"),
-            Some(1_767_225_600_000)
-        );
+        assert_eq!(parse_rfc3339("2026-01-01T00:00:00Z"), Some(1_767_225_600_000));
+        assert_eq!(parse_rfc3339("2026-01-01T01:00:00.5+01:00"), Some(1_767_225_600_500));
+        assert_eq!(parse_rfc3339("2026-01-01T00:00:00.123456Z"), Some(1_767_225_600_123));
+        assert_eq!(parse_rfc3339("2025-12-31T19:00:00-05:00"), Some(1_767_225_600_000));
         assert!(parse_rfc3339("2024-02-29T00:00:00Z").is_some());
         assert_eq!(parse_rfc3339("2023-02-29T00:00:00Z"), None);
         assert_eq!(parse_rfc3339("2026-01-01T00:00:00"), None);

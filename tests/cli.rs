@@ -21,19 +21,11 @@ fn write_temp(name: &str, text: &str) -> std::path::PathBuf {
 fn check_config_prints_effective_defaults() {
     let p = write_temp("ok.toml", "[adoption]\nkey_features = [\"deploys\"]\n");
     let out = cs_pulse(&["check-config", "--config", p.to_str().unwrap()]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("key_features = [\"deploys\"]"), "{text}");
     assert!(text.contains("allowed_lateness_secs = 3600"), "{text}");
-    assert!(
-        text.contains("bootstrap_servers = \"127.0.0.1:9092\""),
-        "{text}"
-    );
+    assert!(text.contains("bootstrap_servers = \"127.0.0.1:9092\""), "{text}");
 }
 
 #[test]
@@ -67,22 +59,13 @@ fn env_overrides_bootstrap_servers() {
         .env("CS_PULSE_BOOTSTRAP_SERVERS", "127.0.0.1:19092")
         .output()
         .expect("runs");
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("bootstrap_servers = \"127.0.0.1:19092\"")
-    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("bootstrap_servers = \"127.0.0.1:19092\""));
 }
 
 #[test]
 fn replay_of_a_missing_file_exits_2() {
-    let out_file =
-        std::env::temp_dir().join(format!("cs-pulse-cli-{}-alerts.ndjson", std::process::id()));
-    let out = cs_pulse(&[
-        "replay",
-        "--usage",
-        "/nonexistent/usage.ndjson",
-        "--out",
-        out_file.to_str().unwrap(),
-    ]);
+    let out_file = std::env::temp_dir().join(format!("cs-pulse-cli-{}-alerts.ndjson", std::process::id()));
+    let out = cs_pulse(&["replay", "--usage", "/nonexistent/usage.ndjson", "--out", out_file.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/usage.ndjson"));
 }

@@ -11,9 +11,7 @@ use serde_json::{json, Value};
 type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error>>;
 
 fn rfc3339(ms: &Value) -> Value {
-    ms.as_i64()
-        .map(|m| json!(cs_pulse::time::format_rfc3339(m)))
-        .unwrap_or(Value::Null)
+    ms.as_i64().map(|m| json!(cs_pulse::time::format_rfc3339(m))).unwrap_or(Value::Null)
 }
 
 fn read_ndjson(path: &Path) -> Result<Vec<Value>> {
@@ -21,10 +19,7 @@ fn read_ndjson(path: &Path) -> Result<Vec<Value>> {
         return Ok(Vec::new());
     }
     let text = std::fs::read_to_string(path)?;
-    text.lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| Ok(serde_json::from_str(l)?))
-        .collect()
+    text.lines().filter(|l| !l.trim().is_empty()).map(|l| Ok(serde_json::from_str(l)?)).collect()
 }
 
 /// Keeps the fields a golden file pins down.
@@ -68,38 +63,18 @@ fn run_case(dir: &Path) -> Result {
             cmd.arg(format!("--{input}")).arg(f);
         }
     }
-    let (alerts, scores, dead) = (
-        out.join("alerts.ndjson"),
-        out.join("scores.ndjson"),
-        out.join("dead.ndjson"),
-    );
-    cmd.arg("--out")
-        .arg(&alerts)
-        .arg("--scores")
-        .arg(&scores)
-        .arg("--deadletter")
-        .arg(&dead);
+    let (alerts, scores, dead) = (out.join("alerts.ndjson"), out.join("scores.ndjson"), out.join("dead.ndjson"));
+    cmd.arg("--out").arg(&alerts).arg("--scores").arg(&scores).arg("--deadletter").arg(&dead);
     cmd.arg("--config").arg(dir.join("config.toml"));
     let output = cmd.output()?;
-    assert!(
-        output.status.success(),
-        "{}: replay failed: {}",
-        dir.display(),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.status.success(), "{}: replay failed: {}", dir.display(), String::from_utf8_lossy(&output.stderr));
 
     let got_alerts = read_ndjson(&alerts)?;
     for a in &got_alerts {
         let reasons = a["reasons"].as_array().ok_or("reasons missing")?;
+        assert!(!reasons.is_empty(), "{}: alert without reasons: {a}", dir.display());
         assert!(
-            !reasons.is_empty(),
-            "{}: alert without reasons: {a}",
-            dir.display()
-        );
-        assert!(
-            reasons.iter().any(|r| r
-                .as_str()
-                .is_some_and(|s| s.chars().any(|c| c.is_ascii_digit()))),
+            reasons.iter().any(|r| r.as_str().is_some_and(|s| s.chars().any(|c| c.is_ascii_digit()))),
             "{}: reasons name no number: {a}",
             dir.display()
         );
@@ -107,16 +82,8 @@ fn run_case(dir: &Path) -> Result {
     }
     let checks: [(&str, Vec<Value>, Projection); 3] = [
         ("expected_alerts.ndjson", got_alerts, project_alert),
-        (
-            "expected_scores.ndjson",
-            read_ndjson(&scores)?,
-            project_score,
-        ),
-        (
-            "expected_deadletter.ndjson",
-            read_ndjson(&dead)?,
-            project_deadletter,
-        ),
+        ("expected_scores.ndjson", read_ndjson(&scores)?, project_score),
+        ("expected_deadletter.ndjson", read_ndjson(&dead)?, project_deadletter),
     ];
     for (file, got, project) in checks {
         let expected_path = dir.join(file);
@@ -139,11 +106,7 @@ fn tempdir(case: &Path) -> Result<PathBuf> {
 }
 
 fn case(name: &str) -> Result {
-    run_case(
-        &Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/golden")
-            .join(name),
-    )
+    run_case(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(name))
 }
 
 #[test]
@@ -185,16 +148,6 @@ fn every_case_folder_is_tested() -> Result {
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
     names.sort();
-    assert_eq!(
-        names,
-        [
-            "hysteresis",
-            "late",
-            "system_events",
-            "trend",
-            "unions",
-            "watermark_jump"
-        ]
-    );
+    assert_eq!(names, ["hysteresis", "late", "system_events", "trend", "unions", "watermark_jump"]);
     Ok(())
 }

@@ -41,26 +41,11 @@ fn scenario() -> (Vec<Value>, Vec<Value>) {
     let mut u = Vec::new();
     for day in 0..7 {
         for n in 0..10 {
-            u.push(usage(
-                &format!("{day}-{n}"),
-                BASE + day * DAY + 36_000_000,
-                "platform",
-                &format!("u{n}"),
-            ));
+            u.push(usage(&format!("{day}-{n}"), BASE + day * DAY + 36_000_000, "platform", &format!("u{n}")));
         }
     }
-    u.push(usage(
-        "last-1",
-        BASE + 14 * DAY + 36_000_000,
-        "platform",
-        "u1",
-    ));
-    u.push(usage(
-        "last-2",
-        BASE + 14 * DAY + 36_000_000,
-        "platform",
-        "u2",
-    ));
+    u.push(usage("last-1", BASE + 14 * DAY + 36_000_000, "platform", "u1"));
+    u.push(usage("last-2", BASE + 14 * DAY + 36_000_000, "platform", "u2"));
     let s = vec![
         json!({"event_id": "p1", "occurred_at": BASE + 3 * DAY, "account_id": "acme", "team_id": "platform", "kind": "ticket_opened", "ticket_id": "T-1", "priority": "P1"}),
         json!({"event_id": "p1-fix", "occurred_at": BASE + 14 * DAY + 36_000_000, "account_id": "acme", "kind": "ticket_resolved", "ticket_id": "T-1"}),
@@ -69,8 +54,7 @@ fn scenario() -> (Vec<Value>, Vec<Value>) {
 }
 
 fn produce(p: &BaseProducer, topic: &str, key: &str, payload: &[u8]) -> Result {
-    p.send(BaseRecord::to(topic).key(key).payload(payload))
-        .map_err(|(e, _)| e)?;
+    p.send(BaseRecord::to(topic).key(key).payload(payload)).map_err(|(e, _)| e)?;
     Ok(())
 }
 
@@ -88,27 +72,17 @@ fn pipeline_on_mock_cluster() -> Result {
         (&t.alerts, 1),
         (&t.scores, 1),
         (&t.deadletter, 1),
+        (&cfg.changelog_topic(), 2),
     ] {
         mock.create_topic(name, parts, 1)?;
     }
-    let producer: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", &bootstrap)
-        .create()?;
-    produce(
-        &producer,
-        &t.accounts,
-        "acme",
-        json!({"account_id": "acme", "seats": 20})
-            .to_string()
-            .as_bytes(),
-    )?;
+    let producer: BaseProducer = ClientConfig::new().set("bootstrap.servers", &bootstrap).create()?;
+    produce(&producer, &t.accounts, "acme", json!({"account_id": "acme", "seats": 20}).to_string().as_bytes())?;
     produce(
         &producer,
         &t.teams,
         "platform",
-        json!({"team_id": "platform", "account_id": "acme", "group": "infra", "seats": 12})
-            .to_string()
-            .as_bytes(),
+        json!({"team_id": "platform", "account_id": "acme", "group": "infra", "seats": 12}).to_string().as_bytes(),
     )?;
     let (usage_events, support_events) = scenario();
     for e in &usage_events {
@@ -119,7 +93,14 @@ fn pipeline_on_mock_cluster() -> Result {
     }
     // garbage: not UTF-8 JSON, and an event without its team
     produce(&producer, &t.usage, "acme", b"\xff\xfe not json")?;
-    produce(&producer, &t.support, "acme", json!({"event_id": "x", "occurred_at": BASE, "account_id": "acme", "kind": "ticket_lost", "ticket_id": "T"}).to_string().as_bytes())?;
+    produce(
+        &producer,
+        &t.support,
+        "acme",
+        json!({"event_id": "x", "occurred_at": BASE, "account_id": "acme", "kind": "ticket_lost", "ticket_id": "T"})
+            .to_string()
+            .as_bytes(),
+    )?;
     producer.flush(Duration::from_secs(10))?;
 
     let metrics = cs_pulse::telemetry::metrics();
@@ -130,10 +111,8 @@ fn pipeline_on_mock_cluster() -> Result {
         std::thread::spawn(move || cs_pulse::pipeline::run(&cfg, &stop))
     };
 
-    let reader: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &bootstrap)
-        .set("group.id", "mock-e2e-reader")
-        .create()?;
+    let reader: BaseConsumer =
+        ClientConfig::new().set("bootstrap.servers", &bootstrap).set("group.id", "mock-e2e-reader").create()?;
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(&t.alerts, 0, Offset::Beginning)?;
     tpl.add_partition_offset(&t.deadletter, 0, Offset::Beginning)?;
@@ -166,12 +145,7 @@ fn pipeline_on_mock_cluster() -> Result {
                 }
             }
             let key = String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned();
-            dead.push((
-                source,
-                reason,
-                key,
-                m.payload().unwrap_or_default().to_vec(),
-            ));
+            dead.push((source, reason, key, m.payload().unwrap_or_default().to_vec()));
         }
     }
     // let the pipeline finish its last batch, then stop it
@@ -193,10 +167,7 @@ fn pipeline_on_mock_cluster() -> Result {
         (dead[0].0.as_str(), dead[0].1.as_str(), dead[0].2.as_str()),
         (t.support.as_str(), "unknown_enum", "acme")
     );
-    assert_eq!(
-        (dead[1].0.as_str(), dead[1].1.as_str()),
-        (t.usage.as_str(), "undecodable")
-    );
+    assert_eq!((dead[1].0.as_str(), dead[1].1.as_str()), (t.usage.as_str(), "undecodable"));
     assert_eq!(dead[1].3, b"\xff\xfe not json");
     assert_eq!(summary.dead_letters, 2);
 
@@ -204,56 +175,33 @@ fn pipeline_on_mock_cluster() -> Result {
     let kinds: BTreeSet<(String, String)> = alerts
         .iter()
         .map(|a| {
-            (
-                a["kind"].as_str().unwrap_or("").to_string(),
-                a["entity"]["level"].as_str().unwrap_or("").to_string(),
-            )
+            (a["kind"].as_str().unwrap_or("").to_string(), a["entity"]["level"].as_str().unwrap_or("").to_string())
         })
         .collect();
-    for expected in [
-        ("support_escalation", "team"),
-        ("usage_drop", "team"),
-        ("usage_drop", "group"),
-        ("usage_drop", "account"),
-    ] {
-        assert!(
-            kinds.contains(&(expected.0.into(), expected.1.into())),
-            "missing {expected:?} in {kinds:?}"
-        );
+    for expected in
+        [("support_escalation", "team"), ("usage_drop", "team"), ("usage_drop", "group"), ("usage_drop", "account")]
+    {
+        assert!(kinds.contains(&(expected.0.into(), expected.1.into())), "missing {expected:?} in {kinds:?}");
     }
-    let p1 = alerts
-        .iter()
-        .find(|a| a["kind"] == "support_escalation")
-        .ok_or("no escalation")?;
+    let p1 = alerts.iter().find(|a| a["kind"] == "support_escalation").ok_or("no escalation")?;
     assert_eq!(p1["at"], BASE + 3 * DAY);
     assert!(p1["health"].is_null());
 
     // telemetry was emitted for what the pipeline read
-    assert!(
-        metrics.events_total.with_label_values(&[&t.usage]).get() - events_before
-            >= usage_events.len() as u64
-    );
+    assert!(metrics.events_total.with_label_values(&[&t.usage]).get() - events_before >= usage_events.len() as u64);
 
     // the same events through replay give the same alerts, up to run's last tick
     let dir = std::env::temp_dir().join(format!("cs-pulse-mock-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let write = |name: &str, rows: &[Value]| -> Result<std::path::PathBuf> {
         let p = dir.join(name);
-        std::fs::write(
-            &p,
-            rows.iter()
-                .map(|r| r.to_string() + "\n")
-                .collect::<String>(),
-        )?;
+        std::fs::write(&p, rows.iter().map(|r| r.to_string() + "\n").collect::<String>())?;
         Ok(p)
     };
     let files = cs_pulse::replay::ReplayFiles {
         usage: Some(write("u.ndjson", &usage_events)?),
         support: Some(write("s.ndjson", &support_events)?),
-        accounts: Some(write(
-            "a.ndjson",
-            &[json!({"account_id": "acme", "seats": 20})],
-        )?),
+        accounts: Some(write("a.ndjson", &[json!({"account_id": "acme", "seats": 20})])?),
         teams: Some(write(
             "t.ndjson",
             &[json!({"team_id": "platform", "account_id": "acme", "group": "infra", "seats": 12})],
@@ -270,10 +218,7 @@ fn pipeline_on_mock_cluster() -> Result {
         .filter(|a| a["at"].as_i64().is_some_and(|at| at <= last_tick))
         .filter_map(|a| a["alert_id"].as_str().map(str::to_string))
         .collect();
-    let ran: BTreeSet<String> = alerts
-        .iter()
-        .filter_map(|a| a["alert_id"].as_str().map(str::to_string))
-        .collect();
+    let ran: BTreeSet<String> = alerts.iter().filter_map(|a| a["alert_id"].as_str().map(str::to_string)).collect();
     assert_eq!(ran, replayed);
     std::fs::remove_dir_all(&dir)?;
     drop(reader);
@@ -288,15 +233,10 @@ fn run_refuses_input_topics_that_are_not_copartitioned() -> Result {
     mock.create_topic(&cfg.topics.usage, 4, 1)?;
     mock.create_topic(&cfg.topics.support, 3, 1)?;
     let stop = AtomicBool::new(false);
-    let err = cs_pulse::pipeline::run(&cfg, &stop)
-        .err()
-        .ok_or("run accepted unequal partition counts")?;
+    let err = cs_pulse::pipeline::run(&cfg, &stop).err().ok_or("run accepted unequal partition counts")?;
     assert_eq!(err.exit_code(), 2);
     let msg = err.to_string();
-    assert!(
-        msg.contains("'cs.usage.v1' has 4 partitions") && msg.contains("'cs.support.v1' has 3"),
-        "{msg}"
-    );
+    assert!(msg.contains("'cs.usage.v1' has 4 partitions") && msg.contains("'cs.support.v1' has 3"), "{msg}");
     Ok(())
 }
 
@@ -316,12 +256,11 @@ fn run_process_stops_cleanly_on_sigterm() -> Result {
         (&t.alerts, 1),
         (&t.scores, 1),
         (&t.deadletter, 1),
+        (&cfg.changelog_topic(), 2),
     ] {
         mock.create_topic(name, parts, 1)?;
     }
-    let producer: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", &bootstrap)
-        .create()?;
+    let producer: BaseProducer = ClientConfig::new().set("bootstrap.servers", &bootstrap).create()?;
     let (usage_events, support_events) = scenario();
     for e in &usage_events {
         produce(&producer, &t.usage, "acme", e.to_string().as_bytes())?;
@@ -351,10 +290,8 @@ fn run_process_stops_cleanly_on_sigterm() -> Result {
         .spawn()?;
 
     // wait until the pipeline has produced the usage drop (the last alert of the scenario)
-    let reader: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &bootstrap)
-        .set("group.id", "mock-sigterm-reader")
-        .create()?;
+    let reader: BaseConsumer =
+        ClientConfig::new().set("bootstrap.servers", &bootstrap).set("group.id", "mock-sigterm-reader").create()?;
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(&t.alerts, 0, Offset::Beginning)?;
     reader.assign(&tpl)?;
@@ -367,15 +304,9 @@ fn run_process_stops_cleanly_on_sigterm() -> Result {
         }
     }
     let log_text = || std::fs::read_to_string(dir.join("run.log")).unwrap_or_default();
-    assert!(
-        seen_drop,
-        "no usage_drop from `run`; its log:\n{}",
-        log_text()
-    );
+    assert!(seen_drop, "no usage_drop from `run`; its log:\n{}", log_text());
 
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()?;
+    let status = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status()?;
     assert!(status.success());
     let deadline = Instant::now() + Duration::from_secs(30);
     let code = loop {
@@ -391,14 +322,9 @@ fn run_process_stops_cleanly_on_sigterm() -> Result {
     assert_eq!(code, Some(0), "log:\n{}", log_text());
 
     // every input record's offset was committed
-    let group: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &bootstrap)
-        .set("group.id", "mock-sigterm")
-        .create()?;
-    for (topic, produced) in [
-        (&t.usage, usage_events.len() as i64),
-        (&t.support, support_events.len() as i64),
-    ] {
+    let group: BaseConsumer =
+        ClientConfig::new().set("bootstrap.servers", &bootstrap).set("group.id", "mock-sigterm").create()?;
+    for (topic, produced) in [(&t.usage, usage_events.len() as i64), (&t.support, support_events.len() as i64)] {
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition(topic, 0);
         tpl.add_partition(topic, 1);

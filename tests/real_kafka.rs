@@ -31,11 +31,7 @@ const SPEC_ALERT_FIELDS: [&str; 12] = [
 
 /// The alert ids `replay` writes over the same files, up to the last tick a `run`
 /// watermark of `end - lateness` evaluates (support escalations fire on ingest).
-fn replay_alert_ids(
-    config: &std::path::Path,
-    dir: &std::path::Path,
-    end_ms: i64,
-) -> Result<BTreeSet<String>> {
+fn replay_alert_ids(config: &std::path::Path, dir: &std::path::Path, end_ms: i64) -> Result<BTreeSet<String>> {
     let out = dir.join("replay-alerts.ndjson");
     let status = cs_pulse()
         .arg("replay")
@@ -57,9 +53,7 @@ fn replay_alert_ids(
     Ok(std::fs::read_to_string(&out)?
         .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|a| {
-            a["kind"] == "support_escalation" || a["at"].as_i64().is_some_and(|at| at <= last_tick)
-        })
+        .filter(|a| a["kind"] == "support_escalation" || a["at"].as_i64().is_some_and(|at| at <= last_tick))
         .filter_map(|a| a["alert_id"].as_str().map(str::to_string))
         .collect())
 }
@@ -68,25 +62,11 @@ fn replay_alert_ids(
 fn parse_alerts(records: &[(String, String, String)]) -> Result<Vec<Value>> {
     let mut out = Vec::new();
     for (key, _, payload) in records {
-        let v: Value = serde_json::from_str(payload)
-            .map_err(|e| format!("alert is not JSON ({e}): {payload}"))?;
-        let keys: BTreeSet<&str> = v
-            .as_object()
-            .ok_or("alert is not an object")?
-            .keys()
-            .map(String::as_str)
-            .collect();
-        assert_eq!(
-            keys,
-            SPEC_ALERT_FIELDS.iter().copied().collect::<BTreeSet<_>>(),
-            "{payload}"
-        );
-        let typed: cs_pulse::model::Alert =
-            serde_json::from_value(v.clone()).map_err(|e| format!("{e}: {payload}"))?;
-        assert_eq!(
-            key, &typed.entity.account_id,
-            "alerts are keyed by account_id"
-        );
+        let v: Value = serde_json::from_str(payload).map_err(|e| format!("alert is not JSON ({e}): {payload}"))?;
+        let keys: BTreeSet<&str> = v.as_object().ok_or("alert is not an object")?.keys().map(String::as_str).collect();
+        assert_eq!(keys, SPEC_ALERT_FIELDS.iter().copied().collect::<BTreeSet<_>>(), "{payload}");
+        let typed: cs_pulse::model::Alert = serde_json::from_value(v.clone()).map_err(|e| format!("{e}: {payload}"))?;
+        assert_eq!(key, &typed.entity.account_id, "alerts are keyed by account_id");
         assert!(!typed.reasons.is_empty());
         out.push(v);
     }
@@ -96,9 +76,7 @@ fn parse_alerts(records: &[(String, String, String)]) -> Result<Vec<Value>> {
 fn ids_and_duplicates(alerts: &[Value]) -> (BTreeSet<String>, usize) {
     let mut counts: BTreeMap<String, usize> = BTreeMap::new();
     for a in alerts {
-        *counts
-            .entry(a["alert_id"].as_str().unwrap_or_default().to_string())
-            .or_default() += 1;
+        *counts.entry(a["alert_id"].as_str().unwrap_or_default().to_string()).or_default() += 1;
     }
     let dups = counts.values().map(|c| c - 1).sum();
     (counts.into_keys().collect(), dups)
@@ -106,27 +84,13 @@ fn ids_and_duplicates(alerts: &[Value]) -> (BTreeSet<String>, usize) {
 
 fn gen(config: &std::path::Path, dir: &std::path::Path, accounts: u64, days: i64) -> Result<i64> {
     let out = cs_pulse()
-        .args([
-            "gen",
-            "--create-topics",
-            "4",
-            "--accounts",
-            &accounts.to_string(),
-            "--teams",
-            "3",
-            "--users",
-            "6",
-        ])
+        .args(["gen", "--create-topics", "4", "--accounts", &accounts.to_string(), "--teams", "3", "--users", "6"])
         .args(["--days", &days.to_string(), "--seed", "7", "--ndjson-dir"])
         .arg(dir)
         .arg("--config")
         .arg(config)
         .output()?;
-    assert!(
-        out.status.success(),
-        "gen failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "gen failed: {}", String::from_utf8_lossy(&out.stderr));
     // the closing events sit at the last second of the last day
     Ok(cs_pulse::demo::generator::DEFAULT_START_MS + days * DAY_MS - 1000)
 }
@@ -138,25 +102,13 @@ fn gen_then_run_matches_replay_read_with_kcat() -> Result {
     let names = Names::new("e2e");
     let dir = temp_dir(&names)?;
     let port = free_port();
-    let config = write_config(
-        &dir,
-        &bootstrap,
-        &names,
-        &format!("{}-g", names.prefix),
-        port,
-        "",
-    )?;
+    let config = write_config(&dir, &bootstrap, &names, &format!("{}-g", names.prefix), port, "")?;
     let end = gen(&config, &dir, 24, 35)?;
 
     let mut run = RunProcess::start(&config, dir.join("run.log"), port)?;
     run.wait_watermark(end - LATENESS_MS, Duration::from_secs(180))?;
     std::thread::sleep(Duration::from_secs(2));
-    assert_eq!(
-        run.terminate(Duration::from_secs(30))?,
-        Some(0),
-        "{}",
-        run.log_text()
-    );
+    assert_eq!(run.terminate(Duration::from_secs(30))?, Some(0), "{}", run.log_text());
 
     let alerts = parse_alerts(&kcat_read(&bootstrap, &names.topic("alerts"))?)?;
     let (ids, dups) = ids_and_duplicates(&alerts);
@@ -166,21 +118,9 @@ fn gen_then_run_matches_replay_read_with_kcat() -> Result {
     for k in ["health_band_changed", "usage_drop", "support_escalation"] {
         assert!(kinds.contains(k), "no {k} in {kinds:?}");
     }
-    assert_eq!(
-        ids.difference(&expected).count(),
-        0,
-        "alerts replay does not write"
-    );
-    assert_eq!(
-        expected.difference(&ids).count(),
-        0,
-        "alerts run did not write"
-    );
-    eprintln!(
-        "e2e: {} alerts, {} duplicates, equal to replay",
-        ids.len(),
-        dups
-    );
+    assert_eq!(ids.difference(&expected).count(), 0, "alerts replay does not write");
+    assert_eq!(expected.difference(&ids).count(), 0, "alerts run did not write");
+    eprintln!("e2e: {} alerts, {} duplicates, equal to replay", ids.len(), dups);
     delete_topics(&bootstrap, &names);
     std::fs::remove_dir_all(&dir)?;
     Ok(())
@@ -196,25 +136,15 @@ fn two_instances_split_partitions_and_match_replay() -> Result {
     let (p1, p2) = (free_port(), free_port());
     let c1 = write_config(&dir, &bootstrap, &names, &group, p1, "")?;
     let c2 = dir.join("second.toml");
-    std::fs::write(
-        &c2,
-        std::fs::read_to_string(&c1)?
-            .replace(&format!("127.0.0.1:{p1}"), &format!("127.0.0.1:{p2}")),
-    )?;
+    std::fs::write(&c2, std::fs::read_to_string(&c1)?.replace(&format!("127.0.0.1:{p1}"), &format!("127.0.0.1:{p2}")))?;
     // topics first, instances next, data last: the group is settled before any event
     cs_pulse::loadgen::create_topics(&cs_pulse::config::Config::load(&c1)?, 4)?;
     let mut a = RunProcess::start(&c1, dir.join("a.log"), p1)?;
     let mut b = RunProcess::start(&c2, dir.join("b.log"), p2)?;
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
-        let (na, nb) = (
-            a.metric("cs_pulse_assigned_partitions"),
-            b.metric("cs_pulse_assigned_partitions"),
-        );
-        if na.unwrap_or(0.0) > 0.0
-            && nb.unwrap_or(0.0) > 0.0
-            && na.unwrap_or(0.0) + nb.unwrap_or(0.0) == 8.0
-        {
+        let (na, nb) = (a.metric("cs_pulse_assigned_partitions"), b.metric("cs_pulse_assigned_partitions"));
+        if na.unwrap_or(0.0) > 0.0 && nb.unwrap_or(0.0) > 0.0 && na.unwrap_or(0.0) + nb.unwrap_or(0.0) == 8.0 {
             break;
         }
         assert!(
@@ -236,11 +166,7 @@ fn two_instances_split_partitions_and_match_replay() -> Result {
     let (ids, dups) = ids_and_duplicates(&alerts);
     let expected = replay_alert_ids(&c1, &dir, end)?;
     assert_eq!(ids, expected);
-    eprintln!(
-        "two instances: {} alerts, {} duplicates, equal to replay",
-        ids.len(),
-        dups
-    );
+    eprintln!("two instances: {} alerts, {} duplicates, equal to replay", ids.len(), dups);
     delete_topics(&bootstrap, &names);
     std::fs::remove_dir_all(&dir)?;
     Ok(())
@@ -252,29 +178,13 @@ fn unequal_partition_counts_exit_2_naming_both_topics() -> Result {
     let bootstrap = broker();
     let names = Names::new("copart");
     let dir = temp_dir(&names)?;
-    let config = write_config(
-        &dir,
-        &bootstrap,
-        &names,
-        &format!("{}-g", names.prefix),
-        free_port(),
-        "",
-    )?;
-    create_topics(
-        &bootstrap,
-        &[(&names.topic("usage"), 3), (&names.topic("support"), 2)],
-    )?;
+    let config = write_config(&dir, &bootstrap, &names, &format!("{}-g", names.prefix), free_port(), "")?;
+    create_topics(&bootstrap, &[(&names.topic("usage"), 3), (&names.topic("support"), 2)])?;
     let out = cs_pulse().args(["run", "--config"]).arg(&config).output()?;
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains(&format!("'{}' has 3 partitions", names.topic("usage"))),
-        "{err}"
-    );
-    assert!(
-        err.contains(&format!("'{}' has 2", names.topic("support"))),
-        "{err}"
-    );
+    assert!(err.contains(&format!("'{}' has 3 partitions", names.topic("usage"))), "{err}");
+    assert!(err.contains(&format!("'{}' has 2", names.topic("support"))), "{err}");
     delete_topics(&bootstrap, &names);
     std::fs::remove_dir_all(&dir)?;
     Ok(())
@@ -287,14 +197,7 @@ fn garbage_reaches_the_dead_letter_topic_with_reasons() -> Result {
     let names = Names::new("dlq");
     let dir = temp_dir(&names)?;
     let port = free_port();
-    let config = write_config(
-        &dir,
-        &bootstrap,
-        &names,
-        &format!("{}-g", names.prefix),
-        port,
-        "",
-    )?;
+    let config = write_config(&dir, &bootstrap, &names, &format!("{}-g", names.prefix), port, "")?;
     cs_pulse::loadgen::create_topics(&cs_pulse::config::Config::load(&config)?, 2)?;
     kcat_produce(
         &bootstrap,
@@ -329,33 +232,14 @@ fn garbage_reaches_the_dead_letter_topic_with_reasons() -> Result {
         std::thread::sleep(Duration::from_millis(500));
         dead = kcat_read(&bootstrap, &names.topic("deadletter"))?;
     }
-    assert_eq!(
-        run.terminate(Duration::from_secs(30))?,
-        Some(0),
-        "{}",
-        run.log_text()
-    );
+    assert_eq!(run.terminate(Duration::from_secs(30))?, Some(0), "{}", run.log_text());
     let mut got: Vec<(String, String)> = dead
         .iter()
         .map(|(_, headers, payload)| {
-            let h: BTreeMap<&str, &str> = headers
-                .split(',')
-                .filter_map(|kv| kv.split_once('='))
-                .collect();
-            assert!(
-                h.get("cs_pulse.source.partition")
-                    .is_some_and(|p| p.parse::<i32>().is_ok()),
-                "{headers}"
-            );
-            assert!(
-                h.get("cs_pulse.source.offset")
-                    .is_some_and(|o| o.parse::<i64>().is_ok()),
-                "{headers}"
-            );
-            assert!(
-                h.get("cs_pulse.error").is_some_and(|e| !e.is_empty()),
-                "{headers}"
-            );
+            let h: BTreeMap<&str, &str> = headers.split(',').filter_map(|kv| kv.split_once('=')).collect();
+            assert!(h.get("cs_pulse.source.partition").is_some_and(|p| p.parse::<i32>().is_ok()), "{headers}");
+            assert!(h.get("cs_pulse.source.offset").is_some_and(|o| o.parse::<i64>().is_ok()), "{headers}");
+            assert!(h.get("cs_pulse.error").is_some_and(|e| !e.is_empty()), "{headers}");
             let source = h.get("cs_pulse.source.topic").copied().unwrap_or_default();
             let reason = h.get("cs_pulse.reason").copied().unwrap_or_default();
             (format!("{source} {reason}"), payload.clone())
@@ -366,21 +250,69 @@ fn garbage_reaches_the_dead_letter_topic_with_reasons() -> Result {
     let (u, s) = (names.topic("usage"), names.topic("support"));
     let mut want = vec![
         (format!("{s} not_object"), "[1,2,3]".to_string()),
-        (
-            format!("{s} unknown_enum"),
-            r#"{"event_id":"s1""#.to_string(),
-        ),
-        (
-            format!("{u} missing_field"),
-            r#"{"event_id":"u1""#.to_string(),
-        ),
+        (format!("{s} unknown_enum"), r#"{"event_id":"s1""#.to_string()),
+        (format!("{u} missing_field"), r#"{"event_id":"u1""#.to_string()),
         (format!("{u} undecodable"), "this is not json".to_string()),
     ];
     want.sort();
     assert_eq!(got, want);
+    assert!(dead.iter().all(|(k, _, _)| k == "acme"), "original keys kept: {dead:?}");
+    delete_topics(&bootstrap, &names);
+    std::fs::remove_dir_all(&dir)?;
+    Ok(())
+}
+
+#[test]
+#[ignore = "needs a real Kafka broker: run `bash tests/run-all.sh`"]
+fn sigterm_mid_stream_and_restart_misses_no_alert() -> Result {
+    let bootstrap = broker();
+    let names = Names::new("restart");
+    let dir = temp_dir(&names)?;
+    let port = free_port();
+    let config = write_config(&dir, &bootstrap, &names, &format!("{}-g", names.prefix), port, "")?;
+    cs_pulse::loadgen::create_topics(&cs_pulse::config::Config::load(&config)?, 4)?;
+    let mut first = RunProcess::start(&config, dir.join("first.log"), port)?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while first.metric("cs_pulse_assigned_partitions").unwrap_or(0.0) < 8.0 {
+        assert!(std::time::Instant::now() < deadline, "no assignment: {}", first.log_text());
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    // stream for several seconds at a steady rate, and stop `run` in the middle of it
+    let days = 35;
+    let mut gen = cs_pulse()
+        .args(["gen", "--accounts", "24", "--teams", "3", "--users", "6", "--days", &days.to_string()])
+        .args(["--seed", "11", "--rate", "4000", "--ndjson-dir"])
+        .arg(&dir)
+        .arg("--config")
+        .arg(&config)
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    std::thread::sleep(Duration::from_secs(3));
+    let consumed_before = first.metric_sum("cs_pulse_events_total").unwrap_or(0.0);
+    assert_eq!(first.terminate(Duration::from_secs(30))?, Some(0), "{}", first.log_text());
+    let mut second = RunProcess::start(&config, dir.join("second.log"), port)?;
+    assert!(gen.wait()?.success(), "gen failed");
+    let end = cs_pulse::demo::generator::DEFAULT_START_MS + days * DAY_MS - 1000;
+    second.wait_watermark(end - LATENESS_MS, Duration::from_secs(180))?;
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(second.terminate(Duration::from_secs(30))?, Some(0), "{}", second.log_text());
+    assert!(second.log_text().contains("State restored."), "{}", second.log_text());
+
+    let total = std::fs::read_to_string(dir.join("usage.ndjson"))?.lines().count()
+        + std::fs::read_to_string(dir.join("support.ndjson"))?.lines().count();
     assert!(
-        dead.iter().all(|(k, _, _)| k == "acme"),
-        "original keys kept: {dead:?}"
+        consumed_before > 0.0 && consumed_before < total as f64,
+        "the first instance must stop mid-stream: it read {consumed_before} of {total}"
+    );
+    let alerts = parse_alerts(&kcat_read(&bootstrap, &names.topic("alerts"))?)?;
+    let (ids, dups) = ids_and_duplicates(&alerts);
+    let expected = replay_alert_ids(&config, &dir, end)?;
+    let missing: Vec<_> = expected.difference(&ids).collect();
+    assert!(missing.is_empty(), "{} alerts missing after the restart: {missing:?}", missing.len());
+    assert_eq!(ids.difference(&expected).count(), 0, "alerts replay does not write");
+    eprintln!(
+        "restart: first instance stopped after {consumed_before} of {total} records; {} alerts, 0 missing, {dups} duplicates",
+        ids.len()
     );
     delete_topics(&bootstrap, &names);
     std::fs::remove_dir_all(&dir)?;

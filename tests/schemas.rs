@@ -5,27 +5,19 @@ use std::collections::BTreeSet;
 
 use serde_json::Value;
 
-use cs_pulse::model::{
-    Alert, AlertKind, Band, EntityRef, HealthInfo, Level, ScoreRecord, Severity, Stage,
-};
+use cs_pulse::model::{Alert, AlertKind, Band, EntityRef, HealthInfo, Level, ScoreRecord, Severity, Stage};
 
 type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error>>;
 
 fn schema(name: &str) -> Result<Value> {
-    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("schemas")
-        .join(name);
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas").join(name);
     Ok(serde_json::from_str(&std::fs::read_to_string(p)?)?)
 }
 
 fn field_names(record: &Value) -> BTreeSet<String> {
     record["fields"]
         .as_array()
-        .map(|fs| {
-            fs.iter()
-                .filter_map(|f| f["name"].as_str().map(str::to_string))
-                .collect()
-        })
+        .map(|fs| fs.iter().filter_map(|f| f["name"].as_str().map(str::to_string)).collect())
         .unwrap_or_default()
 }
 
@@ -38,9 +30,7 @@ fn field<'a>(record: &'a Value, name: &str) -> &'a Value {
 }
 
 fn keys(v: &Value) -> BTreeSet<String> {
-    v.as_object()
-        .map(|o| o.keys().cloned().collect())
-        .unwrap_or_default()
+    v.as_object().map(|o| o.keys().cloned().collect()).unwrap_or_default()
 }
 
 fn sample_alert() -> Alert {
@@ -48,11 +38,7 @@ fn sample_alert() -> Alert {
         alert_id: "x".into(),
         kind: AlertKind::UsageDrop,
         severity: Severity::Warning,
-        entity: EntityRef {
-            level: Level::Team,
-            id: "t".into(),
-            account_id: "a".into(),
-        },
+        entity: EntityRef { level: Level::Team, id: "t".into(), account_id: "a".into() },
         at: 1,
         emitted_at: 2,
         stage: Stage::Adoption,
@@ -77,12 +63,8 @@ fn alert_schema_matches_alert_json() -> Result {
     assert_eq!(field_names(field(&s, "entity")), keys(&json["entity"]));
     let health = &field(&s, "health")[1];
     assert_eq!(field_names(health), keys(&json["health"]));
-    let kinds: Vec<&str> = field(&s, "kind")["symbols"]
-        .as_array()
-        .ok_or("symbols")?
-        .iter()
-        .filter_map(Value::as_str)
-        .collect();
+    let kinds: Vec<&str> =
+        field(&s, "kind")["symbols"].as_array().ok_or("symbols")?.iter().filter_map(Value::as_str).collect();
     let ours: Vec<&str> = AlertKind::ALL.iter().map(|k| k.as_str()).collect();
     assert_eq!(kinds, ours);
     let levels: Vec<&str> = field(field(&s, "entity"), "level")["symbols"]
@@ -100,11 +82,7 @@ fn alert_schema_matches_alert_json() -> Result {
 fn score_schema_matches_score_json() -> Result {
     let s = schema("health_score.avsc")?;
     let rec = ScoreRecord {
-        entity: EntityRef {
-            level: Level::Account,
-            id: "a".into(),
-            account_id: "a".into(),
-        },
+        entity: EntityRef { level: Level::Account, id: "a".into(), account_id: "a".into() },
         at: 1,
         score: 1.0,
         band: Band::Red,
@@ -140,40 +118,9 @@ fn input_schemas_have_the_spec_fields() -> Result {
     )?;
     expect(
         "support_event.avsc",
-        &[
-            "event_id",
-            "occurred_at",
-            "account_id",
-            "team_id",
-            "kind",
-            "ticket_id",
-            "priority",
-            "score",
-            "user_id",
-        ],
+        &["event_id", "occurred_at", "account_id", "team_id", "kind", "ticket_id", "priority", "score", "user_id"],
     )?;
-    expect(
-        "account_record.avsc",
-        &[
-            "account_id",
-            "name",
-            "segment",
-            "seats",
-            "contract_start",
-            "renewal_date",
-        ],
-    )?;
-    expect(
-        "team_record.avsc",
-        &[
-            "team_id",
-            "account_id",
-            "name",
-            "group",
-            "business_unit",
-            "division",
-            "seats",
-        ],
-    )?;
+    expect("account_record.avsc", &["account_id", "name", "segment", "seats", "contract_start", "renewal_date"])?;
+    expect("team_record.avsc", &["team_id", "account_id", "name", "group", "business_unit", "division", "seats"])?;
     Ok(())
 }

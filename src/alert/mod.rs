@@ -24,9 +24,7 @@ pub fn stable_id(parts: &[&str]) -> String {
     for p in parts {
         for &byte in p.as_bytes().iter().chain(std::iter::once(&0x1f)) {
             hi = (hi ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3);
-            lo = (lo ^ u64::from(byte))
-                .wrapping_mul(0x0000_0100_0000_01b3)
-                .rotate_left(5);
+            lo = (lo ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3).rotate_left(5);
         }
     }
     format!("{hi:016x}{lo:016x}")
@@ -34,9 +32,7 @@ pub fn stable_id(parts: &[&str]) -> String {
 
 /// Whether `t` is within 90 days before the renewal date: `0 <= renewal - t <= 90d`.
 pub fn near_renewal(account: Option<&AccountRecord>, t: i64) -> bool {
-    account
-        .and_then(|a| a.renewal_date)
-        .is_some_and(|r| (0..=NINETY_DAYS_MS).contains(&(r - t)))
+    account.and_then(|a| a.renewal_date).is_some_and(|r| (0..=NINETY_DAYS_MS).contains(&(r - t)))
 }
 
 /// The account's stage at `t`: renewal near the renewal date, onboarding in the first 90
@@ -44,10 +40,7 @@ pub fn near_renewal(account: Option<&AccountRecord>, t: i64) -> bool {
 pub fn stage_at(account: Option<&AccountRecord>, t: i64) -> Stage {
     if near_renewal(account, t) {
         Stage::Renewal
-    } else if account
-        .and_then(|a| a.contract_start)
-        .is_some_and(|cs| t < cs + NINETY_DAYS_MS)
-    {
+    } else if account.and_then(|a| a.contract_start).is_some_and(|cs| t < cs + NINETY_DAYS_MS) {
         Stage::Onboarding
     } else {
         Stage::Adoption
@@ -56,10 +49,7 @@ pub fn stage_at(account: Option<&AccountRecord>, t: i64) -> Stage {
 
 /// Whole days from `t` to the renewal date, when it is not past.
 pub fn renewal_in_days(account: Option<&AccountRecord>, t: i64) -> Option<i64> {
-    account
-        .and_then(|a| a.renewal_date)
-        .filter(|&r| r >= t)
-        .map(|r| (r - t) / DAY_MS)
+    account.and_then(|a| a.renewal_date).filter(|&r| r >= t).map(|r| (r - t) / DAY_MS)
 }
 
 /// Everything an alert needs besides its kind-specific content.
@@ -91,13 +81,7 @@ pub struct AlertBody {
 /// Builds an alert: id from kind, level, entity and `at`; severity raised near renewal.
 pub fn build(kind: AlertKind, base: Severity, ctx: AlertContext<'_>, body: AlertBody) -> Alert {
     let at = ctx.at.to_string();
-    let id = stable_id(&[
-        kind.as_str(),
-        ctx.entity.level.as_str(),
-        &ctx.entity.account_id,
-        &ctx.entity.id,
-        &at,
-    ]);
+    let id = stable_id(&[kind.as_str(), ctx.entity.level.as_str(), &ctx.entity.account_id, &ctx.entity.id, &at]);
     build_with_id(id, kind, base, ctx, body)
 }
 
@@ -109,11 +93,7 @@ pub fn build_with_id(
     ctx: AlertContext<'_>,
     body: AlertBody,
 ) -> Alert {
-    let severity = if near_renewal(ctx.account, ctx.at) {
-        base.raised()
-    } else {
-        base
-    };
+    let severity = if near_renewal(ctx.account, ctx.at) { base.raised() } else { base };
     Alert {
         alert_id,
         kind,
@@ -136,12 +116,7 @@ mod tests {
     use crate::model::Level;
 
     fn acct(cs: Option<i64>, r: Option<i64>) -> AccountRecord {
-        AccountRecord {
-            account_id: "a".into(),
-            contract_start: cs,
-            renewal_date: r,
-            ..Default::default()
-        }
+        AccountRecord { account_id: "a".into(), contract_start: cs, renewal_date: r, ..Default::default() }
     }
 
     #[test]
@@ -166,91 +141,31 @@ mod tests {
         assert_eq!(renewal_in_days(Some(&a), 0), Some(10));
         assert_eq!(renewal_in_days(Some(&a), DAY_MS / 2), Some(9));
         assert_eq!(renewal_in_days(Some(&a), 11 * DAY_MS), None);
-        let e = EntityRef {
-            level: Level::Team,
-            id: "t".into(),
-            account_id: "a".into(),
-        };
-        let ctx = AlertContext {
-            entity: &e,
-            at: 0,
-            emitted_at: 1,
-            account: Some(&a),
-        };
-        let alert = build(
-            AlertKind::UsageDrop,
-            Severity::Warning,
-            ctx,
-            AlertBody::default(),
-        );
+        let e = EntityRef { level: Level::Team, id: "t".into(), account_id: "a".into() };
+        let ctx = AlertContext { entity: &e, at: 0, emitted_at: 1, account: Some(&a) };
+        let alert = build(AlertKind::UsageDrop, Severity::Warning, ctx, AlertBody::default());
         assert_eq!(alert.severity, Severity::Critical);
         assert_eq!(alert.renewal_in_days, Some(10));
         let far = acct(None, Some(200 * DAY_MS));
-        let ctx = AlertContext {
-            account: Some(&far),
-            ..ctx
-        };
-        assert_eq!(
-            build(
-                AlertKind::UsageDrop,
-                Severity::Info,
-                ctx,
-                AlertBody::default()
-            )
-            .severity,
-            Severity::Info
-        );
-        let near = AlertContext {
-            account: Some(&a),
-            ..ctx
-        };
-        assert_eq!(
-            build(
-                AlertKind::UsageDrop,
-                Severity::Info,
-                near,
-                AlertBody::default()
-            )
-            .severity,
-            Severity::Warning
-        );
+        let ctx = AlertContext { account: Some(&far), ..ctx };
+        assert_eq!(build(AlertKind::UsageDrop, Severity::Info, ctx, AlertBody::default()).severity, Severity::Info);
+        let near = AlertContext { account: Some(&a), ..ctx };
+        assert_eq!(build(AlertKind::UsageDrop, Severity::Info, near, AlertBody::default()).severity, Severity::Warning);
         assert_eq!(Severity::Critical.raised(), Severity::Critical);
     }
 
     #[test]
     fn alert_ids_are_deterministic_and_distinct() {
-        let e = EntityRef {
-            level: Level::Team,
-            id: "t".into(),
-            account_id: "a".into(),
-        };
-        let ctx = AlertContext {
-            entity: &e,
-            at: 5,
-            emitted_at: 1,
-            account: None,
-        };
-        let a1 = build(
-            AlertKind::UsageDrop,
-            Severity::Warning,
-            ctx,
-            AlertBody::default(),
-        );
+        let e = EntityRef { level: Level::Team, id: "t".into(), account_id: "a".into() };
+        let ctx = AlertContext { entity: &e, at: 5, emitted_at: 1, account: None };
+        let a1 = build(AlertKind::UsageDrop, Severity::Warning, ctx, AlertBody::default());
         let a2 = build(
             AlertKind::UsageDrop,
             Severity::Warning,
-            AlertContext {
-                emitted_at: 99,
-                ..ctx
-            },
+            AlertContext { emitted_at: 99, ..ctx },
             AlertBody::default(),
         );
-        let a3 = build(
-            AlertKind::UsageDrop,
-            Severity::Warning,
-            AlertContext { at: 6, ..ctx },
-            AlertBody::default(),
-        );
+        let a3 = build(AlertKind::UsageDrop, Severity::Warning, AlertContext { at: 6, ..ctx }, AlertBody::default());
         assert_eq!(a1.alert_id, a2.alert_id);
         assert_ne!(a1.alert_id, a3.alert_id);
         assert_eq!(a1.alert_id.len(), 32);

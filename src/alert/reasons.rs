@@ -47,12 +47,7 @@ pub fn explain_component(name: &str, score: f64, m: &EntityMetrics) -> String {
 
 /// Reasons of a `health_band_changed` alert: the move itself, then the components that
 /// cost the most points (weight times shortfall), largest first.
-pub fn band_change_reasons(
-    previous: (f64, Band),
-    now: (f64, Band),
-    scored: &Scored,
-    m: &EntityMetrics,
-) -> Vec<String> {
+pub fn band_change_reasons(previous: (f64, Band), now: (f64, Band), scored: &Scored, m: &EntityMetrics) -> Vec<String> {
     let verb = if now.0 < previous.0 { "fell" } else { "rose" };
     let mut out = vec![format!(
         "Health score {verb} from {:.1} ({}) to {:.1} ({}).",
@@ -61,11 +56,7 @@ pub fn band_change_reasons(
         now.0,
         now.1.as_str()
     )];
-    let mut ranked: Vec<_> = scored
-        .components
-        .iter()
-        .filter(|c| c.score < 100.0)
-        .collect();
+    let mut ranked: Vec<_> = scored.components.iter().filter(|c| c.score < 100.0).collect();
     ranked.sort_by(|a, b| {
         let cost = |c: &crate::health::Component| c.weight * (100.0 - c.score);
         cost(b).total_cmp(&cost(a)).then(a.name.cmp(b.name))
@@ -92,9 +83,7 @@ pub fn usage_drop_reasons(m: &EntityMetrics) -> Vec<String> {
             "{} active in the last day and {} in the last 28 days{}.",
             plural(m.active_users_1d, "user", "users"),
             m.active_users_28d,
-            m.seats
-                .map(|s| format!(" out of {s} seats"))
-                .unwrap_or_default()
+            m.seats.map(|s| format!(" out of {s} seats")).unwrap_or_default()
         ),
     ]
 }
@@ -117,37 +106,17 @@ mod tests {
         let scored = Scored {
             score: 20.0,
             components: vec![
-                Component {
-                    name: "utilization",
-                    score: 12.5,
-                    weight: 25.0,
-                },
-                Component {
-                    name: "trend",
-                    score: 0.0,
-                    weight: 15.0,
-                },
-                Component {
-                    name: "support",
-                    score: 37.0,
-                    weight: 20.0,
-                },
+                Component { name: "utilization", score: 12.5, weight: 25.0 },
+                Component { name: "trend", score: 0.0, weight: 15.0 },
+                Component { name: "support", score: 37.0, weight: 20.0 },
             ],
         };
         let r = band_change_reasons((72.0, Band::Green), (20.0, Band::Red), &scored, &m);
         assert_eq!(r[0], "Health score fell from 72.0 (green) to 20.0 (red).");
-        assert!(
-            r[1].starts_with("Seat utilization is 10%: 2 of 20 seats"),
-            "{}",
-            r[1]
-        );
+        assert!(r[1].starts_with("Seat utilization is 10%: 2 of 20 seats"), "{}", r[1]);
         // utilization costs 25*87.5, trend 15*100, support 20*63 points
         assert!(r[2].contains("from 10 to 2 (-80%"), "{}", r[2]);
-        assert!(
-            r[3].starts_with("Open tickets: 2 P1, 0 P2, 1 P3; 0 escalations"),
-            "{}",
-            r[3]
-        );
+        assert!(r[3].starts_with("Open tickets: 2 P1, 0 P2, 1 P3; 0 escalations"), "{}", r[3]);
     }
 
     #[test]
@@ -160,13 +129,7 @@ mod tests {
             ..Default::default()
         };
         let r = usage_drop_reasons(&m);
-        assert_eq!(
-            r[0],
-            "Weekly active users fell from 10 to 6 (-40%): 4 people fewer than the week before."
-        );
-        assert_eq!(
-            r[1],
-            "1 user active in the last day and 12 in the last 28 days."
-        );
+        assert_eq!(r[0], "Weekly active users fell from 10 to 6 (-40%): 4 people fewer than the week before.");
+        assert_eq!(r[1], "1 user active in the last day and 12 in the last 28 days.");
     }
 }

@@ -4,9 +4,7 @@
 use serde_json::{Map, Value};
 
 use super::{DecodeError, Reason, Upsert};
-use crate::model::{
-    AccountRecord, Event, Priority, SupportEvent, SupportKind, TeamRecord, UsageEvent, UsageKind,
-};
+use crate::model::{AccountRecord, Event, Priority, SupportEvent, SupportKind, TeamRecord, UsageEvent, UsageKind};
 
 type Obj = Map<String, Value>;
 
@@ -15,14 +13,11 @@ fn parse_object(bytes: Option<&[u8]>) -> Result<Obj, DecodeError> {
         Some(b) if !b.is_empty() => b,
         _ => return Err(DecodeError::new(Reason::Undecodable, "empty payload")),
     };
-    let value: Value = serde_json::from_slice(bytes)
-        .map_err(|e| DecodeError::new(Reason::Undecodable, format!("not JSON: {e}")))?;
+    let value: Value =
+        serde_json::from_slice(bytes).map_err(|e| DecodeError::new(Reason::Undecodable, format!("not JSON: {e}")))?;
     match value {
         Value::Object(o) => Ok(o),
-        other => Err(DecodeError::new(
-            Reason::NotObject,
-            format!("expected a JSON object, got {}", type_name(&other)),
-        )),
+        other => Err(DecodeError::new(Reason::NotObject, format!("expected a JSON object, got {}", type_name(&other)))),
     }
 }
 
@@ -41,10 +36,9 @@ fn opt_str(o: &Obj, field: &str) -> Result<Option<String>, DecodeError> {
     match o.get(field) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(v) => Err(DecodeError::new(
-            Reason::WrongType,
-            format!("field `{field}` must be a string, got {}", type_name(v)),
-        )),
+        Some(v) => {
+            Err(DecodeError::new(Reason::WrongType, format!("field `{field}` must be a string, got {}", type_name(v))))
+        }
     }
 }
 
@@ -52,14 +46,8 @@ fn opt_str(o: &Obj, field: &str) -> Result<Option<String>, DecodeError> {
 fn req_str(o: &Obj, field: &str) -> Result<String, DecodeError> {
     match opt_str(o, field)? {
         Some(s) if !s.is_empty() => Ok(s),
-        Some(_) => Err(DecodeError::new(
-            Reason::MissingField,
-            format!("field `{field}` is empty"),
-        )),
-        None => Err(DecodeError::new(
-            Reason::MissingField,
-            format!("field `{field}` is required"),
-        )),
+        Some(_) => Err(DecodeError::new(Reason::MissingField, format!("field `{field}` is empty"))),
+        None => Err(DecodeError::new(Reason::MissingField, format!("field `{field}` is required"))),
     }
 }
 
@@ -73,61 +61,40 @@ fn opt_time(o: &Obj, field: &str) -> Result<Option<i64>, DecodeError> {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Number(n)) => match n.as_i64() {
             Some(ms) if ms >= 0 => Ok(Some(ms)),
-            Some(ms) => Err(DecodeError::new(
-                Reason::InvalidValue,
-                format!("field `{field}` is {ms}, before 1970"),
-            )),
+            Some(ms) => Err(DecodeError::new(Reason::InvalidValue, format!("field `{field}` is {ms}, before 1970"))),
             None => Err(DecodeError::new(
                 Reason::InvalidValue,
                 format!("field `{field}` must be whole epoch milliseconds, got {n}"),
             )),
         },
-        Some(Value::String(s)) => crate::time::parse_rfc3339(s)
-            .filter(|ms| *ms >= 0)
-            .map(Some)
-            .ok_or_else(|| {
-                DecodeError::new(
-                    Reason::InvalidValue,
-                    format!("field `{field}` is not an RFC 3339 timestamp: '{s}'"),
-                )
-            }),
+        Some(Value::String(s)) => crate::time::parse_rfc3339(s).filter(|ms| *ms >= 0).map(Some).ok_or_else(|| {
+            DecodeError::new(Reason::InvalidValue, format!("field `{field}` is not an RFC 3339 timestamp: '{s}'"))
+        }),
         Some(v) => Err(DecodeError::new(
             Reason::WrongType,
-            format!(
-                "field `{field}` must be epoch milliseconds or an RFC 3339 string, got {}",
-                type_name(v)
-            ),
+            format!("field `{field}` must be epoch milliseconds or an RFC 3339 string, got {}", type_name(v)),
         )),
     }
 }
 
 fn req_time(o: &Obj, field: &str) -> Result<i64, DecodeError> {
-    opt_time(o, field)?.ok_or_else(|| {
-        DecodeError::new(Reason::MissingField, format!("field `{field}` is required"))
-    })
+    opt_time(o, field)?.ok_or_else(|| DecodeError::new(Reason::MissingField, format!("field `{field}` is required")))
 }
 
 fn opt_uint(o: &Obj, field: &str) -> Result<Option<u64>, DecodeError> {
     match o.get(field) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Number(n)) => n.as_u64().map(Some).ok_or_else(|| {
-            DecodeError::new(
-                Reason::InvalidValue,
-                format!("field `{field}` must be a whole number >= 0, got {n}"),
-            )
+            DecodeError::new(Reason::InvalidValue, format!("field `{field}` must be a whole number >= 0, got {n}"))
         }),
-        Some(v) => Err(DecodeError::new(
-            Reason::WrongType,
-            format!("field `{field}` must be a number, got {}", type_name(v)),
-        )),
+        Some(v) => {
+            Err(DecodeError::new(Reason::WrongType, format!("field `{field}` must be a number, got {}", type_name(v))))
+        }
     }
 }
 
 fn missing(field: &str, why: &str) -> DecodeError {
-    DecodeError::new(
-        Reason::MissingField,
-        format!("field `{field}` is required {why}"),
-    )
+    DecodeError::new(Reason::MissingField, format!("field `{field}` is required {why}"))
 }
 
 /// Decodes a usage event.
@@ -158,20 +125,14 @@ pub fn decode_usage(bytes: Option<&[u8]>) -> Result<Event, DecodeError> {
             if let Some((k, v)) = props.iter().find(|(_, v)| !v.is_string()) {
                 return Err(DecodeError::new(
                     Reason::WrongType,
-                    format!(
-                        "field `properties.{k}` must be a string, got {}",
-                        type_name(v)
-                    ),
+                    format!("field `properties.{k}` must be a string, got {}", type_name(v)),
                 ));
             }
         }
         Some(v) => {
             return Err(DecodeError::new(
                 Reason::WrongType,
-                format!(
-                    "field `properties` must be an object of strings, got {}",
-                    type_name(v)
-                ),
+                format!("field `properties` must be an object of strings, got {}", type_name(v)),
             ))
         }
     }
@@ -180,11 +141,7 @@ pub fn decode_usage(bytes: Option<&[u8]>) -> Result<Event, DecodeError> {
             return Err(missing("change_id", "for type change_created"))
         }
         UsageKind::ChangeDeployed => {
-            for (field, v) in [
-                ("change_id", &ev.change_id),
-                ("environment", &ev.environment),
-                ("app_id", &ev.app_id),
-            ] {
+            for (field, v) in [("change_id", &ev.change_id), ("environment", &ev.environment), ("app_id", &ev.app_id)] {
                 if v.is_none() {
                     return Err(missing(field, "for type change_deployed"));
                 }
@@ -217,33 +174,17 @@ pub fn decode_support(bytes: Option<&[u8]>) -> Result<Event, DecodeError> {
     let priority = match opt_str(&o, "priority")? {
         None => None,
         Some(p) => Some(Priority::parse(&p).ok_or_else(|| {
-            DecodeError::new(
-                Reason::UnknownEnum,
-                format!("field `priority` is '{p}', not one of P1, P2, P3, P4"),
-            )
+            DecodeError::new(Reason::UnknownEnum, format!("field `priority` is '{p}', not one of P1, P2, P3, P4"))
         })?),
     };
-    if matches!(
-        kind,
-        SupportKind::TicketOpened | SupportKind::TicketEscalated
-    ) && priority.is_none()
-    {
+    if matches!(kind, SupportKind::TicketOpened | SupportKind::TicketEscalated) && priority.is_none() {
         return Err(missing("priority", &format!("for kind {kind_s}")));
     }
     let score = match kind {
         SupportKind::CsatResponse | SupportKind::NpsResponse => {
-            let max = if kind == SupportKind::CsatResponse {
-                5
-            } else {
-                10
-            };
-            let min = if kind == SupportKind::CsatResponse {
-                1
-            } else {
-                0
-            };
-            let s = opt_uint(&o, "score")?
-                .ok_or_else(|| missing("score", &format!("for kind {kind_s}")))?;
+            let max = if kind == SupportKind::CsatResponse { 5 } else { 10 };
+            let min = if kind == SupportKind::CsatResponse { 1 } else { 0 };
+            let s = opt_uint(&o, "score")?.ok_or_else(|| missing("score", &format!("for kind {kind_s}")))?;
             if s < min || s > max {
                 return Err(DecodeError::new(
                     Reason::InvalidValue,
@@ -268,16 +209,11 @@ pub fn decode_support(bytes: Option<&[u8]>) -> Result<Event, DecodeError> {
 }
 
 fn key_str(key: Option<&[u8]>) -> Option<String> {
-    key.and_then(|k| std::str::from_utf8(k).ok())
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
+    key.and_then(|k| std::str::from_utf8(k).ok()).filter(|s| !s.is_empty()).map(str::to_string)
 }
 
 /// Decodes an account record; a null value with a key is a deletion.
-pub fn decode_account(
-    key: Option<&[u8]>,
-    bytes: Option<&[u8]>,
-) -> Result<Upsert<AccountRecord>, DecodeError> {
+pub fn decode_account(key: Option<&[u8]>, bytes: Option<&[u8]>) -> Result<Upsert<AccountRecord>, DecodeError> {
     if bytes.is_none() {
         return key_str(key)
             .map(Upsert::Delete)
@@ -295,10 +231,7 @@ pub fn decode_account(
 }
 
 /// Decodes a team record; a null value with a key is a deletion.
-pub fn decode_team(
-    key: Option<&[u8]>,
-    bytes: Option<&[u8]>,
-) -> Result<Upsert<TeamRecord>, DecodeError> {
+pub fn decode_team(key: Option<&[u8]>, bytes: Option<&[u8]>) -> Result<Upsert<TeamRecord>, DecodeError> {
     if bytes.is_none() {
         return key_str(key)
             .map(Upsert::Delete)
@@ -330,9 +263,7 @@ mod tests {
     #[test]
     fn usage_event_full() {
         let e = usage(r#"{"event_id":"e1","occurred_at":"2026-01-01T00:00:00Z","account_id":"a","team_id":"t","user_id":"u","type":"change_deployed","change_id":"c","environment":"production","app_id":"app","properties":{"k":"v"},"extra":[1]}"#).unwrap();
-        let Event::Usage(u) = e else {
-            panic!("not usage")
-        };
+        let Event::Usage(u) = e else { panic!("not usage") };
         assert_eq!(u.occurred_at, 1_767_225_600_000);
         assert_eq!(u.kind, UsageKind::ChangeDeployed);
         assert_eq!(u.user_id.as_deref(), Some("u"));
@@ -340,7 +271,12 @@ mod tests {
 
     #[test]
     fn system_event_has_no_user() {
-        let Event::Usage(u) = usage(r#"{"event_id":"e","occurred_at":5,"account_id":"a","team_id":"t","user_id":"","type":"ping"}"#).unwrap() else { panic!() };
+        let Event::Usage(u) =
+            usage(r#"{"event_id":"e","occurred_at":5,"account_id":"a","team_id":"t","user_id":"","type":"ping"}"#)
+                .unwrap()
+        else {
+            panic!()
+        };
         assert_eq!(u.user_id, None);
         assert_eq!(u.kind, UsageKind::Other);
     }
@@ -351,26 +287,14 @@ mod tests {
             ("", Reason::Undecodable),
             ("{not json", Reason::Undecodable),
             ("[1,2]", Reason::NotObject),
-            (
-                r#"{"occurred_at":5,"account_id":"a","team_id":"t","type":"x"}"#,
-                Reason::MissingField,
-            ),
-            (
-                r#"{"event_id":"e","occurred_at":5,"account_id":"a","team_id":"t"}"#,
-                Reason::MissingField,
-            ),
-            (
-                r#"{"event_id":7,"occurred_at":5,"account_id":"a","team_id":"t","type":"x"}"#,
-                Reason::WrongType,
-            ),
+            (r#"{"occurred_at":5,"account_id":"a","team_id":"t","type":"x"}"#, Reason::MissingField),
+            (r#"{"event_id":"e","occurred_at":5,"account_id":"a","team_id":"t"}"#, Reason::MissingField),
+            (r#"{"event_id":7,"occurred_at":5,"account_id":"a","team_id":"t","type":"x"}"#, Reason::WrongType),
             (
                 r#"{"event_id":"e","occurred_at":"yesterday","account_id":"a","team_id":"t","type":"x"}"#,
                 Reason::InvalidValue,
             ),
-            (
-                r#"{"event_id":"e","occurred_at":1.5,"account_id":"a","team_id":"t","type":"x"}"#,
-                Reason::InvalidValue,
-            ),
+            (r#"{"event_id":"e","occurred_at":1.5,"account_id":"a","team_id":"t","type":"x"}"#, Reason::InvalidValue),
             (
                 r#"{"event_id":"e","occurred_at":5,"account_id":"a","team_id":"t","type":"change_created"}"#,
                 Reason::MissingField,
@@ -389,10 +313,7 @@ mod tests {
             assert_eq!(err.reason, reason, "{input}: {err}");
         }
         assert_eq!(decode_usage(None).unwrap_err().reason, Reason::Undecodable);
-        assert_eq!(
-            decode_usage(Some(&[0xff, 0xfe])).unwrap_err().reason,
-            Reason::Undecodable
-        );
+        assert_eq!(decode_usage(Some(&[0xff, 0xfe])).unwrap_err().reason, Reason::Undecodable);
     }
 
     #[test]
@@ -400,10 +321,9 @@ mod tests {
         let Event::Support(s) = support(r#"{"event_id":"s","occurred_at":5,"account_id":"a","kind":"ticket_opened","ticket_id":"T1","priority":"P1"}"#).unwrap() else { panic!() };
         assert_eq!(s.priority, Some(Priority(1)));
         assert_eq!(s.team_id, None);
-        let Event::Support(s) = support(
-            r#"{"event_id":"s","occurred_at":5,"account_id":"a","kind":"nps_response","score":0}"#,
-        )
-        .unwrap() else {
+        let Event::Support(s) =
+            support(r#"{"event_id":"s","occurred_at":5,"account_id":"a","kind":"nps_response","score":0}"#).unwrap()
+        else {
             panic!()
         };
         assert_eq!(s.score, Some(0));
@@ -420,10 +340,7 @@ mod tests {
                 r#"{"event_id":"s","occurred_at":5,"account_id":"a","kind":"ticket_opened","ticket_id":"T"}"#,
                 Reason::MissingField,
             ),
-            (
-                r#"{"event_id":"s","occurred_at":5,"account_id":"a","kind":"ticket_resolved"}"#,
-                Reason::MissingField,
-            ),
+            (r#"{"event_id":"s","occurred_at":5,"account_id":"a","kind":"ticket_resolved"}"#, Reason::MissingField),
             (
                 r#"{"event_id":"s","occurred_at":5,"account_id":"a","kind":"csat_response","score":6}"#,
                 Reason::InvalidValue,
@@ -432,10 +349,7 @@ mod tests {
                 r#"{"event_id":"s","occurred_at":5,"account_id":"a","kind":"nps_response","score":"9"}"#,
                 Reason::WrongType,
             ),
-            (
-                r#"{"event_id":"s","occurred_at":5,"kind":"nps_response","score":9}"#,
-                Reason::MissingField,
-            ),
+            (r#"{"event_id":"s","occurred_at":5,"kind":"nps_response","score":9}"#, Reason::MissingField),
         ];
         for (input, reason) in cases {
             assert_eq!(support(input).unwrap_err().reason, reason, "{input}");
@@ -444,33 +358,24 @@ mod tests {
 
     #[test]
     fn records_and_tombstones() {
-        let r = decode_account(Some(b"a"), Some(br#"{"account_id":"a","seats":50,"contract_start":"2026-01-01T00:00:00Z","segment":"smb"}"#)).unwrap();
+        let r = decode_account(
+            Some(b"a"),
+            Some(br#"{"account_id":"a","seats":50,"contract_start":"2026-01-01T00:00:00Z","segment":"smb"}"#),
+        )
+        .unwrap();
         let Upsert::Put(a) = r else { panic!() };
         assert_eq!(a.seats, Some(50));
         assert_eq!(a.contract_start, Some(1_767_225_600_000));
-        assert_eq!(
-            decode_account(Some(b"a"), None).unwrap(),
-            Upsert::Delete("a".into())
-        );
-        assert_eq!(
-            decode_team(None, None).unwrap_err().reason,
-            Reason::MissingField
-        );
-        let Upsert::Put(t) = decode_team(
-            Some(b"t"),
-            Some(br#"{"team_id":"t","account_id":"a","group":"g","seats":4}"#),
-        )
-        .unwrap() else {
+        assert_eq!(decode_account(Some(b"a"), None).unwrap(), Upsert::Delete("a".into()));
+        assert_eq!(decode_team(None, None).unwrap_err().reason, Reason::MissingField);
+        let Upsert::Put(t) =
+            decode_team(Some(b"t"), Some(br#"{"team_id":"t","account_id":"a","group":"g","seats":4}"#)).unwrap()
+        else {
             panic!()
         };
         assert_eq!(t.group.as_deref(), Some("g"));
         assert_eq!(
-            decode_team(
-                Some(b"t"),
-                Some(br#"{"team_id":"t","account_id":"a","seats":-4}"#)
-            )
-            .unwrap_err()
-            .reason,
+            decode_team(Some(b"t"), Some(br#"{"team_id":"t","account_id":"a","seats":-4}"#)).unwrap_err().reason,
             Reason::InvalidValue
         );
     }

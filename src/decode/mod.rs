@@ -61,10 +61,7 @@ pub struct DecodeError {
 
 impl DecodeError {
     pub(crate) fn new(reason: Reason, detail: impl Into<String>) -> Self {
-        Self {
-            reason,
-            detail: detail.into(),
-        }
+        Self { reason, detail: detail.into() }
     }
 
     /// The stable reason code.

@@ -150,15 +150,7 @@ fn company(
     story: Story,
     teams: Vec<Team>,
 ) -> Company {
-    Company {
-        id: id.into(),
-        name: name.into(),
-        segment,
-        contract_start_day,
-        renewal_day,
-        story,
-        teams,
-    }
+    Company { id: id.into(), name: name.into(), segment, contract_start_day, renewal_day, story, teams }
 }
 
 /// The five companies of the demo.
@@ -187,24 +179,8 @@ fn storyline_companies() -> Vec<Company> {
             200,
             Story::Collapse,
             vec![
-                team(
-                    "globex",
-                    "data",
-                    Some("analytics"),
-                    Some("insights"),
-                    None,
-                    30,
-                    12,
-                ),
-                team(
-                    "globex",
-                    "ml",
-                    Some("analytics"),
-                    Some("insights"),
-                    None,
-                    10,
-                    8,
-                ),
+                team("globex", "data", Some("analytics"), Some("insights"), None, 30, 12),
+                team("globex", "ml", Some("analytics"), Some("insights"), None, 10, 8),
                 team("globex", "web", Some("digital"), None, None, 10, 8),
             ],
         ),
@@ -227,10 +203,7 @@ fn storyline_companies() -> Vec<Company> {
             -315,
             50,
             Story::RenewalDrop,
-            vec![
-                team("hooli", "platform", core, None, None, 14, 12),
-                team("hooli", "search", core, None, None, 10, 8),
-            ],
+            vec![team("hooli", "platform", core, None, None, 14, 12), team("hooli", "search", core, None, None, 10, 8)],
         ),
         company(
             "umbrella",
@@ -282,10 +255,8 @@ fn synthetic_companies(scale: Scale, rng: &mut Rng) -> Vec<Company> {
                         id: format!("{id}-t{t:03}"),
                         name: format!("team {t}"),
                         group: Some(GROUP_NAMES[(t / 4 % 8) as usize]),
-                        business_unit: (scale.teams_per_account > 8)
-                            .then_some(BU_NAMES[(t / 16 % 4) as usize]),
-                        division: (scale.teams_per_account > 32)
-                            .then_some(DIVISION_NAMES[(t / 64 % 2) as usize]),
+                        business_unit: (scale.teams_per_account > 8).then_some(BU_NAMES[(t / 16 % 4) as usize]),
+                        division: (scale.teams_per_account > 32).then_some(DIVISION_NAMES[(t / 64 % 2) as usize]),
                         seats: users + rng.below(users / 2 + 1),
                         users,
                     }
@@ -324,26 +295,14 @@ pub struct Generator {
 impl Generator {
     /// The demo's five companies, whose day 0 starts at `start_ms`.
     pub fn new(seed: u64, start_ms: i64) -> Self {
-        Self {
-            rng: Rng::new(seed),
-            start_ms,
-            companies: storyline_companies(),
-            seq: 0,
-            with_garbage: true,
-        }
+        Self { rng: Rng::new(seed), start_ms, companies: storyline_companies(), seq: 0, with_garbage: true }
     }
 
     /// A synthetic customer base of any size, for load generation.
     pub fn scaled(seed: u64, start_ms: i64, scale: Scale) -> Self {
         let mut rng = Rng::new(seed);
         let companies = synthetic_companies(scale, &mut rng);
-        Self {
-            rng,
-            start_ms,
-            companies,
-            seq: 0,
-            with_garbage: false,
-        }
+        Self { rng, start_ms, companies, seq: 0, with_garbage: false }
     }
 
     /// Day 0 of the simulation, epoch ms.
@@ -355,11 +314,8 @@ impl Generator {
     /// answer), so that every input partition's event time reaches `at`.
     pub fn closing_records(&mut self, at: i64) -> Vec<GenRecord> {
         let mut out = Vec::new();
-        let targets: Vec<(String, String)> = self
-            .companies
-            .iter()
-            .map(|c| (c.id.clone(), c.teams[0].id.clone()))
-            .collect();
+        let targets: Vec<(String, String)> =
+            self.companies.iter().map(|c| (c.id.clone(), c.teams[0].id.clone())).collect();
         for (acct, team) in targets {
             out.push(self.usage(at, &acct, &team, None, "heartbeat", json!({})));
             out.push(self.support(at, &acct, None, "csat_response", json!({ "score": 4 })));
@@ -429,15 +385,7 @@ impl Generator {
         format!("{prefix}-{}", self.seq)
     }
 
-    fn usage(
-        &mut self,
-        at: i64,
-        acct: &str,
-        team: &str,
-        user: Option<&str>,
-        kind: &str,
-        extra: Value,
-    ) -> GenRecord {
+    fn usage(&mut self, at: i64, acct: &str, team: &str, user: Option<&str>, kind: &str, extra: Value) -> GenRecord {
         let mut v = json!({
             "event_id": self.next_id("u"),
             "occurred_at": at,
@@ -451,22 +399,10 @@ impl Generator {
         if let (Value::Object(o), Value::Object(e)) = (&mut v, extra) {
             o.extend(e);
         }
-        GenRecord {
-            input: Input::Usage,
-            at,
-            key: acct.into(),
-            payload: v.to_string().into_bytes(),
-        }
+        GenRecord { input: Input::Usage, at, key: acct.into(), payload: v.to_string().into_bytes() }
     }
 
-    fn support(
-        &mut self,
-        at: i64,
-        acct: &str,
-        team: Option<&str>,
-        kind: &str,
-        extra: Value,
-    ) -> GenRecord {
+    fn support(&mut self, at: i64, acct: &str, team: Option<&str>, kind: &str, extra: Value) -> GenRecord {
         let mut v = json!({
             "event_id": self.next_id("s"),
             "occurred_at": at,
@@ -479,12 +415,7 @@ impl Generator {
         if let (Value::Object(o), Value::Object(e)) = (&mut v, extra) {
             o.extend(e);
         }
-        GenRecord {
-            input: Input::Support,
-            at,
-            key: acct.into(),
-            payload: v.to_string().into_bytes(),
-        }
+        GenRecord { input: Input::Support, at, key: acct.into(), payload: v.to_string().into_bytes() }
     }
 
     /// Every input event of simulated `day`, in event-time order.
@@ -509,23 +440,13 @@ impl Generator {
                         let feature = if self.rng.chance(0.8) {
                             // users favour the first features; the stayers of globex-data
                             // use only dashboards
-                            let k = if c.story == Story::Collapse && ti == 0 && day >= 17 {
-                                1
-                            } else {
-                                4
-                            };
+                            let k = if c.story == Story::Collapse && ti == 0 && day >= 17 { 1 } else { 4 };
                             KEY_FEATURES[self.rng.below(k) as usize]
                         } else {
                             OTHER_FEATURES[self.rng.below(2) as usize]
                         };
-                        let ev = self.usage(
-                            at,
-                            &c.id,
-                            &t.id,
-                            Some(&user),
-                            "feature_used",
-                            json!({ "feature": feature }),
-                        );
+                        let ev =
+                            self.usage(at, &c.id, &t.id, Some(&user), "feature_used", json!({ "feature": feature }));
                         out.push(ev);
                     }
                 }
@@ -544,9 +465,16 @@ impl Generator {
                         "change_created",
                         json!({ "change_id": change }),
                     ));
-                    out.push(self.usage(at, &c.id, &t.id, None, "change_deployed", json!({
-                        "change_id": change, "environment": "production", "app_id": format!("{}-app", t.id)
-                    })));
+                    out.push(self.usage(
+                        at,
+                        &c.id,
+                        &t.id,
+                        None,
+                        "change_deployed",
+                        json!({
+                            "change_id": change, "environment": "production", "app_id": format!("{}-app", t.id)
+                        }),
+                    ));
                 }
             }
         }
@@ -574,13 +502,7 @@ impl Generator {
         out
     }
 
-    fn storyline_tickets(
-        &mut self,
-        c: &Company,
-        day: i64,
-        day_start: i64,
-        out: &mut Vec<GenRecord>,
-    ) {
+    fn storyline_tickets(&mut self, c: &Company, day: i64, day_start: i64, out: &mut Vec<GenRecord>) {
         let at = |h: i64| day_start + h * HOUR_MS;
         let opened = |p: &str, id: &str| json!({ "ticket_id": id, "priority": p });
         let plain = |id: &str| json!({ "ticket_id": id });
@@ -592,16 +514,12 @@ impl Generator {
             out.push(g.support(at(h), acct, team, kind, extra));
         };
         match (c.story, day) {
-            (Story::Tickets, 12) => {
-                push(self, 10, Some(t0), "ticket_opened", opened("P1", &tid(1)))
-            }
+            (Story::Tickets, 12) => push(self, 10, Some(t0), "ticket_opened", opened("P1", &tid(1))),
             (Story::Tickets, 13) => {
                 push(self, 11, None, "ticket_opened", opened("P1", &tid(2)));
                 push(self, 15, Some(t1), "ticket_opened", opened("P2", &tid(3)));
             }
-            (Story::Tickets, 14) => {
-                push(self, 9, Some(t1), "ticket_escalated", opened("P1", &tid(3)))
-            }
+            (Story::Tickets, 14) => push(self, 9, Some(t1), "ticket_escalated", opened("P1", &tid(3))),
             (Story::Tickets, 30) => {
                 for n in 1..=3 {
                     push(self, 12, None, "ticket_resolved", plain(&tid(n)));
@@ -612,13 +530,7 @@ impl Generator {
                 push(self, 14, Some(t0), "ticket_opened", opened("P2", &tid(2)));
             }
             (Story::Collapse, 20) => {
-                push(
-                    self,
-                    10,
-                    Some(t0),
-                    "ticket_escalated",
-                    opened("P1", &tid(2)),
-                );
+                push(self, 10, Some(t0), "ticket_escalated", opened("P1", &tid(2)));
                 push(self, 16, Some(t0), "ticket_opened", opened("P1", &tid(3)));
             }
             _ => {}
@@ -654,9 +566,7 @@ mod tests {
             for r in g.day(d) {
                 let res = match r.input {
                     Input::Usage => crate::decode::json::decode_usage(Some(&r.payload)).map(|_| ()),
-                    Input::Support => {
-                        crate::decode::json::decode_support(Some(&r.payload)).map(|_| ())
-                    }
+                    Input::Support => crate::decode::json::decode_support(Some(&r.payload)).map(|_| ()),
                     _ => Ok(()),
                 };
                 if res.is_err() {
@@ -667,9 +577,7 @@ mod tests {
         assert_eq!(bad, 2);
         for r in g.dimension_records() {
             let ok = match r.input {
-                Input::Accounts => {
-                    crate::decode::json::decode_account(None, Some(&r.payload)).is_ok()
-                }
+                Input::Accounts => crate::decode::json::decode_account(None, Some(&r.payload)).is_ok(),
                 _ => crate::decode::json::decode_team(None, Some(&r.payload)).is_ok(),
             };
             assert!(ok, "{}", String::from_utf8_lossy(&r.payload));
@@ -680,8 +588,7 @@ mod tests {
     fn globex_champion_leaves() {
         let mut g = Generator::new(1, DEFAULT_START_MS);
         let champion = |recs: &[GenRecord]| {
-            recs.iter()
-                .any(|r| String::from_utf8_lossy(&r.payload).contains("\"globex-data-u0\""))
+            recs.iter().any(|r| String::from_utf8_lossy(&r.payload).contains("\"globex-data-u0\""))
         };
         assert!(champion(&g.day(14)));
         assert!(!champion(&g.day(16)));

@@ -69,10 +69,7 @@ pub fn demo_config(mut cfg: Config, bootstrap: &str) -> Config {
     cfg.kafka.group_id = "cs-pulse-demo".into();
     cfg.time.idle_timeout_secs = cfg.time.idle_timeout_secs.min(2);
     if cfg.adoption.key_features.is_empty() {
-        cfg.adoption.key_features = generator::KEY_FEATURES
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        cfg.adoption.key_features = generator::KEY_FEATURES.iter().map(|s| s.to_string()).collect();
     }
     cfg
 }
@@ -90,6 +87,7 @@ fn create_topics(
         (&t.alerts, 1),
         (&t.scores, 1),
         (&t.deadletter, 1),
+        (&cfg.changelog_topic(), 4),
     ] {
         mock.create_topic(name, partitions, 1)?;
     }
@@ -117,33 +115,20 @@ pub fn format_alert(a: &Alert) -> String {
     let entity = match a.entity.level {
         Level::Account => format!("account {}", a.entity.id),
         Level::Team => format!("team {}", a.entity.id),
-        l => format!(
-            "{} {}/{}",
-            l.as_str().replace('_', " "),
-            a.entity.account_id,
-            a.entity.id
-        ),
+        l => format!("{} {}/{}", l.as_str().replace('_', " "), a.entity.account_id, a.entity.id),
     };
     let health = a
         .health
         .as_ref()
         .map(|h| match (h.previous_score, h.previous_band) {
             (Some(ps), Some(pb)) if pb != h.band => {
-                format!(
-                    "  {} {ps:.1} -> {} {:.1}",
-                    pb.as_str(),
-                    h.band.as_str(),
-                    h.score
-                )
+                format!("  {} {ps:.1} -> {} {:.1}", pb.as_str(), h.band.as_str(), h.score)
             }
             _ => format!("  score {:.1} ({})", h.score, h.band.as_str()),
         })
         .unwrap_or_default();
     let mut s = format!("[{when}] {sev} {:<22} {entity}{health}", a.kind.as_str());
-    if let Some(days) = a
-        .renewal_in_days
-        .filter(|_| a.stage == crate::model::Stage::Renewal)
-    {
+    if let Some(days) = a.renewal_in_days.filter(|_| a.stage == crate::model::Stage::Renewal) {
         s.push_str(&format!("  (renews in {days} days)"));
     }
     for r in &a.reasons {
@@ -165,11 +150,7 @@ fn spawn_reader(
         .set("enable.auto.commit", "false")
         .create()?;
     let mut tpl = TopicPartitionList::new();
-    for t in [
-        &cfg.topics.alerts,
-        &cfg.topics.scores,
-        &cfg.topics.deadletter,
-    ] {
+    for t in [&cfg.topics.alerts, &cfg.topics.scores, &cfg.topics.deadletter] {
         tpl.add_partition_offset(t, 0, Offset::Beginning)?;
     }
     consumer.assign(&tpl)?;
@@ -202,9 +183,7 @@ fn spawn_reader(
                 }
                 Some(Err(e)) => tracing::debug!(error = %e, "Demo reader error."),
                 None => {
-                    if stop.load(Ordering::SeqCst)
-                        && quiet_since.elapsed() > Duration::from_millis(500)
-                    {
+                    if stop.load(Ordering::SeqCst) && quiet_since.elapsed() > Duration::from_millis(500) {
                         return;
                     }
                 }
@@ -214,26 +193,18 @@ fn spawn_reader(
 }
 
 /// Runs the demo. `shutdown` (Ctrl-C) ends it early, still with a summary.
-pub fn run(
-    base: Config,
-    opts: &DemoOptions,
-    shutdown: Arc<AtomicBool>,
-) -> Result<DemoSummary, DemoError> {
+pub fn run(base: Config, opts: &DemoOptions, shutdown: Arc<AtomicBool>) -> Result<DemoSummary, DemoError> {
     let started = Instant::now();
     let mock = MockCluster::new(1)?;
     let cfg = demo_config(base, &mock.bootstrap_servers());
     create_topics(&mock, &cfg)?;
-    let producer: BaseProducer = crate::kafka::client_config(&cfg)
-        .set("linger.ms", "5")
-        .create()?;
+    let producer: BaseProducer = crate::kafka::client_config(&cfg).set("linger.ms", "5").create()?;
     let send = |topic: &str, key: &str, payload: &[u8]| -> Result<(), DemoError> {
         loop {
             match producer.send(BaseRecord::<str, [u8]>::to(topic).key(key).payload(payload)) {
                 Ok(()) => return Ok(()),
                 Err((
-                    rdkafka::error::KafkaError::MessageProduction(
-                        rdkafka::types::RDKafkaErrorCode::QueueFull,
-                    ),
+                    rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
                     _,
                 )) => {
                     producer.poll(Duration::from_millis(10));
@@ -258,12 +229,7 @@ pub fn run(
         std::thread::spawn(move || crate::pipeline::run(&cfg, &stop))
     };
     let stop_reader = Arc::new(AtomicBool::new(false));
-    let reader = spawn_reader(
-        &cfg,
-        Arc::clone(&stop_reader),
-        opts.print,
-        Arc::clone(&summary),
-    )?;
+    let reader = spawn_reader(&cfg, Arc::clone(&stop_reader), opts.print, Arc::clone(&summary))?;
 
     // Leave ~25% of the time (at least 6 s) for the group join and for draining.
     let total = opts.duration.as_secs_f64();
@@ -301,11 +267,9 @@ pub fn run(
         std::thread::sleep(Duration::from_millis(100));
     }
     stop_pipeline.store(true, Ordering::SeqCst);
-    let run_result = pipeline.join().unwrap_or_else(|_| {
-        Err(crate::pipeline::PipelineError::Delivery(
-            "pipeline thread panicked".into(),
-        ))
-    });
+    let run_result = pipeline
+        .join()
+        .unwrap_or_else(|_| Err(crate::pipeline::PipelineError::Delivery("pipeline thread panicked".into())));
     stop_reader.store(true, Ordering::SeqCst);
     let _ = reader.join();
     let run_summary = run_result?;
@@ -326,9 +290,7 @@ pub fn format_summary(s: &DemoSummary) -> String {
     ));
     let mut by_kind: BTreeMap<(&str, &str), u64> = BTreeMap::new();
     for a in &s.alerts {
-        *by_kind
-            .entry((a.kind.as_str(), a.severity.as_str()))
-            .or_insert(0) += 1;
+        *by_kind.entry((a.kind.as_str(), a.severity.as_str())).or_insert(0) += 1;
     }
     out.push_str(&format!("alerts: {}\n", s.alerts.len()));
     for ((k, sev), n) in by_kind {
@@ -341,16 +303,8 @@ pub fn format_summary(s: &DemoSummary) -> String {
             Band::Yellow => "yellow",
             Band::Red => "red",
         };
-        let comps: Vec<String> = r
-            .components
-            .iter()
-            .map(|(k, v)| format!("{k} {v:.0}"))
-            .collect();
-        out.push_str(&format!(
-            "  {id:<10} {:>5.1} {band:<6}  {}\n",
-            r.score,
-            comps.join(", ")
-        ));
+        let comps: Vec<String> = r.components.iter().map(|(k, v)| format!("{k} {v:.0}")).collect();
+        out.push_str(&format!("  {id:<10} {:>5.1} {band:<6}  {}\n", r.score, comps.join(", ")));
     }
     out
 }

@@ -23,8 +23,7 @@ use crate::config::{Config, HealthConfig};
 use crate::dims::Dimensions;
 use crate::health::{self, EntityMetrics};
 use crate::model::{
-    Alert, AlertKind, Band, EntityRef, Event, HealthInfo, Level, ScoreRecord, Severity,
-    SupportKind, TeamRecord,
+    Alert, AlertKind, Band, EntityRef, Event, HealthInfo, Level, ScoreRecord, Severity, SupportKind, TeamRecord,
 };
 use crate::time::DAY_MS;
 
@@ -131,6 +130,31 @@ pub struct Engine {
     accounts: BTreeMap<String, AccountState>,
     next_tick: Option<i64>,
     last_evaluated: Option<i64>,
+    /// Accounts changed since the last [`Engine::take_changes`].
+    dirty: BTreeSet<String>,
+    /// A tick ran since the last [`Engine::take_changes`]: every account changed.
+    all_dirty: bool,
+}
+
+/// The engine's own bookkeeping, written beside the accounts in the changelog.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+struct EngineMeta {
+    next_tick: Option<i64>,
+    last_evaluated: Option<i64>,
+}
+
+/// Changelog key of the engine's bookkeeping.
+pub const META_KEY: &[u8] = b"\0meta";
+const ACCOUNT_PREFIX: &str = "a/";
+
+/// A state record that could not be read back.
+#[derive(Debug, thiserror::Error)]
+#[error("state record {key}: {reason}")]
+pub struct RestoreError {
+    /// The record's key.
+    pub key: String,
+    /// What was wrong.
+    pub reason: String,
 }
 
 impl Engine {
@@ -141,7 +165,70 @@ impl Engine {
             accounts: BTreeMap::new(),
             next_tick: None,
             last_evaluated: None,
+            dirty: BTreeSet::new(),
+            all_dirty: false,
         }
+    }
+
+    /// The state changed since the last call, as compacted changelog records: one per
+    /// changed account (key `a/<account_id>`) and the engine's bookkeeping
+    /// ([`META_KEY`]). Values are JSON. Empty when nothing changed.
+    pub fn take_changes(&mut self) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let keys: Vec<String> = if self.all_dirty {
+            self.dirty.clear();
+            self.accounts.keys().cloned().collect()
+        } else {
+            std::mem::take(&mut self.dirty).into_iter().collect()
+        };
+        if keys.is_empty() && !self.all_dirty {
+            return Vec::new();
+        }
+        self.all_dirty = false;
+        let mut out = Vec::with_capacity(keys.len() + 1);
+        for id in keys {
+            if let Some(acct) = self.accounts.get(&id) {
+                if let Ok(v) = serde_json::to_vec(acct) {
+                    out.push((format!("{ACCOUNT_PREFIX}{id}").into_bytes(), v));
+                }
+            }
+        }
+        let meta = EngineMeta { next_tick: self.next_tick, last_evaluated: self.last_evaluated };
+        if let Ok(v) = serde_json::to_vec(&meta) {
+            out.push((META_KEY.to_vec(), v));
+        }
+        out
+    }
+
+    /// Rebuilds an engine from its changelog records, oldest first (later records of a
+    /// key replace earlier ones; a record with no value deletes its key).
+    pub fn restore(
+        cfg: Arc<EngineConfig>,
+        records: impl IntoIterator<Item = (Vec<u8>, Option<Vec<u8>>)>,
+    ) -> Result<Self, RestoreError> {
+        let mut engine = Engine::new(cfg);
+        for (key, value) in records {
+            let key_text = String::from_utf8_lossy(&key).into_owned();
+            let err = |reason: String| RestoreError { key: key_text.clone(), reason };
+            if key == META_KEY {
+                let Some(v) = value else { continue };
+                let meta: EngineMeta = serde_json::from_slice(&v).map_err(|e| err(e.to_string()))?;
+                engine.next_tick = meta.next_tick;
+                engine.last_evaluated = meta.last_evaluated;
+            } else if let Some(id) = key_text.strip_prefix(ACCOUNT_PREFIX) {
+                match value {
+                    Some(v) => {
+                        let acct: AccountState = serde_json::from_slice(&v).map_err(|e| err(e.to_string()))?;
+                        engine.accounts.insert(id.to_string(), acct);
+                    }
+                    None => {
+                        engine.accounts.remove(id);
+                    }
+                }
+            } else {
+                return Err(err("unknown key".into()));
+            }
+        }
+        Ok(engine)
     }
 
     /// The last tick evaluated.
@@ -151,13 +238,7 @@ impl Engine {
 
     /// Takes an event into state. Fires `support_escalation` at once. Returns
     /// [`Ingested::Late`] (state untouched) when the event's tick has been evaluated.
-    pub fn ingest(
-        &mut self,
-        ev: &Event,
-        dims: &Dimensions,
-        emitted_at: i64,
-        out: &mut Outputs,
-    ) -> Ingested {
+    pub fn ingest(&mut self, ev: &Event, dims: &Dimensions, emitted_at: i64, out: &mut Outputs) -> Ingested {
         let t = ev.occurred_at();
         let own_tick = self.cfg.tick_of(t);
         match self.last_evaluated {
@@ -167,10 +248,10 @@ impl Engine {
         }
         let cfg = Arc::clone(&self.cfg);
         let bucket = cfg.bucket(t);
-        let acct = self
-            .accounts
-            .entry(ev.account_id().to_string())
-            .or_insert_with(|| AccountState::new(t));
+        if !self.all_dirty && !self.dirty.contains(ev.account_id()) {
+            self.dirty.insert(ev.account_id().to_string());
+        }
+        let acct = self.accounts.entry(ev.account_id().to_string()).or_insert_with(|| AccountState::new(t));
         acct.first_seen = acct.first_seen.min(t);
         match ev {
             Event::Usage(u) => {
@@ -191,15 +272,14 @@ impl Engine {
                         Some(team_id) => &mut acct.team_mut(team_id, t).support,
                         None => &mut acct.account_support,
                     };
-                    *agg.escalations.entry(bucket).or_insert(0) += 1;
+                    agg.record_escalation(bucket, &s.event_id);
                 }
                 if let Some(ticket_id) = &s.ticket_id {
                     if s.kind.is_ticket() {
                         acct.tickets.entry(ticket_id.clone()).or_default().record(s);
                     }
                 }
-                let p1_opened =
-                    s.kind == SupportKind::TicketOpened && s.priority.is_some_and(|p| p.0 == 1);
+                let p1_opened = s.kind == SupportKind::TicketOpened && s.priority.is_some_and(|p| p.0 == 1);
                 if s.kind == SupportKind::TicketEscalated || p1_opened {
                     out.alerts.push(support_escalation(s, dims, emitted_at));
                 }
@@ -209,15 +289,10 @@ impl Engine {
     }
 
     /// Evaluates every tick `T <= watermark` not yet evaluated, one by one, in order.
-    pub fn advance(
-        &mut self,
-        watermark: i64,
-        dims: &Dimensions,
-        emitted_at: i64,
-        out: &mut Outputs,
-    ) {
+    pub fn advance(&mut self, watermark: i64, dims: &Dimensions, emitted_at: i64, out: &mut Outputs) {
         while let Some(t) = self.next_tick.filter(|&t| t <= watermark) {
             self.evaluate(t, dims, emitted_at, out);
+            self.all_dirty = true;
             self.last_evaluated = Some(t);
             self.next_tick = Some(t + self.cfg.interval_ms);
             out.ticks += 1;
@@ -231,10 +306,7 @@ impl Engine {
 
     /// How much state is held.
     pub fn state_size(&self) -> StateSize {
-        let mut s = StateSize {
-            accounts: self.accounts.len() as u64,
-            ..Default::default()
-        };
+        let mut s = StateSize { accounts: self.accounts.len() as u64, ..Default::default() };
         for a in self.accounts.values() {
             s.teams += a.teams.len() as u64;
             s.tickets += a.tickets.len() as u64;
@@ -263,40 +335,18 @@ impl Engine {
             if acct.first_seen >= tick {
                 continue;
             }
-            let AccountState {
-                teams,
-                account_support,
-                tickets,
-                entities,
-                ..
-            } = acct;
+            let AccountState { teams, account_support, tickets, entities, .. } = acct;
             let aggs = aggregate(&w, account_id, (teams, account_support, tickets), dims);
             let record = dims.account(account_id);
-            let (weights, bands) = cfg
-                .health
-                .for_segment(record.and_then(|r| r.segment.as_deref()));
+            let (weights, bands) = cfg.health.for_segment(record.and_then(|r| r.segment.as_deref()));
             for ((level, id), agg) in aggs {
-                let entity = EntityRef {
-                    level,
-                    id,
-                    account_id: account_id.clone(),
-                };
+                let entity = EntityRef { level, id, account_id: account_id.clone() };
                 let m = agg.metrics(&cfg, &entity, dims);
                 let key = (entity.level, entity.id.clone());
-                let h = entities
-                    .entry(key)
-                    .or_insert_with(|| EntityHealth::new(tick));
-                let ctx = AlertContext {
-                    entity: &entity,
-                    at: tick,
-                    emitted_at,
-                    account: record,
-                };
+                let h = entities.entry(key).or_insert_with(|| EntityHealth::new(tick));
+                let ctx = AlertContext { entity: &entity, at: tick, emitted_at, account: record };
                 let scored = health::score(&m, &weights);
-                let components = scored
-                    .as_ref()
-                    .map(|s| s.component_map())
-                    .unwrap_or_default();
+                let components = scored.as_ref().map(|s| s.component_map()).unwrap_or_default();
 
                 if h.usage_drop_armed {
                     let (now, earlier) = (m.active_users_7d, m.active_users_7d_earlier);
@@ -318,12 +368,7 @@ impl Engine {
                             reasons: alert::usage_drop_reasons(&m),
                             details,
                         };
-                        out.alerts.push(alert::build(
-                            AlertKind::UsageDrop,
-                            Severity::Warning,
-                            ctx,
-                            body,
-                        ));
+                        out.alerts.push(alert::build(AlertKind::UsageDrop, Severity::Warning, ctx, body));
                     }
                 } else if 10 * m.active_users_7d >= 9 * m.active_users_7d_earlier {
                     h.usage_drop_armed = true;
@@ -351,32 +396,16 @@ impl Engine {
                                 previous_band: Some(prev.1),
                             }),
                             components: components.clone(),
-                            reasons: alert::band_change_reasons(
-                                prev,
-                                (scored.score, band),
-                                &scored,
-                                &m,
-                            ),
+                            reasons: alert::band_change_reasons(prev, (scored.score, band), &scored, &m),
                             details,
                         };
-                        out.alerts.push(alert::build(
-                            AlertKind::HealthBandChanged,
-                            severity,
-                            ctx,
-                            body,
-                        ));
+                        out.alerts.push(alert::build(AlertKind::HealthBandChanged, severity, ctx, body));
                     }
                 }
                 h.previous = Some((scored.score, band));
                 if h.written != Some((scored.score, band)) {
                     h.written = Some((scored.score, band));
-                    out.scores.push(ScoreRecord {
-                        entity,
-                        at: tick,
-                        score: scored.score,
-                        band,
-                        components,
-                    });
+                    out.scores.push(ScoreRecord { entity, at: tick, score: scored.score, band, components });
                 }
             }
         }
@@ -418,14 +447,7 @@ struct Windows {
 impl Windows {
     fn new(cfg: &EngineConfig, tick: i64) -> Self {
         let b = |ms: i64| cfg.bucket(tick - ms);
-        Self {
-            tick,
-            hi: b(0),
-            d1: b(DAY_MS),
-            d7: b(7 * DAY_MS),
-            d14: b(14 * DAY_MS),
-            d28: b(28 * DAY_MS),
-        }
+        Self { tick, hi: b(0), d1: b(DAY_MS), d7: b(7 * DAY_MS), d14: b(14 * DAY_MS), d28: b(28 * DAY_MS) }
     }
 }
 
@@ -470,10 +492,7 @@ fn seats_of(e: &EntityRef, dims: &Dimensions) -> Option<u64> {
         level => {
             let mut sum = 0u64;
             let mut any = false;
-            for t in dims
-                .teams_of(&e.account_id)
-                .filter(|t| names(t, level) == Some(e.id.as_str()))
-            {
+            for t in dims.teams_of(&e.account_id).filter(|t| names(t, level) == Some(e.id.as_str())) {
                 sum += t.seats?;
                 any = true;
             }
@@ -509,11 +528,7 @@ fn lineage(account_id: &str, team_id: Option<&str>, dims: &Dimensions) -> Vec<(L
     out
 }
 
-type AccountParts<'a> = (
-    &'a BTreeMap<String, TeamState>,
-    &'a SupportAgg,
-    &'a HashMap<String, tickets::Ticket>,
-);
+type AccountParts<'a> = (&'a BTreeMap<String, TeamState>, &'a SupportAgg, &'a HashMap<String, tickets::Ticket>);
 
 fn aggregate<'a>(
     w: &Windows,
@@ -522,9 +537,8 @@ fn aggregate<'a>(
     dims: &Dimensions,
 ) -> BTreeMap<(Level, String), Agg<'a>> {
     let mut aggs: BTreeMap<(Level, String), Agg<'a>> = BTreeMap::new();
-    aggs.entry((Level::Account, account_id.to_string()))
-        .or_default()
-        .escalations_7d += account_support.escalations_in(w.d7, w.hi);
+    aggs.entry((Level::Account, account_id.to_string())).or_default().escalations_7d +=
+        account_support.escalations_in(w.d7, w.hi);
     for (team_id, team) in teams.iter().filter(|(_, t)| t.first_seen < w.tick) {
         let keys = lineage(account_id, Some(team_id), dims);
         add_team(w, team, &keys, &mut aggs);
@@ -566,12 +580,8 @@ fn add_team<'a>(
             flags_of.push((user.as_str(), f));
         }
     }
-    let features: Vec<&'a str> = team
-        .features
-        .iter()
-        .filter(|(_, s)| s.any_in(w.d28, w.hi))
-        .map(|(f, _)| f.as_str())
-        .collect();
+    let features: Vec<&'a str> =
+        team.features.iter().filter(|(_, s)| s.any_in(w.d28, w.hi)).map(|(f, _)| f.as_str()).collect();
     let escalations = team.support.escalations_in(w.d7, w.hi);
     for key in keys {
         let agg = aggs.entry(key.clone()).or_default();
@@ -585,23 +595,12 @@ fn add_team<'a>(
 
 fn support_escalation(s: &crate::model::SupportEvent, dims: &Dimensions, emitted_at: i64) -> Alert {
     let entity = match &s.team_id {
-        Some(t) => EntityRef {
-            level: Level::Team,
-            id: t.clone(),
-            account_id: s.account_id.clone(),
-        },
-        None => EntityRef {
-            level: Level::Account,
-            id: s.account_id.clone(),
-            account_id: s.account_id.clone(),
-        },
+        Some(t) => EntityRef { level: Level::Team, id: t.clone(), account_id: s.account_id.clone() },
+        None => EntityRef { level: Level::Account, id: s.account_id.clone(), account_id: s.account_id.clone() },
     };
     let account = dims.account(&s.account_id);
     let ticket = s.ticket_id.as_deref().unwrap_or("?");
-    let priority = s
-        .priority
-        .map(|p| p.to_string())
-        .unwrap_or_else(|| "unknown priority".into());
+    let priority = s.priority.map(|p| p.to_string()).unwrap_or_else(|| "unknown priority".into());
     let who = match &s.team_id {
         Some(t) => format!("team {t} of account {}", s.account_id),
         None => format!("account {}", s.account_id),
@@ -612,8 +611,8 @@ fn support_escalation(s: &crate::model::SupportEvent, dims: &Dimensions, emitted
         format!("{priority} ticket {ticket} opened by {who}.")
     };
     let mut reasons = vec![first];
-    if let Some(days) = alert::renewal_in_days(account, s.occurred_at)
-        .filter(|_| alert::near_renewal(account, s.occurred_at))
+    if let Some(days) =
+        alert::renewal_in_days(account, s.occurred_at).filter(|_| alert::near_renewal(account, s.occurred_at))
     {
         reasons.push(format!("The account renews in {days} days."));
     }
@@ -621,24 +620,14 @@ fn support_escalation(s: &crate::model::SupportEvent, dims: &Dimensions, emitted
     details.insert("ticket_id".into(), json!(ticket));
     details.insert("priority".into(), json!(s.priority.map(|p| p.0)));
     details.insert("event_id".into(), json!(s.event_id));
-    let ctx = AlertContext {
-        entity: &entity,
-        at: s.occurred_at,
-        emitted_at,
-        account,
-    };
+    let ctx = AlertContext { entity: &entity, at: s.occurred_at, emitted_at, account };
     let id = alert::stable_id(&["support_escalation", &s.account_id, &s.event_id]);
     alert::build_with_id(
         id,
         AlertKind::SupportEscalation,
         Severity::Critical,
         ctx,
-        AlertBody {
-            health: None,
-            components: BTreeMap::new(),
-            reasons,
-            details,
-        },
+        AlertBody { health: None, components: BTreeMap::new(), reasons, details },
     )
 }
 

@@ -1,15 +1,18 @@
 //! The state an engine holds per account and team.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use serde::{Deserialize, Serialize};
 
 use super::tickets::Ticket;
 use crate::model::{Band, Level};
 use crate::window::ActivitySet;
 
-/// Escalation counts per bucket, for one team or for an account's team-less events.
-#[derive(Debug, Default)]
+/// Escalations per bucket, for one team or for an account's team-less events. Kept as
+/// event ids so that a record delivered twice counts once.
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub(super) struct SupportAgg {
-    pub(super) escalations: BTreeMap<u32, u64>,
+    pub(super) escalations: BTreeMap<u32, BTreeSet<String>>,
 }
 
 impl SupportAgg {
@@ -17,7 +20,11 @@ impl SupportAgg {
         if lo >= hi {
             return 0;
         }
-        self.escalations.range(lo..hi).map(|(_, n)| n).sum()
+        self.escalations.range(lo..hi).map(|(_, ids)| ids.len() as u64).sum()
+    }
+
+    pub(super) fn record_escalation(&mut self, bucket: u32, event_id: &str) {
+        self.escalations.entry(bucket).or_default().insert(event_id.to_string());
     }
 
     pub(super) fn prune(&mut self, lo: u32) {
@@ -26,7 +33,7 @@ impl SupportAgg {
 }
 
 /// One team's raw activity.
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 pub(super) struct TeamState {
     /// Earliest event naming the team.
     pub(super) first_seen: i64,
@@ -38,7 +45,7 @@ pub(super) struct TeamState {
 }
 
 /// Health bookkeeping of one entity across ticks.
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 pub(super) struct EntityHealth {
     /// The first tick it was evaluated at (warm-up runs from here).
     pub(super) first_tick: i64,
@@ -52,17 +59,12 @@ pub(super) struct EntityHealth {
 
 impl EntityHealth {
     pub(super) fn new(first_tick: i64) -> Self {
-        Self {
-            first_tick,
-            previous: None,
-            written: None,
-            usage_drop_armed: true,
-        }
+        Self { first_tick, previous: None, written: None, usage_drop_armed: true }
     }
 }
 
 /// One account's state.
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 pub(super) struct AccountState {
     /// Earliest event naming the account.
     pub(super) first_seen: i64,
@@ -70,6 +72,7 @@ pub(super) struct AccountState {
     /// Support events without a team.
     pub(super) account_support: SupportAgg,
     pub(super) tickets: HashMap<String, Ticket>,
+    #[serde(with = "as_pairs")]
     pub(super) entities: HashMap<(Level, String), EntityHealth>,
 }
 
@@ -86,16 +89,38 @@ impl AccountState {
 
     /// The team's state, created at `t` if new; `first_seen` lowered to `t`.
     pub(super) fn team_mut(&mut self, team_id: &str, t: i64) -> &mut TeamState {
-        let team = self
-            .teams
-            .entry(team_id.to_string())
-            .or_insert_with(|| TeamState {
-                first_seen: t,
-                users: HashMap::new(),
-                features: HashMap::new(),
-                support: SupportAgg::default(),
-            });
+        let team = self.teams.entry(team_id.to_string()).or_insert_with(|| TeamState {
+            first_seen: t,
+            users: HashMap::new(),
+            features: HashMap::new(),
+            support: SupportAgg::default(),
+        });
         team.first_seen = team.first_seen.min(t);
         team
+    }
+}
+
+/// Serializes a map with non-string keys as a list of pairs (JSON objects need string
+/// keys).
+mod as_pairs {
+    use std::collections::HashMap;
+    use std::hash::Hash;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub(super) fn serialize<S: Serializer, K: Serialize, V: Serialize>(
+        m: &HashMap<K, V>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.collect_seq(m.iter())
+    }
+
+    pub(super) fn deserialize<'de, D, K, V>(d: D) -> Result<HashMap<K, V>, D::Error>
+    where
+        D: Deserializer<'de>,
+        K: Deserialize<'de> + Eq + Hash,
+        V: Deserialize<'de>,
+    {
+        Ok(Vec::<(K, V)>::deserialize(d)?.into_iter().collect())
     }
 }

@@ -48,14 +48,7 @@ fn usage(id: &str, at: i64, acct: &str, team: &str, user: Option<&str>) -> Event
     })
 }
 
-fn ticket(
-    id: &str,
-    at: i64,
-    team: Option<&str>,
-    kind: SupportKind,
-    ticket: &str,
-    p: Option<u8>,
-) -> Event {
+fn ticket(id: &str, at: i64, team: Option<&str>, kind: SupportKind, ticket: &str, p: Option<u8>) -> Event {
     Event::Support(SupportEvent {
         event_id: id.into(),
         occurred_at: at,
@@ -69,12 +62,7 @@ fn ticket(
     })
 }
 
-fn team_rec(
-    id: &str,
-    group: Option<&str>,
-    bu: Option<&str>,
-    seats: Option<u64>,
-) -> Upsert<TeamRecord> {
+fn team_rec(id: &str, group: Option<&str>, bu: Option<&str>, seats: Option<u64>) -> Upsert<TeamRecord> {
     Upsert::Put(TeamRecord {
         team_id: id.into(),
         account_id: "a".into(),
@@ -93,11 +81,7 @@ struct Run {
 
 impl Run {
     fn new(cfg: Arc<EngineConfig>) -> Self {
-        Self {
-            engine: Engine::new(cfg),
-            dims: Dimensions::default(),
-            out: Outputs::default(),
-        }
+        Self { engine: Engine::new(cfg), dims: Dimensions::default(), out: Outputs::default() }
     }
     fn ingest(&mut self, e: Event) -> Ingested {
         self.engine.ingest(&e, &self.dims, 0, &mut self.out)
@@ -106,10 +90,7 @@ impl Run {
         self.engine.advance(wm, &self.dims, 0, &mut self.out);
     }
     fn score_of(&self, level: Level, id: &str, at: i64) -> Option<&ScoreRecord> {
-        self.out
-            .scores
-            .iter()
-            .find(|s| s.entity.level == level && s.entity.id == id && s.at == at)
+        self.out.scores.iter().find(|s| s.entity.level == level && s.entity.id == id && s.at == at)
     }
     fn alerts(&self, kind: AlertKind) -> Vec<&Alert> {
         self.out.alerts.iter().filter(|a| a.kind == kind).collect()
@@ -128,13 +109,7 @@ fn active_user_windows_are_half_open_and_exact() {
     r.ingest(usage("3", T0 + 28 * D, "a", "t", Some("u3")));
     r.advance(T0 + 39 * D);
     // score records are written on change only: read the latest at or before a tick
-    let as_of = |t: i64| {
-        r.out
-            .scores
-            .iter()
-            .rfind(|s| s.entity.level == Level::Team && s.at <= t)
-            .map(|s| s.score)
-    };
+    let as_of = |t: i64| r.out.scores.iter().rfind(|s| s.entity.level == Level::Team && s.at <= t).map(|s| s.score);
     assert_eq!(as_of(T0 + D), Some(1.3), "u1 only: 1.25 -> 1.3");
     assert_eq!(as_of(T0 + 11 * D), Some(2.5), "u1 and u2");
     // at T0+28d: u1 (exactly at T-28d) still counts, u3 (exactly at T) does not yet
@@ -156,71 +131,32 @@ fn metrics_windows() {
     r.ingest(usage("4", T0 + 15 * D, "a", "t", Some("u3"))); // this week, not last day
     let w = Windows::new(&c, T0 + 20 * D);
     let acct = &r.engine.accounts["a"];
-    let aggs = aggregate(
-        &w,
-        "a",
-        (&acct.teams, &acct.account_support, &acct.tickets),
-        &r.dims,
-    );
-    let team = EntityRef {
-        level: Level::Team,
-        id: "t".into(),
-        account_id: "a".into(),
-    };
+    let aggs = aggregate(&w, "a", (&acct.teams, &acct.account_support, &acct.tickets), &r.dims);
+    let team = EntityRef { level: Level::Team, id: "t".into(), account_id: "a".into() };
     let m = aggs[&(Level::Team, "t".to_string())].metrics(&c, &team, &r.dims);
-    assert_eq!(
-        (
-            m.active_users_1d,
-            m.active_users_7d,
-            m.active_users_28d,
-            m.active_users_7d_earlier
-        ),
-        (1, 2, 3, 1)
-    );
+    assert_eq!((m.active_users_1d, m.active_users_7d, m.active_users_28d, m.active_users_7d_earlier), (1, 2, 3, 1));
 }
 
 #[test]
 fn unions_not_sums_across_teams() {
     let mut r = Run::new(cfg(|c| c.health.weights = only("utilization")));
-    r.dims
-        .apply_team(team_rec("t1", Some("g"), Some("bu"), Some(2)));
-    r.dims
-        .apply_team(team_rec("t2", Some("g"), Some("bu"), Some(2)));
-    r.dims.apply_account(Upsert::Put(AccountRecord {
-        account_id: "a".into(),
-        seats: Some(10),
-        ..Default::default()
-    }));
+    r.dims.apply_team(team_rec("t1", Some("g"), Some("bu"), Some(2)));
+    r.dims.apply_team(team_rec("t2", Some("g"), Some("bu"), Some(2)));
+    r.dims.apply_account(Upsert::Put(AccountRecord { account_id: "a".into(), seats: Some(10), ..Default::default() }));
     r.ingest(usage("1", T0, "a", "t1", Some("u1")));
     r.ingest(usage("2", T0, "a", "t1", Some("u2")));
     r.ingest(usage("3", T0, "a", "t2", Some("u2")));
     r.ingest(usage("4", T0, "a", "t2", Some("u3")));
     r.advance(T0 + D);
     let at = T0 + D;
-    assert_eq!(
-        r.score_of(Level::Team, "t1", at).map(|s| s.score),
-        Some(100.0)
-    );
+    assert_eq!(r.score_of(Level::Team, "t1", at).map(|s| s.score), Some(100.0));
     // group: 3 distinct users over 4 seats = 0.75 -> 93.75 -> 93.8 (a sum would give 100)
-    assert_eq!(
-        r.score_of(Level::Group, "g", at).map(|s| s.score),
-        Some(93.8)
-    );
-    assert_eq!(
-        r.score_of(Level::BusinessUnit, "bu", at).map(|s| s.score),
-        Some(93.8)
-    );
+    assert_eq!(r.score_of(Level::Group, "g", at).map(|s| s.score), Some(93.8));
+    assert_eq!(r.score_of(Level::BusinessUnit, "bu", at).map(|s| s.score), Some(93.8));
     // account: 3 of 10 seats = 37.5
-    assert_eq!(
-        r.score_of(Level::Account, "a", at).map(|s| s.score),
-        Some(37.5)
-    );
+    assert_eq!(r.score_of(Level::Account, "a", at).map(|s| s.score), Some(37.5));
     // no division named: no division entity
-    assert!(r
-        .out
-        .scores
-        .iter()
-        .all(|s| s.entity.level != Level::Division));
+    assert!(r.out.scores.iter().all(|s| s.entity.level != Level::Division));
 }
 
 #[test]
@@ -231,11 +167,7 @@ fn group_seats_need_every_team() {
     r.ingest(usage("1", T0, "a", "t1", Some("u1")));
     r.advance(T0 + D);
     let g = r.score_of(Level::Group, "g", T0 + D).expect("group scored");
-    assert!(
-        !g.components.contains_key("utilization"),
-        "{:?}",
-        g.components
-    );
+    assert!(!g.components.contains_key("utilization"), "{:?}", g.components);
     let t = r.score_of(Level::Team, "t1", T0 + D).expect("team scored");
     assert_eq!(t.components.get("utilization"), Some(&62.5));
 }
@@ -248,43 +180,25 @@ fn events_at_or_after_the_tick_do_not_count_even_when_early() {
     r.ingest(usage("2", T0 + D, "a", "t", Some("u2"))); // exactly at tick T0+1d
     r.ingest(usage("3", T0 + D + 5, "a", "t2", Some("u3"))); // new team after the tick
     r.advance(T0 + D);
-    assert_eq!(
-        r.score_of(Level::Team, "t", T0 + D).map(|s| s.score),
-        Some(12.5)
-    );
-    assert!(
-        r.out.scores.iter().all(|s| s.entity.id != "t2"),
-        "t2 must not exist at T0+1d"
-    );
+    assert_eq!(r.score_of(Level::Team, "t", T0 + D).map(|s| s.score), Some(12.5));
+    assert!(r.out.scores.iter().all(|s| s.entity.id != "t2"), "t2 must not exist at T0+1d");
 }
 
 #[test]
 fn first_tick_and_late_events() {
     let mut r = Run::new(cfg(|_| {}));
-    assert_eq!(
-        r.ingest(usage("1", T0 + 3 * D + 7, "a", "t", Some("u"))),
-        Ingested::Accepted
-    );
+    assert_eq!(r.ingest(usage("1", T0 + 3 * D + 7, "a", "t", Some("u"))), Ingested::Accepted);
     // an earlier event before any evaluation moves the first tick back
-    assert_eq!(
-        r.ingest(usage("2", T0 + D + 7, "a", "t", Some("u"))),
-        Ingested::Accepted
-    );
+    assert_eq!(r.ingest(usage("2", T0 + D + 7, "a", "t", Some("u"))), Ingested::Accepted);
     r.advance(T0 + 3 * D);
     assert_eq!(r.engine.last_evaluated(), Some(T0 + 3 * D));
     assert_eq!(r.out.ticks, 2, "ticks T0+2d and T0+3d");
     // an event whose own tick (T0+3d) is evaluated is late and leaves state alone
     let before = r.engine.state_size();
-    assert_eq!(
-        r.ingest(usage("3", T0 + 2 * D + 1, "a", "t", Some("late"))),
-        Ingested::Late { tick: T0 + 3 * D }
-    );
+    assert_eq!(r.ingest(usage("3", T0 + 2 * D + 1, "a", "t", Some("late"))), Ingested::Late { tick: T0 + 3 * D });
     assert_eq!(r.engine.state_size(), before);
     // one in the current interval is on time
-    assert_eq!(
-        r.ingest(usage("4", T0 + 3 * D, "a", "t", Some("v"))),
-        Ingested::Accepted
-    );
+    assert_eq!(r.ingest(usage("4", T0 + 3 * D, "a", "t", Some("v"))), Ingested::Accepted);
 }
 
 #[test]
@@ -295,13 +209,7 @@ fn watermark_jump_evaluates_every_tick() {
     }));
     for d in 0..7 {
         for u in 0..10 {
-            r.ingest(usage(
-                &format!("{d}-{u}"),
-                T0 + d * D,
-                "a",
-                "t",
-                Some(&format!("u{u}")),
-            ));
+            r.ingest(usage(&format!("{d}-{u}"), T0 + d * D, "a", "t", Some(&format!("u{u}"))));
         }
     }
     r.ingest(usage("x", T0 + 30 * D, "a", "t", Some("u0")));
@@ -319,29 +227,17 @@ fn watermark_jump_evaluates_every_tick() {
     // The earlier week holds 10 users until T0+14d, and the current week holds them all
     // while any of days 0..6 is inside it, i.e. until T0+14d: the drop is at T0+14d.
     let team = |a: &&Alert| a.entity.level == Level::Team;
-    let drops: Vec<_> = r
-        .alerts(AlertKind::UsageDrop)
-        .into_iter()
-        .filter(team)
-        .collect();
+    let drops: Vec<_> = r.alerts(AlertKind::UsageDrop).into_iter().filter(team).collect();
     assert_eq!(drops.len(), 1, "{drops:?}");
     assert_eq!(drops[0].at, T0 + 14 * D);
     assert_eq!(drops[0].details["active_users_7d"], 0);
     assert_eq!(drops[0].details["active_users_7d_earlier"], 10);
     // band: red from T0+14d onwards, alert fires with warmup 0
-    let bands: Vec<_> = r
-        .alerts(AlertKind::HealthBandChanged)
-        .into_iter()
-        .filter(team)
-        .collect();
+    let bands: Vec<_> = r.alerts(AlertKind::HealthBandChanged).into_iter().filter(team).collect();
     assert_eq!(bands.len(), 1);
     assert_eq!(bands[0].at, T0 + 14 * D);
     assert_eq!(bands[0].severity, Severity::Critical);
-    assert!(
-        bands[0].reasons[1].contains("from 10 to 0"),
-        "{:?}",
-        bands[0].reasons
-    );
+    assert!(bands[0].reasons[1].contains("from 10 to 0"), "{:?}", bands[0].reasons);
 }
 
 #[test]
@@ -352,13 +248,7 @@ fn usage_drop_rearms_at_ninety_percent() {
     for (w, n) in weeks.iter().enumerate() {
         for u in 0..*n {
             let at = T0 + (w as i64) * 7 * D;
-            r.ingest(usage(
-                &format!("{w}-{u}"),
-                at,
-                "a",
-                "t",
-                Some(&format!("u{u}")),
-            ));
+            r.ingest(usage(&format!("{w}-{u}"), at, "a", "t", Some(&format!("u{u}"))));
         }
     }
     // users of week k are active on day 7k; at daily tick d the current week is
@@ -381,124 +271,51 @@ fn first_score_sets_band_and_warmup_suppresses_alerts() {
     r.ingest(usage("u", T0, "a", "t", Some("u1")));
     // 3 open P2 tickets: 70 -> green at first
     for i in 0..3 {
-        r.ingest(ticket(
-            &format!("o{i}"),
-            T0 + 1,
-            None,
-            SupportKind::TicketOpened,
-            &format!("T{i}"),
-            Some(2),
-        ));
+        r.ingest(ticket(&format!("o{i}"), T0 + 1, None, SupportKind::TicketOpened, &format!("T{i}"), Some(2)));
     }
     // 4 more P2 on day 2: 30 -> red, inside warm-up: no alert
     for i in 3..7 {
-        r.ingest(ticket(
-            &format!("o{i}"),
-            T0 + D + 1,
-            None,
-            SupportKind::TicketOpened,
-            &format!("T{i}"),
-            Some(2),
-        ));
+        r.ingest(ticket(&format!("o{i}"), T0 + D + 1, None, SupportKind::TicketOpened, &format!("T{i}"), Some(2)));
     }
     // all resolved on day 9: 100 -> green, past warm-up (first tick T0+1d + 7d)
     for i in 0..7 {
-        r.ingest(ticket(
-            &format!("r{i}"),
-            T0 + 8 * D + 1,
-            None,
-            SupportKind::TicketResolved,
-            &format!("T{i}"),
-            None,
-        ));
+        r.ingest(ticket(&format!("r{i}"), T0 + 8 * D + 1, None, SupportKind::TicketResolved, &format!("T{i}"), None));
     }
     r.advance(T0 + 10 * D);
-    let acct = |t: i64| {
-        r.score_of(Level::Account, "a", t)
-            .map(|s| (s.score, s.band))
-    };
+    let acct = |t: i64| r.score_of(Level::Account, "a", t).map(|s| (s.score, s.band));
     assert_eq!(acct(T0 + D), Some((70.0, Band::Green)));
     assert_eq!(acct(T0 + 2 * D), Some((30.0, Band::Red)));
     assert_eq!(acct(T0 + 9 * D), Some((100.0, Band::Green)));
-    let bands: Vec<_> = r
-        .alerts(AlertKind::HealthBandChanged)
-        .into_iter()
-        .filter(|a| a.entity.level == Level::Account)
-        .collect();
+    let bands: Vec<_> =
+        r.alerts(AlertKind::HealthBandChanged).into_iter().filter(|a| a.entity.level == Level::Account).collect();
     assert_eq!(bands.len(), 1, "{bands:?}");
     assert_eq!(bands[0].at, T0 + 9 * D);
     assert_eq!(bands[0].severity, Severity::Info);
     let h = bands[0].health.as_ref().expect("health");
-    assert_eq!(
-        (h.previous_score, h.previous_band),
-        (Some(30.0), Some(Band::Red))
-    );
+    assert_eq!((h.previous_score, h.previous_band), (Some(30.0), Some(Band::Red)));
     // team-less tickets count for the account only: the team stays at 100
     assert_eq!(r.score_of(Level::Team, "t", T0 + 2 * D), None);
-    assert_eq!(
-        r.score_of(Level::Team, "t", T0 + D).map(|s| s.score),
-        Some(100.0)
-    );
+    assert_eq!(r.score_of(Level::Team, "t", T0 + D).map(|s| s.score), Some(100.0));
 }
 
 #[test]
 fn support_escalation_fires_at_once() {
     let mut r = Run::new(cfg(|_| {}));
     r.dims.apply_team(team_rec("t", Some("g"), None, None));
-    r.ingest(ticket(
-        "e1",
-        T0 + 5,
-        Some("t"),
-        SupportKind::TicketOpened,
-        "T1",
-        Some(1),
-    ));
-    r.ingest(ticket(
-        "e2",
-        T0 + 6,
-        None,
-        SupportKind::TicketOpened,
-        "T2",
-        Some(2),
-    ));
-    r.ingest(ticket(
-        "e3",
-        T0 + 7,
-        None,
-        SupportKind::TicketEscalated,
-        "T2",
-        Some(1),
-    ));
+    r.ingest(ticket("e1", T0 + 5, Some("t"), SupportKind::TicketOpened, "T1", Some(1)));
+    r.ingest(ticket("e2", T0 + 6, None, SupportKind::TicketOpened, "T2", Some(2)));
+    r.ingest(ticket("e3", T0 + 7, None, SupportKind::TicketEscalated, "T2", Some(1)));
     let alerts = r.alerts(AlertKind::SupportEscalation);
     assert_eq!(alerts.len(), 2);
-    assert_eq!(
-        (
-            alerts[0].entity.level,
-            alerts[0].entity.id.as_str(),
-            alerts[0].at
-        ),
-        (Level::Team, "t", T0 + 5)
-    );
-    assert_eq!(
-        (alerts[1].entity.level, alerts[1].entity.id.as_str()),
-        (Level::Account, "a")
-    );
-    assert!(alerts
-        .iter()
-        .all(|a| a.health.is_none() && a.severity == Severity::Critical));
-    assert!(
-        alerts[1].reasons[0].contains("escalated to P1"),
-        "{:?}",
-        alerts[1].reasons
-    );
+    assert_eq!((alerts[0].entity.level, alerts[0].entity.id.as_str(), alerts[0].at), (Level::Team, "t", T0 + 5));
+    assert_eq!((alerts[1].entity.level, alerts[1].entity.id.as_str()), (Level::Account, "a"));
+    assert!(alerts.iter().all(|a| a.health.is_none() && a.severity == Severity::Critical));
+    assert!(alerts[1].reasons[0].contains("escalated to P1"), "{:?}", alerts[1].reasons);
     assert_ne!(alerts[0].alert_id, alerts[1].alert_id);
     // open tickets: T1 (P1) counts for team t, group g and the account; T2 (now P1) for
     // the account only. One escalation in 7 days at the account.
     r.advance(T0 + D);
-    let score = |l, id: &str| {
-        r.score_of(l, id, T0 + D)
-            .and_then(|s| s.components.get("support").copied())
-    };
+    let score = |l, id: &str| r.score_of(l, id, T0 + D).and_then(|s| s.components.get("support").copied());
     assert_eq!(score(Level::Team, "t"), Some(70.0));
     assert_eq!(score(Level::Group, "g"), Some(70.0));
     assert_eq!(score(Level::Account, "a"), Some(100.0 - 60.0 - 15.0));
@@ -507,38 +324,13 @@ fn support_escalation_fires_at_once() {
 #[test]
 fn escalations_leave_the_window_after_seven_days() {
     let mut r = Run::new(cfg(|c| c.health.weights = only("support")));
-    r.ingest(ticket(
-        "o",
-        T0,
-        Some("t"),
-        SupportKind::TicketOpened,
-        "T",
-        Some(3),
-    ));
-    r.ingest(ticket(
-        "e",
-        T0 + 1,
-        Some("t"),
-        SupportKind::TicketEscalated,
-        "T",
-        Some(3),
-    ));
-    r.ingest(ticket(
-        "r",
-        T0 + 2,
-        Some("t"),
-        SupportKind::TicketResolved,
-        "T",
-        None,
-    ));
+    r.ingest(ticket("o", T0, Some("t"), SupportKind::TicketOpened, "T", Some(3)));
+    r.ingest(ticket("e", T0 + 1, Some("t"), SupportKind::TicketEscalated, "T", Some(3)));
+    r.ingest(ticket("r", T0 + 2, Some("t"), SupportKind::TicketResolved, "T", None));
     r.advance(T0 + 8 * D);
     let at = |t| r.score_of(Level::Team, "t", t).map(|s| s.score);
     assert_eq!(at(T0 + D), Some(85.0));
-    assert_eq!(
-        at(T0 + 7 * D),
-        None,
-        "still 85 at T0+7d: [T0, T0+7d) holds it"
-    );
+    assert_eq!(at(T0 + 7 * D), None, "still 85 at T0+7d: [T0, T0+7d) holds it");
     assert_eq!(at(T0 + 8 * D), Some(100.0));
 }
 
@@ -548,10 +340,7 @@ fn system_events_create_entities_but_no_active_users() {
     r.dims.apply_team(team_rec("t", None, None, Some(4)));
     r.ingest(usage("1", T0, "a", "t", None));
     r.advance(T0 + D);
-    assert_eq!(
-        r.score_of(Level::Team, "t", T0 + D).map(|s| s.score),
-        Some(0.0)
-    );
+    assert_eq!(r.score_of(Level::Team, "t", T0 + D).map(|s| s.score), Some(0.0));
     assert_eq!(r.engine.state_size().user_activity, 0);
 }
 
@@ -561,11 +350,7 @@ fn state_is_pruned_behind_the_windows() {
     r.ingest(usage("1", T0, "a", "t", Some("u1")));
     r.ingest(usage("2", T0 + 40 * D, "a", "t", Some("u2")));
     r.advance(T0 + 35 * D);
-    assert_eq!(
-        r.engine.state_size().user_activity,
-        1,
-        "u1 is older than 30 days"
-    );
+    assert_eq!(r.engine.state_size().user_activity, 1, "u1 is older than 30 days");
 }
 
 #[test]
@@ -577,16 +362,83 @@ fn renewal_raises_severity() {
         contract_start: Some(T0 - 400 * D),
         ..Default::default()
     }));
-    r.ingest(ticket(
-        "e",
-        T0,
-        None,
-        SupportKind::TicketEscalated,
-        "T",
-        Some(2),
-    ));
+    r.ingest(ticket("e", T0, None, SupportKind::TicketEscalated, "T", Some(2)));
     let a = &r.out.alerts[0];
     assert_eq!(a.severity, Severity::Critical);
     assert_eq!(a.renewal_in_days, Some(30));
     assert_eq!(a.stage, crate::model::Stage::Renewal);
+}
+
+/// A changelog replayed into a new engine gives one that behaves exactly like the
+/// original from then on.
+#[test]
+fn restore_from_changelog_continues_identically() {
+    let c = cfg(|c| c.health.warmup_secs = 0);
+    let mut dims = Dimensions::default();
+    dims.apply_team(team_rec("t", Some("g"), None, Some(10)));
+    let mut events = Vec::new();
+    for d in 0..20 {
+        let users = if d < 9 { 8 } else { 2 };
+        for u in 0..users {
+            events.push(usage(&format!("{d}-{u}"), T0 + d * D + 1, "a", "t", Some(&format!("u{u}"))));
+        }
+        if d == 4 {
+            events.push(ticket(
+                &format!("esc{d}"),
+                T0 + d * D + 2,
+                Some("t"),
+                SupportKind::TicketEscalated,
+                "T",
+                Some(1),
+            ));
+        }
+    }
+    let (before, after) = events.split_at(76);
+    let mut original = Engine::new(Arc::clone(&c));
+    let mut changelog: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::new();
+    let mut out = Outputs::default();
+    for (i, e) in before.iter().enumerate() {
+        original.ingest(e, &dims, 0, &mut out);
+        original.advance(e.occurred_at() - 3_600_000, &dims, 0, &mut out);
+        if i % 7 == 0 {
+            changelog.extend(original.take_changes().into_iter().map(|(k, v)| (k, Some(v))));
+        }
+    }
+    changelog.extend(original.take_changes().into_iter().map(|(k, v)| (k, Some(v))));
+    assert!(original.take_changes().is_empty(), "nothing changed since");
+    let mut restored = Engine::restore(Arc::clone(&c), changelog).expect("restore");
+    assert_eq!(restored.state_size(), original.state_size());
+    assert_eq!(restored.last_evaluated(), original.last_evaluated());
+
+    let (mut out_a, mut out_b) = (Outputs::default(), Outputs::default());
+    for e in after {
+        let a = original.ingest(e, &dims, 0, &mut out_a);
+        let b = restored.ingest(e, &dims, 0, &mut out_b);
+        assert_eq!(a, b);
+        original.advance(e.occurred_at() - 3_600_000, &dims, 0, &mut out_a);
+        restored.advance(e.occurred_at() - 3_600_000, &dims, 0, &mut out_b);
+    }
+    original.advance(T0 + 40 * D, &dims, 0, &mut out_a);
+    restored.advance(T0 + 40 * D, &dims, 0, &mut out_b);
+    assert!(!out_a.alerts.is_empty(), "the scenario fires alerts after the restore point");
+    assert_eq!(out_a.alerts, out_b.alerts);
+    assert_eq!(out_a.scores, out_b.scores);
+}
+
+#[test]
+fn restore_rejects_unknown_records() {
+    let c = cfg(|_| {});
+    let err = Engine::restore(c, vec![(b"zzz".to_vec(), Some(b"{}".to_vec()))]).unwrap_err();
+    assert!(err.to_string().contains("zzz"), "{err}");
+}
+
+#[test]
+fn redelivered_escalations_count_once() {
+    let mut r = Run::new(cfg(|c| c.health.weights = only("support")));
+    let e = ticket("esc", T0, None, SupportKind::TicketEscalated, "T", Some(3));
+    r.ingest(e.clone());
+    r.ingest(e);
+    r.advance(T0 + D);
+    // one escalation (15) and the ticket it opened (P3: 3)
+    assert_eq!(r.score_of(Level::Account, "a", T0 + D).map(|s| s.score), Some(82.0));
 }

@@ -1,8 +1,10 @@
 //! Ticket lifecycles, folded as of a tick.
 
+use serde::{Deserialize, Serialize};
+
 use crate::model::{Priority, SupportEvent, SupportKind};
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct TicketEvent {
     at: i64,
     event_id: String,
@@ -13,7 +15,7 @@ struct TicketEvent {
 
 /// A ticket's events, kept in event-time order so that its state at any tick is the fold
 /// of the events before that tick, whatever order they arrived in.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub(super) struct Ticket {
     events: Vec<TicketEvent>,
 }
@@ -29,10 +31,7 @@ impl Ticket {
         };
         let key = |e: &TicketEvent| (e.at, e.event_id.clone());
         let pos = self.events.partition_point(|e| key(e) <= key(&ev));
-        if pos > 0
-            && self.events[pos - 1].event_id == ev.event_id
-            && self.events[pos - 1].at == ev.at
-        {
+        if pos > 0 && self.events[pos - 1].event_id == ev.event_id && self.events[pos - 1].at == ev.at {
             return; // the same event delivered twice
         }
         self.events.insert(pos, ev);
@@ -102,13 +101,7 @@ mod tests {
         let mut t = Ticket::default();
         t.record(&ev("3", 30, SupportKind::TicketResolved, None, None));
         t.record(&ev("1", 10, SupportKind::TicketOpened, Some(3), Some("t1")));
-        t.record(&ev(
-            "2",
-            20,
-            SupportKind::TicketEscalated,
-            Some(1),
-            Some("t2"),
-        ));
+        t.record(&ev("2", 20, SupportKind::TicketEscalated, Some(1), Some("t2")));
         t.record(&ev("4", 40, SupportKind::TicketReopened, None, None));
         assert_eq!(t.open_at(10), None);
         assert_eq!(t.open_at(11), Some((Priority(3), Some("t1"))));

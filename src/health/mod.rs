@@ -32,21 +32,17 @@ pub struct EntityMetrics {
 impl EntityMetrics {
     /// `active_users_28d / seats`, when seats are known and positive.
     pub fn utilization(&self) -> Option<f64> {
-        self.seats
-            .filter(|&s| s > 0)
-            .map(|s| self.active_users_28d as f64 / s as f64)
+        self.seats.filter(|&s| s > 0).map(|s| self.active_users_28d as f64 / s as f64)
     }
 
     /// `active_users_7d(T) / active_users_7d(T-7d)`, when the earlier week is not 0.
     pub fn trend(&self) -> Option<f64> {
-        (self.active_users_7d_earlier > 0)
-            .then(|| self.active_users_7d as f64 / self.active_users_7d_earlier as f64)
+        (self.active_users_7d_earlier > 0).then(|| self.active_users_7d as f64 / self.active_users_7d_earlier as f64)
     }
 
     /// Share of key features used, when any are configured.
     pub fn breadth(&self) -> Option<f64> {
-        (self.key_features_total > 0)
-            .then(|| self.key_features_used as f64 / self.key_features_total as f64)
+        (self.key_features_total > 0).then(|| self.key_features_used as f64 / self.key_features_total as f64)
     }
 }
 
@@ -73,10 +69,7 @@ pub struct Scored {
 impl Scored {
     /// `{name: score}` for the alert and score records, each rounded to one decimal.
     pub fn component_map(&self) -> BTreeMap<String, f64> {
-        self.components
-            .iter()
-            .map(|c| (c.name.to_string(), round1(c.score)))
-            .collect()
+        self.components.iter().map(|c| (c.name.to_string(), round1(c.score))).collect()
     }
 }
 
@@ -124,18 +117,10 @@ pub fn score(m: &EntityMetrics, w: &Weights) -> Option<Scored> {
     let mut components = Vec::with_capacity(7);
     let mut push = |name: &'static str, weight: f64, value: Option<f64>| {
         if let Some(score) = value.filter(|_| weight > 0.0) {
-            components.push(Component {
-                name,
-                score,
-                weight,
-            });
+            components.push(Component { name, score, weight });
         }
     };
-    push(
-        "utilization",
-        w.utilization,
-        m.utilization().map(|u| (100.0 * u / 0.8).min(100.0)),
-    );
+    push("utilization", w.utilization, m.utilization().map(|u| (100.0 * u / 0.8).min(100.0)));
     push("breadth", w.breadth, m.breadth().map(|b| 100.0 * b));
     push("trend", w.trend, m.trend().map(trend_score));
     push("support", w.support, Some(support_score(m)));
@@ -144,10 +129,7 @@ pub fn score(m: &EntityMetrics, w: &Weights) -> Option<Scored> {
         return None;
     }
     let raw = components.iter().map(|c| c.weight * c.score).sum::<f64>() / total;
-    Some(Scored {
-        score: round1(raw),
-        components,
-    })
+    Some(Scored { score: round1(raw), components })
 }
 
 /// The band of a score, with hysteresis against the previous band.
@@ -236,11 +218,7 @@ mod tests {
     #[test]
     fn utilization_component() {
         let w = all_but("utilization");
-        let m = |a, seats| EntityMetrics {
-            active_users_28d: a,
-            seats,
-            ..Default::default()
-        };
+        let m = |a, seats| EntityMetrics { active_users_28d: a, seats, ..Default::default() };
         assert_eq!(score(&m(4, Some(10)), &w).unwrap().score, 50.0);
         assert_eq!(score(&m(9, Some(10)), &w).unwrap().score, 100.0);
         assert_eq!(score(&m(0, Some(10)), &w).unwrap().score, 0.0);
@@ -252,11 +230,7 @@ mod tests {
     #[test]
     fn breadth_component() {
         let w = all_but("breadth");
-        let m = EntityMetrics {
-            key_features_used: 1,
-            key_features_total: 4,
-            ..Default::default()
-        };
+        let m = EntityMetrics { key_features_used: 1, key_features_total: 4, ..Default::default() };
         assert_eq!(score(&m, &w).unwrap().score, 25.0);
         let none = EntityMetrics::default();
         assert!(score(&none, &w).is_none());
@@ -270,17 +244,10 @@ mod tests {
         assert_eq!(trend_score(0.5), 0.0);
         assert_eq!(trend_score(0.1), 0.0);
         let w = all_but("trend");
-        let m = EntityMetrics {
-            active_users_7d: 6,
-            active_users_7d_earlier: 10,
-            ..Default::default()
-        };
+        let m = EntityMetrics { active_users_7d: 6, active_users_7d_earlier: 10, ..Default::default() };
         assert_eq!(score(&m, &w).unwrap().score, 20.0);
         // earlier week 0: trend left out
-        let m = EntityMetrics {
-            active_users_7d: 6,
-            ..Default::default()
-        };
+        let m = EntityMetrics { active_users_7d: 6, ..Default::default() };
         assert_eq!(m.trend(), None);
     }
 
@@ -298,11 +265,7 @@ mod tests {
     #[test]
     fn weights_renormalise_over_present_components() {
         // utilization 50 (w 25), trend absent, support 100 (w 20): (1250+2000)/45
-        let m = EntityMetrics {
-            active_users_28d: 4,
-            seats: Some(10),
-            ..Default::default()
-        };
+        let m = EntityMetrics { active_users_28d: 4, seats: Some(10), ..Default::default() };
         let s = score(&m, &Weights::default()).unwrap();
         assert_eq!(s.score, 72.2);
         assert_eq!(s.components.len(), 2);

@@ -96,13 +96,7 @@ impl SupportKind {
 
     /// Whether the kind is about a ticket (and so needs `ticket_id`).
     pub fn is_ticket(self) -> bool {
-        matches!(
-            self,
-            Self::TicketOpened
-                | Self::TicketEscalated
-                | Self::TicketResolved
-                | Self::TicketReopened
-        )
+        matches!(self, Self::TicketOpened | Self::TicketEscalated | Self::TicketResolved | Self::TicketReopened)
     }
 }
 

@@ -4,9 +4,5 @@
 mod events;
 mod output;
 
-pub use events::{
-    AccountRecord, Event, Priority, SupportEvent, SupportKind, TeamRecord, UsageEvent, UsageKind,
-};
-pub use output::{
-    Alert, AlertKind, Band, EntityRef, HealthInfo, Level, ScoreRecord, Severity, Stage,
-};
+pub use events::{AccountRecord, Event, Priority, SupportEvent, SupportKind, TeamRecord, UsageEvent, UsageKind};
+pub use output::{Alert, AlertKind, Band, EntityRef, HealthInfo, Level, ScoreRecord, Severity, Stage};

@@ -22,13 +22,7 @@ pub enum Level {
 
 impl Level {
     /// Every level, bottom up.
-    pub const ALL: [Level; 5] = [
-        Level::Team,
-        Level::Group,
-        Level::BusinessUnit,
-        Level::Division,
-        Level::Account,
-    ];
+    pub const ALL: [Level; 5] = [Level::Team, Level::Group, Level::BusinessUnit, Level::Division, Level::Account];
 
     /// The snake_case name used in JSON, keys and metric labels.
     pub fn as_str(self) -> &'static str {

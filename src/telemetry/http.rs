@@ -34,12 +34,7 @@ async fn handle_conn(mut stream: TcpStream) {
     let mut len = 0;
     // Read until the end of the request headers (or the buffer is full).
     loop {
-        match tokio::time::timeout(
-            std::time::Duration::from_secs(5),
-            stream.read(&mut buf[len..]),
-        )
-        .await
-        {
+        match tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut buf[len..])).await {
             Ok(Ok(0)) | Err(_) | Ok(Err(_)) => break,
             Ok(Ok(n)) => {
                 len += n;
@@ -54,30 +49,14 @@ async fn handle_conn(mut stream: TcpStream) {
     let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     let path = path.split('?').next().unwrap_or("");
     let (status, ctype, body) = match (method, path) {
-        ("GET" | "HEAD", "/metrics") => (
-            "200 OK",
-            "text/plain; version=0.0.4; charset=utf-8",
-            super::metrics().render(),
-        ),
-        ("GET" | "HEAD", "/healthz") => ("200 OK", "text/plain", "ok\n".to_string()),
-        ("GET" | "HEAD", "/readyz") if super::is_ready() => {
-            ("200 OK", "text/plain", "ready\n".to_string())
+        ("GET" | "HEAD", "/metrics") => {
+            ("200 OK", "text/plain; version=0.0.4; charset=utf-8", super::metrics().render())
         }
-        ("GET" | "HEAD", "/readyz") => (
-            "503 Service Unavailable",
-            "text/plain",
-            "not ready\n".to_string(),
-        ),
-        ("GET" | "HEAD", _) => (
-            "404 Not Found",
-            "text/plain",
-            "try /metrics, /healthz or /readyz\n".to_string(),
-        ),
-        _ => (
-            "405 Method Not Allowed",
-            "text/plain",
-            "GET only\n".to_string(),
-        ),
+        ("GET" | "HEAD", "/healthz") => ("200 OK", "text/plain", "ok\n".to_string()),
+        ("GET" | "HEAD", "/readyz") if super::is_ready() => ("200 OK", "text/plain", "ready\n".to_string()),
+        ("GET" | "HEAD", "/readyz") => ("503 Service Unavailable", "text/plain", "not ready\n".to_string()),
+        ("GET" | "HEAD", _) => ("404 Not Found", "text/plain", "try /metrics, /healthz or /readyz\n".to_string()),
+        _ => ("405 Method Not Allowed", "text/plain", "GET only\n".to_string()),
     };
     let head = format!(
         "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
@@ -96,9 +75,7 @@ mod tests {
 
     async fn get(addr: SocketAddr, path: &str) -> String {
         let mut s = TcpStream::connect(addr).await.unwrap();
-        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
-            .await
-            .unwrap();
+        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes()).await.unwrap();
         let mut out = String::new();
         s.read_to_string(&mut out).await.unwrap();
         out
@@ -107,10 +84,7 @@ mod tests {
     #[tokio::test]
     async fn routes() {
         let (addr, task) = serve("127.0.0.1:0".parse().unwrap()).await.unwrap();
-        super::super::metrics()
-            .events_total
-            .with_label_values(&["t.http"])
-            .inc();
+        super::super::metrics().events_total.with_label_values(&["t.http"]).inc();
         let m = get(addr, "/metrics").await;
         assert!(m.starts_with("HTTP/1.1 200"), "{m}");
         assert!(m.contains("cs_pulse_events_total{topic=\"t.http\"}"), "{m}");

@@ -4,8 +4,8 @@
 use std::sync::LazyLock;
 
 use prometheus::{
-    Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
-    Opts, Registry, TextEncoder,
+    Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 /// Every metric cs-pulse exports.
@@ -50,35 +50,35 @@ pub struct Metrics {
     pub entities: IntGaugeVec,
     /// `cs_pulse_output_errors_total`: outputs Kafka did not acknowledge.
     pub output_errors_total: IntCounter,
+    /// `cs_pulse_changelog_records_total`: state changes written to the changelog.
+    pub changelog_records_total: IntCounter,
+    /// `cs_pulse_changelog_bytes_total`: bytes of state changes written (keys and values).
+    pub changelog_bytes_total: IntCounter,
+    /// `cs_pulse_restore_duration_seconds`: time to restore one partition's state.
+    pub restore_duration_seconds: Histogram,
 }
 
 fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    let c = IntCounterVec::new(Opts::new(name, help), labels)
-        .unwrap_or_else(|e| panic!("metric {name}: {e}"));
-    r.register(Box::new(c.clone()))
-        .unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    let c = IntCounterVec::new(Opts::new(name, help), labels).unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    r.register(Box::new(c.clone())).unwrap_or_else(|e| panic!("metric {name}: {e}"));
     c
 }
 
 fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
-    let g = IntGaugeVec::new(Opts::new(name, help), labels)
-        .unwrap_or_else(|e| panic!("metric {name}: {e}"));
-    r.register(Box::new(g.clone()))
-        .unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    let g = IntGaugeVec::new(Opts::new(name, help), labels).unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    r.register(Box::new(g.clone())).unwrap_or_else(|e| panic!("metric {name}: {e}"));
     g
 }
 
 fn histogram(r: &Registry, name: &str, help: &str, buckets: Vec<f64>) -> Histogram {
     let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))
         .unwrap_or_else(|e| panic!("metric {name}: {e}"));
-    r.register(Box::new(h.clone()))
-        .unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    r.register(Box::new(h.clone())).unwrap_or_else(|e| panic!("metric {name}: {e}"));
     h
 }
 
 fn register<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, m: T) -> T {
-    r.register(Box::new(m.clone()))
-        .unwrap_or_else(|e| panic!("metric: {e}"));
+    r.register(Box::new(m.clone())).unwrap_or_else(|e| panic!("metric: {e}"));
     m
 }
 
@@ -87,16 +87,9 @@ impl Metrics {
     // first test that touches metrics, so panicking is the right response.
     fn new() -> Self {
         let r = Registry::new();
-        let latency_buckets = vec![
-            0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-        ];
+        let latency_buckets = vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
         let m = Metrics {
-            events_total: counter_vec(
-                &r,
-                "cs_pulse_events_total",
-                "Records read from input topics.",
-                &["topic"],
-            ),
+            events_total: counter_vec(&r, "cs_pulse_events_total", "Records read from input topics.", &["topic"]),
             invalid_events_total: counter_vec(
                 &r,
                 "cs_pulse_invalid_events_total",
@@ -111,11 +104,8 @@ impl Metrics {
             ),
             deadletter_records_total: register(
                 &r,
-                IntCounter::new(
-                    "cs_pulse_deadletter_records_total",
-                    "Records written to the dead-letter output.",
-                )
-                .unwrap_or_else(|e| panic!("{e}")),
+                IntCounter::new("cs_pulse_deadletter_records_total", "Records written to the dead-letter output.")
+                    .unwrap_or_else(|e| panic!("{e}")),
             ),
             dimension_records_total: counter_vec(
                 &r,
@@ -131,27 +121,18 @@ impl Metrics {
             ),
             watermark_timestamp_seconds: register(
                 &r,
-                Gauge::new(
-                    "cs_pulse_watermark_timestamp_seconds",
-                    "The pipeline watermark, as UNIX time.",
-                )
-                .unwrap_or_else(|e| panic!("{e}")),
+                Gauge::new("cs_pulse_watermark_timestamp_seconds", "The pipeline watermark, as UNIX time.")
+                    .unwrap_or_else(|e| panic!("{e}")),
             ),
             watermark_delay_seconds: register(
                 &r,
-                Gauge::new(
-                    "cs_pulse_watermark_delay_seconds",
-                    "Wall-clock time minus the pipeline watermark.",
-                )
-                .unwrap_or_else(|e| panic!("{e}")),
+                Gauge::new("cs_pulse_watermark_delay_seconds", "Wall-clock time minus the pipeline watermark.")
+                    .unwrap_or_else(|e| panic!("{e}")),
             ),
             ticks_evaluated_total: register(
                 &r,
-                IntCounter::new(
-                    "cs_pulse_ticks_evaluated_total",
-                    "Evaluation ticks run, summed over partitions.",
-                )
-                .unwrap_or_else(|e| panic!("{e}")),
+                IntCounter::new("cs_pulse_ticks_evaluated_total", "Evaluation ticks run, summed over partitions.")
+                    .unwrap_or_else(|e| panic!("{e}")),
             ),
             event_to_alert_latency_seconds: histogram(
                 &r,
@@ -163,9 +144,7 @@ impl Metrics {
                 &r,
                 "cs_pulse_batch_duration_seconds",
                 "Processing time of one batch, outputs flushed and offsets committed.",
-                vec![
-                    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-                ],
+                vec![0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0],
             ),
             state_entries: gauge_vec(
                 &r,
@@ -173,23 +152,12 @@ impl Metrics {
                 "Entries held in state, by kind (accounts, teams, user_activity, tickets).",
                 &["kind"],
             ),
-            alerts_total: counter_vec(
-                &r,
-                "cs_pulse_alerts_total",
-                "Alerts produced.",
-                &["kind", "severity"],
-            ),
+            alerts_total: counter_vec(&r, "cs_pulse_alerts_total", "Alerts produced.", &["kind", "severity"]),
             scores_total: register(
                 &r,
-                IntCounter::new("cs_pulse_scores_total", "Score records produced.")
-                    .unwrap_or_else(|e| panic!("{e}")),
+                IntCounter::new("cs_pulse_scores_total", "Score records produced.").unwrap_or_else(|e| panic!("{e}")),
             ),
-            commits_total: counter_vec(
-                &r,
-                "cs_pulse_commits_total",
-                "Input offset commits.",
-                &["outcome"],
-            ),
+            commits_total: counter_vec(&r, "cs_pulse_commits_total", "Input offset commits.", &["outcome"]),
             rebalances_total: counter_vec(
                 &r,
                 "cs_pulse_rebalances_total",
@@ -198,11 +166,8 @@ impl Metrics {
             ),
             assigned_partitions: register(
                 &r,
-                IntGauge::new(
-                    "cs_pulse_assigned_partitions",
-                    "Input partitions owned by this instance.",
-                )
-                .unwrap_or_else(|e| panic!("{e}")),
+                IntGauge::new("cs_pulse_assigned_partitions", "Input partitions owned by this instance.")
+                    .unwrap_or_else(|e| panic!("{e}")),
             ),
             entities: gauge_vec(
                 &r,
@@ -212,11 +177,24 @@ impl Metrics {
             ),
             output_errors_total: register(
                 &r,
-                IntCounter::new(
-                    "cs_pulse_output_errors_total",
-                    "Output records Kafka did not acknowledge.",
-                )
-                .unwrap_or_else(|e| panic!("{e}")),
+                IntCounter::new("cs_pulse_output_errors_total", "Output records Kafka did not acknowledge.")
+                    .unwrap_or_else(|e| panic!("{e}")),
+            ),
+            changelog_records_total: register(
+                &r,
+                IntCounter::new("cs_pulse_changelog_records_total", "State changes written to the changelog.")
+                    .unwrap_or_else(|e| panic!("{e}")),
+            ),
+            changelog_bytes_total: register(
+                &r,
+                IntCounter::new("cs_pulse_changelog_bytes_total", "Bytes of state changes written to the changelog.")
+                    .unwrap_or_else(|e| panic!("{e}")),
+            ),
+            restore_duration_seconds: histogram(
+                &r,
+                "cs_pulse_restore_duration_seconds",
+                "Time to restore one partition's state from the changelog.",
+                vec![0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0],
             ),
             registry: r,
         };
@@ -244,17 +222,12 @@ impl Metrics {
     }
 
     /// Sets `cs_pulse_entities` from band counts, zeroing combinations not present.
-    pub fn set_entities(
-        &self,
-        counts: &std::collections::HashMap<(crate::model::Level, crate::model::Band), u64>,
-    ) {
+    pub fn set_entities(&self, counts: &std::collections::HashMap<(crate::model::Level, crate::model::Band), u64>) {
         use crate::model::{Band, Level};
         for level in Level::ALL {
             for band in [Band::Green, Band::Yellow, Band::Red] {
                 let n = counts.get(&(level, band)).copied().unwrap_or(0);
-                self.entities
-                    .with_label_values(&[level.as_str(), band.as_str()])
-                    .set(n as i64);
+                self.entities.with_label_values(&[level.as_str(), band.as_str()]).set(n as i64);
             }
         }
     }

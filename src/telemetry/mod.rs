@@ -36,16 +36,10 @@ pub fn init_logging(format: LogFormat) {
         .unwrap_or_else(|| "info".parse().unwrap_or_default());
     let registry = tracing_subscriber::registry().with(filter);
     let result = match format {
-        LogFormat::Json => registry
-            .with(
-                tracing_subscriber::fmt::layer()
-                    .json()
-                    .with_writer(std::io::stderr),
-            )
-            .try_init(),
-        LogFormat::Human => registry
-            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
-            .try_init(),
+        LogFormat::Json => {
+            registry.with(tracing_subscriber::fmt::layer().json().with_writer(std::io::stderr)).try_init()
+        }
+        LogFormat::Human => registry.with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr)).try_init(),
     };
     drop(result);
 }
@@ -61,10 +55,7 @@ pub struct EventsReceived<'a> {
 impl EventsReceived<'_> {
     /// Counts them.
     pub fn emit(self) {
-        metrics()
-            .events_total
-            .with_label_values(&[self.topic])
-            .inc_by(self.count);
+        metrics().events_total.with_label_values(&[self.topic]).inc_by(self.count);
     }
 }
 
@@ -98,9 +89,7 @@ impl RecordRejected<'_> {
         if self.reason == Reason::Late {
             m.late_events_total.with_label_values(&[self.topic]).inc();
         } else {
-            m.invalid_events_total
-                .with_label_values(&[self.topic, self.reason.as_str()])
-                .inc();
+            m.invalid_events_total.with_label_values(&[self.topic, self.reason.as_str()]).inc();
         }
     }
 }
@@ -117,9 +106,7 @@ impl AlertsEmitted<'_> {
     pub fn emit(self) {
         let m = metrics();
         for a in self.alerts {
-            m.alerts_total
-                .with_label_values(&[a.kind.as_str(), a.severity.as_str()])
-                .inc();
+            m.alerts_total.with_label_values(&[a.kind.as_str(), a.severity.as_str()]).inc();
             tracing::info!(
                 kind = a.kind.as_str(),
                 severity = a.severity.as_str(),
@@ -140,41 +127,15 @@ mod tests {
     #[test]
     fn rejections_are_counted_by_reason() {
         let m = metrics();
-        let invalid = m
-            .invalid_events_total
-            .with_label_values(&["t.test", "wrong_type"]);
+        let invalid = m.invalid_events_total.with_label_values(&["t.test", "wrong_type"]);
         let late = m.late_events_total.with_label_values(&["t.test"]);
         let (i0, l0) = (invalid.get(), late.get());
-        RecordRejected {
-            topic: "t.test",
-            partition: 0,
-            offset: 1,
-            reason: Reason::WrongType,
-            detail: "x",
-        }
-        .emit();
-        RecordRejected {
-            topic: "t.test",
-            partition: 0,
-            offset: 2,
-            reason: Reason::Late,
-            detail: "late",
-        }
-        .emit();
-        RecordRejected {
-            topic: "t.test",
-            partition: 0,
-            offset: 3,
-            reason: Reason::Late,
-            detail: "late",
-        }
-        .emit();
+        RecordRejected { topic: "t.test", partition: 0, offset: 1, reason: Reason::WrongType, detail: "x" }.emit();
+        RecordRejected { topic: "t.test", partition: 0, offset: 2, reason: Reason::Late, detail: "late" }.emit();
+        RecordRejected { topic: "t.test", partition: 0, offset: 3, reason: Reason::Late, detail: "late" }.emit();
         assert_eq!(invalid.get() - i0, 1);
         assert_eq!(late.get() - l0, 2);
         let text = m.render();
-        assert!(
-            text.contains("cs_pulse_invalid_events_total{reason=\"wrong_type\",topic=\"t.test\"}"),
-            "{text}"
-        );
+        assert!(text.contains("cs_pulse_invalid_events_total{reason=\"wrong_type\",topic=\"t.test\"}"), "{text}");
     }
 }

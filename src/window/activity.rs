@@ -15,7 +15,8 @@
 /// assert!(!a.any_in(3, 5));
 /// assert_eq!(a.len(), 2);
 /// ```
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
 pub struct ActivitySet {
     buckets: Vec<u32>,
 }

@@ -24,6 +24,8 @@ pub enum Watermark {
 struct PartitionState {
     max_event_time: Option<i64>,
     last_activity_wall_ms: i64,
+    /// The consumer has read everything the partition holds.
+    caught_up: bool,
 }
 
 /// Tracks per-partition watermarks and derives the pipeline watermark.
@@ -47,16 +49,28 @@ pub struct WatermarkTracker<K> {
     idle_timeout_ms: i64,
     parts: HashMap<K, PartitionState>,
     current: Option<i64>,
+    require_caught_up: bool,
 }
 
 impl<K: Hash + Eq + Clone> WatermarkTracker<K> {
     /// A tracker with no partitions.
     pub fn new(lateness_ms: i64, idle_timeout_ms: i64) -> Self {
-        Self {
-            lateness_ms,
-            idle_timeout_ms,
-            parts: HashMap::new(),
-            current: None,
+        Self { lateness_ms, idle_timeout_ms, parts: HashMap::new(), current: None, require_caught_up: false }
+    }
+
+    /// Counts a partition as idle only once it is also caught up (see
+    /// [`WatermarkTracker::set_caught_up`]): silence because the consumer has not fetched
+    /// a partition yet, or fell behind on it, is not idleness, and treating it as such
+    /// would make that partition's events late.
+    pub fn require_caught_up(mut self) -> Self {
+        self.require_caught_up = true;
+        self
+    }
+
+    /// Records whether the consumer has read everything a partition holds.
+    pub fn set_caught_up(&mut self, key: &K, caught_up: bool) {
+        if let Some(p) = self.parts.get_mut(key) {
+            p.caught_up = caught_up;
         }
     }
 
@@ -65,6 +79,7 @@ impl<K: Hash + Eq + Clone> WatermarkTracker<K> {
         self.parts.entry(key).or_insert(PartitionState {
             max_event_time: None,
             last_activity_wall_ms: now_wall_ms,
+            caught_up: false,
         });
     }
 
@@ -97,7 +112,8 @@ impl<K: Hash + Eq + Clone> WatermarkTracker<K> {
     }
 
     fn state_of(&self, p: &PartitionState, now_wall_ms: i64) -> Watermark {
-        if now_wall_ms - p.last_activity_wall_ms >= self.idle_timeout_ms {
+        let silent = now_wall_ms - p.last_activity_wall_ms >= self.idle_timeout_ms;
+        if silent && (p.caught_up || !self.require_caught_up) {
             Watermark::Idle
         } else {
             match p.max_event_time {
@@ -164,10 +180,7 @@ mod tests {
         assert_eq!(t.watermark(1), Some(1_000));
         // an older event on the same partition does not lower it either
         t.observe(&0, 5, 2);
-        assert_eq!(
-            t.partition_watermark(&0, 2),
-            Some(Watermark::EventTime(1_000))
-        );
+        assert_eq!(t.partition_watermark(&0, 2), Some(Watermark::EventTime(1_000)));
     }
 
     #[test]
@@ -196,6 +209,19 @@ mod tests {
         assert_eq!(t.watermark(999), None);
         // all idle at once: 0 has nothing, 1 and 2 count, the slower one wins
         assert_eq!(t.watermark(5_000), Some(290));
+    }
+
+    #[test]
+    fn silence_is_idleness_only_when_caught_up() {
+        let mut t = WatermarkTracker::new(0, 1_000).require_caught_up();
+        t.observe(&0, 5_000, 0);
+        t.observe(&1, 100, 0);
+        // partition 1 is silent but the consumer has not read all of it: it holds
+        assert_eq!(t.watermark(2_000), Some(100));
+        t.observe(&0, 6_000, 2_000);
+        t.set_caught_up(&1, true);
+        assert_eq!(t.partition_watermark(&1, 2_000), Some(Watermark::Idle));
+        assert_eq!(t.watermark(2_000), Some(6_000));
     }
 
     #[test]

@@ -26,10 +26,7 @@ pub fn broker() -> String {
              export CS_PULSE_TEST_BOOTSTRAP=127.0.0.1:19092."
         )
     };
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &b)
-        .create()
-        .expect("client");
+    let consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", &b).create().expect("client");
     if let Err(e) = consumer.fetch_metadata(None, Duration::from_secs(10)) {
         panic!("the Kafka broker at {b} (CS_PULSE_TEST_BOOTSTRAP) does not answer: {e}");
     }
@@ -43,13 +40,9 @@ pub struct Names {
 
 impl Names {
     pub fn new(test: &str) -> Self {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        Self {
-            prefix: format!("it-{test}-{}-{}", std::process::id(), nanos % 1_000_000_000),
-        }
+        let nanos =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        Self { prefix: format!("it-{test}-{}-{}", std::process::id(), nanos % 1_000_000_000) }
     }
 
     pub fn topic(&self, name: &str) -> String {
@@ -57,27 +50,16 @@ impl Names {
     }
 
     pub fn all_topics(&self) -> Vec<String> {
-        [
-            "usage",
-            "support",
-            "accounts",
-            "teams",
-            "alerts",
-            "scores",
-            "deadletter",
-        ]
-        .iter()
-        .map(|t| self.topic(t))
-        .collect()
+        ["usage", "support", "accounts", "teams", "alerts", "scores", "deadletter"]
+            .iter()
+            .map(|t| self.topic(t))
+            .collect()
     }
 }
 
 /// A free port on 127.0.0.1.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
 }
 
 /// Writes a config file for this test's topics; returns its path.
@@ -116,9 +98,7 @@ pub fn temp_dir(names: &Names) -> Result<PathBuf> {
 
 pub fn cs_pulse() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_cs-pulse"));
-    c.env_remove("CS_PULSE_BOOTSTRAP_SERVERS")
-        .env_remove("CS_PULSE_METRICS_BIND")
-        .env("RUST_LOG", "warn");
+    c.env_remove("CS_PULSE_BOOTSTRAP_SERVERS").env_remove("CS_PULSE_METRICS_BIND").env("RUST_LOG", "warn");
     c
 }
 
@@ -140,11 +120,7 @@ impl RunProcess {
             .stdout(Stdio::from(f.try_clone()?))
             .stderr(Stdio::from(f))
             .spawn()?;
-        Ok(Self {
-            child,
-            log,
-            metrics_port,
-        })
+        Ok(Self { child, log, metrics_port })
     }
 
     pub fn log_text(&self) -> String {
@@ -155,17 +131,25 @@ impl RunProcess {
     pub fn metric(&self, name: &str) -> Option<f64> {
         let text = scrape(self.metrics_port)?;
         text.lines().find_map(|l| {
-            l.strip_prefix(name)
-                .and_then(|rest| rest.strip_prefix(' '))
-                .and_then(|v| v.trim().parse().ok())
+            l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')).and_then(|v| v.trim().parse().ok())
         })
+    }
+
+    /// The sum over every series of a labelled metric.
+    pub fn metric_sum(&self, name: &str) -> Option<f64> {
+        let text = scrape(self.metrics_port)?;
+        let prefix = format!("{name}{{");
+        Some(
+            text.lines()
+                .filter(|l| l.starts_with(&prefix))
+                .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
+                .sum(),
+        )
     }
 
     /// Sends SIGTERM and waits for the exit code.
     pub fn terminate(&mut self, within: Duration) -> Result<Option<i32>> {
-        Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()?;
+        Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status()?;
         let deadline = Instant::now() + within;
         loop {
             if let Some(s) = self.child.try_wait()? {
@@ -173,11 +157,7 @@ impl RunProcess {
             }
             if Instant::now() > deadline {
                 self.child.kill()?;
-                return Err(format!(
-                    "no exit {within:?} after SIGTERM; log:\n{}",
-                    self.log_text()
-                )
-                .into());
+                return Err(format!("no exit {within:?} after SIGTERM; log:\n{}", self.log_text()).into());
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -188,23 +168,14 @@ impl RunProcess {
         let deadline = Instant::now() + within;
         while Instant::now() < deadline {
             if let Some(status) = self.child.try_wait()? {
-                return Err(
-                    format!("run exited early ({status}); log:\n{}", self.log_text()).into(),
-                );
+                return Err(format!("run exited early ({status}); log:\n{}", self.log_text()).into());
             }
-            if self
-                .metric("cs_pulse_watermark_timestamp_seconds")
-                .is_some_and(|s| (s * 1000.0) as i64 >= at_least_ms)
-            {
+            if self.metric("cs_pulse_watermark_timestamp_seconds").is_some_and(|s| (s * 1000.0) as i64 >= at_least_ms) {
                 return Ok(());
             }
             std::thread::sleep(Duration::from_millis(500));
         }
-        Err(format!(
-            "watermark did not reach {at_least_ms} within {within:?}; log:\n{}",
-            self.log_text()
-        )
-        .into())
+        Err(format!("watermark did not reach {at_least_ms} within {within:?}; log:\n{}", self.log_text()).into())
     }
 }
 
@@ -219,8 +190,7 @@ impl Drop for RunProcess {
 pub fn scrape(port: u16) -> Option<String> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-        .ok()?;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").ok()?;
     let mut out = String::new();
     s.read_to_string(&mut out).ok()?;
     Some(out)
@@ -230,19 +200,7 @@ pub fn scrape(port: u16) -> Option<String> {
 /// per record. `-f` prints headers as `k=v,k=v`.
 pub fn kcat_read(bootstrap: &str, topic: &str) -> Result<Vec<(String, String, String)>> {
     let out = Command::new("kcat")
-        .args([
-            "-C",
-            "-b",
-            bootstrap,
-            "-t",
-            topic,
-            "-o",
-            "beginning",
-            "-e",
-            "-q",
-            "-f",
-            "%k\x1f%h\x1f%s\x1e",
-        ])
+        .args(["-C", "-b", bootstrap, "-t", topic, "-o", "beginning", "-e", "-q", "-f", "%k\x1f%h\x1f%s\x1e"])
         .output()?;
     if !out.status.success() {
         return Err(format!("kcat failed: {}", String::from_utf8_lossy(&out.stderr)).into());
@@ -253,11 +211,7 @@ pub fn kcat_read(bootstrap: &str, topic: &str) -> Result<Vec<(String, String, St
         .filter(|r| !r.trim().is_empty())
         .map(|r| {
             let mut parts = r.splitn(3, '\x1f');
-            let k = parts
-                .next()
-                .unwrap_or("")
-                .trim_start_matches('\n')
-                .to_string();
+            let k = parts.next().unwrap_or("").trim_start_matches('\n').to_string();
             let h = parts.next().unwrap_or("").to_string();
             let s = parts.next().unwrap_or("").to_string();
             (k, h, s)
@@ -267,10 +221,8 @@ pub fn kcat_read(bootstrap: &str, topic: &str) -> Result<Vec<(String, String, St
 
 /// Produces lines with kcat: `key\tvalue` per line.
 pub fn kcat_produce(bootstrap: &str, topic: &str, lines: &[(&str, &str)]) -> Result {
-    let mut child = Command::new("kcat")
-        .args(["-P", "-b", bootstrap, "-t", topic, "-K", "\t"])
-        .stdin(Stdio::piped())
-        .spawn()?;
+    let mut child =
+        Command::new("kcat").args(["-P", "-b", bootstrap, "-t", topic, "-K", "\t"]).stdin(Stdio::piped()).spawn()?;
     {
         let stdin = child.stdin.as_mut().ok_or("kcat stdin")?;
         for (k, v) in lines {
@@ -285,26 +237,18 @@ pub fn kcat_produce(bootstrap: &str, topic: &str, lines: &[(&str, &str)]) -> Res
 }
 
 pub fn admin(bootstrap: &str) -> Result<AdminClient<DefaultClientContext>> {
-    Ok(ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()?)
+    Ok(ClientConfig::new().set("bootstrap.servers", bootstrap).create()?)
 }
 
 fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime")
-        .block_on(f)
+    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime").block_on(f)
 }
 
 /// Creates topics with partition counts.
 pub fn create_topics(bootstrap: &str, topics: &[(&str, i32)]) -> Result {
     let admin = admin(bootstrap)?;
-    let specs: Vec<NewTopic<'_>> = topics
-        .iter()
-        .map(|(t, p)| NewTopic::new(t, *p, TopicReplication::Fixed(1)))
-        .collect();
+    let specs: Vec<NewTopic<'_>> =
+        topics.iter().map(|(t, p)| NewTopic::new(t, *p, TopicReplication::Fixed(1))).collect();
     for r in block_on(admin.create_topics(&specs, &AdminOptions::new()))? {
         r.map_err(|(t, e)| format!("create {t}: {e}"))?;
     }
