@@ -36,6 +36,7 @@ pub mod engine;
 pub mod health;
 pub mod kafka;
 pub mod loadgen;
+pub mod magic;
 pub mod model;
 pub mod pipeline;
 pub mod replay;

@@ -2,7 +2,7 @@
 
 mod reasons;
 
-pub use reasons::{band_change_reasons, explain_component, usage_drop_reasons};
+pub use reasons::{band_change_reasons, explain_component, magic_reasons, usage_drop_reasons};
 
 use std::collections::BTreeMap;
 

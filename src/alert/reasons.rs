@@ -1,6 +1,7 @@
 //! Human sentences that explain an alert with the numbers that drove it.
 
 use crate::health::{EntityMetrics, Scored};
+use crate::magic::human_duration;
 use crate::model::Band;
 
 fn pct_change(now: u64, earlier: u64) -> f64 {
@@ -41,6 +42,28 @@ pub fn explain_component(name: &str, score: f64, m: &EntityMetrics) -> String {
                 plural(m.escalations_7d, "escalation", "escalations"),
             )
         }
+        "time_to_production" => format!(
+            "p50 time to production is {} ({}), p90 {}, over {} in the last 28 days (time-to-production score {score:.1}).",
+            m.ttp_p50_ms.map(human_duration).unwrap_or_default(),
+            m.dora().map(|d| d.as_str()).unwrap_or("none"),
+            m.ttp_p90_ms.map(human_duration).unwrap_or_default(),
+            plural(m.ttp_changes, "change", "changes"),
+        ),
+        "sentiment" => {
+            let mut parts = Vec::new();
+            if let Some(nps) = m.nps {
+                parts.push(format!("NPS {nps:+.0} from {}", plural(m.nps_responses, "answer", "answers")));
+            }
+            if let Some(csat) = m.csat {
+                parts.push(format!("mean CSAT {csat:.1} from {}", plural(m.csat_responses, "answer", "answers")));
+            }
+            format!("{} in the last 90 days (sentiment score {score:.1}).", parts.join(" and "))
+        }
+        "champions" => format!(
+            "{} of {} active in the last 14 days (champions score {score:.1}).",
+            m.active_champions,
+            plural(m.champions, "champion", "champions"),
+        ),
         other => format!("{other} scored {score:.1}."),
     }
 }
@@ -66,6 +89,25 @@ pub fn band_change_reasons(previous: (f64, Band), now: (f64, Band), scored: &Sco
         out.push("Every component scores 100.".to_string());
     }
     out
+}
+
+/// Reasons of a `magic_number_regressed` alert.
+pub fn magic_reasons(m: &EntityMetrics) -> Vec<String> {
+    let (p50, earlier) = (m.ttp_p50_ms.unwrap_or(0), m.ttp_p50_earlier_ms.unwrap_or(0));
+    vec![
+        format!(
+            "p50 time to production rose from {} to {} over 28 days ({}).",
+            human_duration(earlier),
+            human_duration(p50),
+            plural(m.ttp_changes, "change", "changes")
+        ),
+        format!(
+            "p90 is now {} ({} DORA lead time); the 28 days before had {}.",
+            m.ttp_p90_ms.map(human_duration).unwrap_or_default(),
+            m.dora().map(|d| d.as_str()).unwrap_or("no"),
+            plural(m.ttp_changes_earlier, "change", "changes")
+        ),
+    ]
 }
 
 /// Reasons of a `usage_drop` alert.
@@ -117,6 +159,21 @@ mod tests {
         // utilization costs 25*87.5, trend 15*100, support 20*63 points
         assert!(r[2].contains("from 10 to 2 (-80%"), "{}", r[2]);
         assert!(r[3].starts_with("Open tickets: 2 P1, 0 P2, 1 P3; 0 escalations"), "{}", r[3]);
+    }
+
+    #[test]
+    fn magic_reasons_name_both_medians() {
+        let m = EntityMetrics {
+            ttp_p50_ms: Some(6 * 86_400_000 + 34_560_000),
+            ttp_p50_earlier_ms: Some(2 * 86_400_000 + 8_640_000),
+            ttp_p90_ms: Some(9 * 86_400_000),
+            ttp_changes: 31,
+            ttp_changes_earlier: 12,
+            ..Default::default()
+        };
+        let r = magic_reasons(&m);
+        assert_eq!(r[0], "p50 time to production rose from 2.1 days to 6.4 days over 28 days (31 changes).");
+        assert_eq!(r[1], "p90 is now 9.0 days (high DORA lead time); the 28 days before had 12 changes.");
     }
 
     #[test]

@@ -10,6 +10,8 @@
 //! [`crate::health::band_for`]. Everything evaluated at `T` reads only events with
 //! `occurred_at < T`, even when later events have already arrived.
 
+mod aggregate;
+mod rules;
 mod state;
 mod tickets;
 
@@ -21,13 +23,14 @@ use serde_json::json;
 use crate::alert::{self, AlertBody, AlertContext};
 use crate::config::{Config, HealthConfig};
 use crate::dims::Dimensions;
-use crate::health::{self, EntityMetrics};
+use crate::health;
 use crate::model::{
-    Alert, AlertKind, Band, EntityRef, Event, HealthInfo, Level, ScoreRecord, Severity, SupportKind, TeamRecord,
+    Alert, AlertKind, Band, EntityRef, Event, HealthInfo, Level, ScoreRecord, Severity, SupportKind, UsageKind,
 };
 use crate::time::DAY_MS;
 
-use state::{AccountState, EntityHealth, SupportAgg, TeamState};
+use aggregate::{aggregate, Windows};
+use state::{AccountState, EntityHealth, Response};
 
 /// How long per-user activity is kept behind the current tick: the longest window read.
 const RETAIN_MS: i64 = 30 * DAY_MS;
@@ -46,6 +49,8 @@ pub struct EngineConfig {
     pub health: HealthConfig,
     /// Warm-up, ms.
     pub warmup_ms: i64,
+    /// How far apart the halves of a change may be and still pair, ms.
+    pub pending_ttl_ms: i64,
 }
 
 fn gcd(a: i64, b: i64) -> i64 {
@@ -66,6 +71,7 @@ impl EngineConfig {
             key_features: c.adoption.key_features.clone(),
             health: c.health.clone(),
             warmup_ms: c.health.warmup_secs as i64 * 1000,
+            pending_ttl_ms: c.magic_number.pending_ttl_secs as i64 * 1000,
         }
     }
 
@@ -100,6 +106,10 @@ pub struct Outputs {
     pub scores: Vec<ScoreRecord>,
     /// Ticks evaluated.
     pub ticks: u64,
+    /// Times to production of changes that paired, ms (for the histogram).
+    pub paired_ttp_ms: Vec<i64>,
+    /// Halves of changes that expired without a partner.
+    pub expired_changes: u64,
 }
 
 impl Outputs {
@@ -262,6 +272,23 @@ impl Engine {
                 if let Some(f) = u.feature.as_ref().filter(|f| cfg.key_features.contains(f)) {
                     team.features.entry(f.clone()).or_default().insert(bucket);
                 }
+                let ttl = cfg.pending_ttl_ms;
+                match (&u.kind, &u.change_id) {
+                    (UsageKind::ChangeCreated, Some(change)) => {
+                        let c = acct.changes.entry(change.clone()).or_default();
+                        out.paired_ttp_ms.extend(c.record_created(t, &u.team_id, ttl));
+                    }
+                    (UsageKind::ChangeDeployed, Some(change)) if u.environment.as_deref() == Some("production") => {
+                        let c = acct.changes.entry(change.clone()).or_default();
+                        out.paired_ttp_ms.extend(c.record_deploy(t, ttl));
+                        // Only the first 90 days of the contract matter for onboarding.
+                        let cs = dims.account(&u.account_id).and_then(|a| a.contract_start);
+                        if let (Some(app), true) = (&u.app_id, cs.is_none_or(|cs| t < cs + 90 * DAY_MS)) {
+                            acct.apps.entry(app.clone()).or_default().insert(t);
+                        }
+                    }
+                    _ => {}
+                }
             }
             Event::Support(s) => {
                 if let Some(team_id) = &s.team_id {
@@ -277,6 +304,20 @@ impl Engine {
                 if let Some(ticket_id) = &s.ticket_id {
                     if s.kind.is_ticket() {
                         acct.tickets.entry(ticket_id.clone()).or_default().record(s);
+                    }
+                }
+                if let (Some(score), true) =
+                    (s.score, matches!(s.kind, SupportKind::NpsResponse | SupportKind::CsatResponse))
+                {
+                    let r = Response {
+                        at: t,
+                        event_id: s.event_id.clone(),
+                        nps: s.kind == SupportKind::NpsResponse,
+                        score,
+                    };
+                    match &s.team_id {
+                        Some(team_id) => acct.team_mut(team_id, t).feedback.record(r),
+                        None => acct.account_feedback.record(r),
                     }
                 }
                 let p1_opened = s.kind == SupportKind::TicketOpened && s.priority.is_some_and(|p| p.0 == 1);
@@ -335,18 +376,37 @@ impl Engine {
             if acct.first_seen >= tick {
                 continue;
             }
-            let AccountState { teams, account_support, tickets, entities, .. } = acct;
-            let aggs = aggregate(&w, account_id, (teams, account_support, tickets), dims);
             let record = dims.account(account_id);
             let (weights, bands) = cfg.health.for_segment(record.and_then(|r| r.segment.as_deref()));
-            for ((level, id), agg) in aggs {
+            // Rules with memory across ticks run first, on the mutable state.
+            let mut inactive: HashMap<String, Vec<String>> = HashMap::new();
+            for (team_id, team) in acct.teams.iter_mut().filter(|(_, t)| t.first_seen < tick) {
+                let users = rules::update_champions(team, &w);
+                if !users.is_empty() {
+                    inactive.insert(team_id.clone(), users);
+                }
+            }
+            let onboarding = rules::onboarding(acct, record, tick, cfg.interval_ms);
+            let mut entities = std::mem::take(&mut acct.entities);
+            let aggs = aggregate(&w, cfg.pending_ttl_ms, account_id, acct, dims);
+            for ((level, id), mut agg) in aggs {
                 let entity = EntityRef { level, id, account_id: account_id.clone() };
                 let m = agg.metrics(&cfg, &entity, dims);
-                let key = (entity.level, entity.id.clone());
-                let h = entities.entry(key).or_insert_with(|| EntityHealth::new(tick));
+                let h = entities.entry((entity.level, entity.id.clone())).or_insert_with(|| EntityHealth::new(tick));
                 let ctx = AlertContext { entity: &entity, at: tick, emitted_at, account: record };
                 let scored = health::score(&m, &weights);
                 let components = scored.as_ref().map(|s| s.component_map()).unwrap_or_default();
+                let band_now = scored.as_ref().map(|s| health::band_for(h.previous.map(|p| p.1), s.score, &bands));
+                let info = scored.as_ref().zip(band_now).map(|(s, band)| HealthInfo {
+                    score: s.score,
+                    band,
+                    previous_score: h.previous.map(|p| p.0),
+                    previous_band: h.previous.map(|p| p.1),
+                });
+                let mut fire = |kind: AlertKind, severity: Severity, reasons: Vec<String>, details| {
+                    let body = AlertBody { health: info.clone(), components: components.clone(), reasons, details };
+                    out.alerts.push(alert::build(kind, severity, ctx, body));
+                };
 
                 if h.usage_drop_armed {
                     let (now, earlier) = (m.active_users_7d, m.active_users_7d_earlier);
@@ -357,25 +417,44 @@ impl Engine {
                         details.insert("active_users_7d_earlier".into(), json!(earlier));
                         details.insert("active_users_1d".into(), json!(m.active_users_1d));
                         details.insert("active_users_28d".into(), json!(m.active_users_28d));
-                        let body = AlertBody {
-                            health: scored.as_ref().map(|s| HealthInfo {
-                                score: s.score,
-                                band: health::band_for(h.previous.map(|p| p.1), s.score, &bands),
-                                previous_score: h.previous.map(|p| p.0),
-                                previous_band: h.previous.map(|p| p.1),
-                            }),
-                            components: components.clone(),
-                            reasons: alert::usage_drop_reasons(&m),
-                            details,
-                        };
-                        out.alerts.push(alert::build(AlertKind::UsageDrop, Severity::Warning, ctx, body));
+                        fire(AlertKind::UsageDrop, Severity::Warning, alert::usage_drop_reasons(&m), details);
                     }
                 } else if 10 * m.active_users_7d >= 9 * m.active_users_7d_earlier {
                     h.usage_drop_armed = true;
                 }
 
-                let Some(scored) = scored else { continue };
-                let band = health::band_for(h.previous.map(|p| p.1), scored.score, &bands);
+                if let (Some(p50), Some(earlier)) = (m.ttp_p50_ms, m.ttp_p50_earlier_ms) {
+                    if h.magic_armed {
+                        if m.ttp_changes >= 5 && m.ttp_changes_earlier >= 5 && 2 * p50 >= 3 * earlier {
+                            h.magic_armed = false;
+                            let mut details = serde_json::Map::new();
+                            details.insert("p50_ms".into(), json!(p50));
+                            details.insert("p50_earlier_ms".into(), json!(earlier));
+                            details.insert("p90_ms".into(), json!(m.ttp_p90_ms));
+                            details.insert("changes".into(), json!(m.ttp_changes));
+                            details.insert("changes_earlier".into(), json!(m.ttp_changes_earlier));
+                            fire(AlertKind::MagicNumberRegressed, Severity::Warning, alert::magic_reasons(&m), details);
+                        }
+                    } else if 5 * p50 < 6 * earlier {
+                        h.magic_armed = true;
+                    }
+                }
+
+                if let Some(users) = inactive.get(&entity.id).filter(|_| entity.level == Level::Team) {
+                    if let Some(team) = acct.teams.get(&entity.id) {
+                        let (severity, reasons, details) =
+                            rules::champion_inactive(&entity.id, team, users, m.champions, m.active_champions, &w);
+                        fire(AlertKind::ChampionInactive, severity, reasons, details);
+                    }
+                }
+
+                if entity.level == Level::Account {
+                    for o in &onboarding {
+                        fire(o.kind, o.severity, o.reasons.clone(), o.details.clone());
+                    }
+                }
+
+                let (Some(scored), Some(band)) = (scored, band_now) else { continue };
                 if let Some(prev) = h.previous {
                     if prev.1 != band && tick >= h.first_tick + cfg.warmup_ms {
                         let severity = match (prev.1, band) {
@@ -388,18 +467,8 @@ impl Engine {
                         details.insert("previous_score".into(), json!(prev.0));
                         details.insert("active_users_7d".into(), json!(m.active_users_7d));
                         details.insert("active_users_28d".into(), json!(m.active_users_28d));
-                        let body = AlertBody {
-                            health: Some(HealthInfo {
-                                score: scored.score,
-                                band,
-                                previous_score: Some(prev.0),
-                                previous_band: Some(prev.1),
-                            }),
-                            components: components.clone(),
-                            reasons: alert::band_change_reasons(prev, (scored.score, band), &scored, &m),
-                            details,
-                        };
-                        out.alerts.push(alert::build(AlertKind::HealthBandChanged, severity, ctx, body));
+                        let reasons = alert::band_change_reasons(prev, (scored.score, band), &scored, &m);
+                        fire(AlertKind::HealthBandChanged, severity, reasons, details);
                     }
                 }
                 h.previous = Some((scored.score, band));
@@ -408,12 +477,14 @@ impl Engine {
                     out.scores.push(ScoreRecord { entity, at: tick, score: scored.score, band, components });
                 }
             }
+            acct.entities = entities;
         }
-        self.prune(tick + cfg.interval_ms);
+        self.prune(tick + cfg.interval_ms, out);
     }
 
     /// Drops what no future tick at or after `next` can read.
-    fn prune(&mut self, next: i64) {
+    fn prune(&mut self, next: i64, out: &mut Outputs) {
+        let ttl = self.cfg.pending_ttl_ms;
         let keep_from = self.cfg.bucket(next - RETAIN_MS);
         let esc_from = self.cfg.bucket(next - 7 * DAY_MS);
         for a in self.accounts.values_mut() {
@@ -427,169 +498,19 @@ impl Engine {
                     !s.is_empty()
                 });
                 team.support.prune(esc_from);
+                team.feedback.prune_before(next - 90 * DAY_MS);
             }
             a.account_support.prune(esc_from);
+            a.account_feedback.prune_before(next - 90 * DAY_MS);
+            a.changes.retain(|_, c| match c.droppable(next, ttl) {
+                Some(expired) => {
+                    out.expired_changes += u64::from(expired);
+                    false
+                }
+                None => true,
+            });
             a.tickets.retain(|_, t| !t.expired(next - RETAIN_MS));
         }
-    }
-}
-
-/// Window boundaries at a tick, in buckets.
-struct Windows {
-    tick: i64,
-    hi: u32,
-    d1: u32,
-    d7: u32,
-    d14: u32,
-    d28: u32,
-}
-
-impl Windows {
-    fn new(cfg: &EngineConfig, tick: i64) -> Self {
-        let b = |ms: i64| cfg.bucket(tick - ms);
-        Self { tick, hi: b(0), d1: b(DAY_MS), d7: b(7 * DAY_MS), d14: b(14 * DAY_MS), d28: b(28 * DAY_MS) }
-    }
-}
-
-const ACTIVE_1D: u8 = 1;
-const ACTIVE_7D: u8 = 2;
-const ACTIVE_28D: u8 = 4;
-const ACTIVE_7D_EARLIER: u8 = 8;
-
-/// One entity's inputs at a tick, unioned over its teams.
-#[derive(Default)]
-struct Agg<'a> {
-    /// user -> which windows they were active in (bit flags), OR-ed over teams.
-    users: HashMap<&'a str, u8>,
-    features: BTreeSet<&'a str>,
-    open_tickets: [u64; 4],
-    escalations_7d: u64,
-}
-
-impl Agg<'_> {
-    fn metrics(&self, cfg: &EngineConfig, e: &EntityRef, dims: &Dimensions) -> EntityMetrics {
-        let count = |flag: u8| self.users.values().filter(|f| *f & flag != 0).count() as u64;
-        EntityMetrics {
-            active_users_1d: count(ACTIVE_1D),
-            active_users_7d: count(ACTIVE_7D),
-            active_users_28d: count(ACTIVE_28D),
-            active_users_7d_earlier: count(ACTIVE_7D_EARLIER),
-            seats: seats_of(e, dims),
-            key_features_used: self.features.len() as u64,
-            key_features_total: cfg.key_features.len() as u64,
-            open_tickets: self.open_tickets,
-            escalations_7d: self.escalations_7d,
-        }
-    }
-}
-
-/// Seats of an entity: the team's or account's record; for group, business unit and
-/// division the sum over the teams that name it, when every one of them has seats.
-fn seats_of(e: &EntityRef, dims: &Dimensions) -> Option<u64> {
-    match e.level {
-        Level::Team => dims.team(&e.account_id, &e.id).and_then(|t| t.seats),
-        Level::Account => dims.account(&e.account_id).and_then(|a| a.seats),
-        level => {
-            let mut sum = 0u64;
-            let mut any = false;
-            for t in dims.teams_of(&e.account_id).filter(|t| names(t, level) == Some(e.id.as_str())) {
-                sum += t.seats?;
-                any = true;
-            }
-            any.then_some(sum)
-        }
-    }
-}
-
-fn names(t: &TeamRecord, level: Level) -> Option<&str> {
-    match level {
-        Level::Group => t.group.as_deref(),
-        Level::BusinessUnit => t.business_unit.as_deref(),
-        Level::Division => t.division.as_deref(),
-        _ => None,
-    }
-}
-
-/// The entities a team's data counts for: itself, its ancestors named by its record, and
-/// the account.
-fn lineage(account_id: &str, team_id: Option<&str>, dims: &Dimensions) -> Vec<(Level, String)> {
-    let mut out = Vec::with_capacity(5);
-    if let Some(team_id) = team_id {
-        out.push((Level::Team, team_id.to_string()));
-        if let Some(rec) = dims.team(account_id, team_id) {
-            for level in [Level::Group, Level::BusinessUnit, Level::Division] {
-                if let Some(name) = names(rec, level) {
-                    out.push((level, name.to_string()));
-                }
-            }
-        }
-    }
-    out.push((Level::Account, account_id.to_string()));
-    out
-}
-
-type AccountParts<'a> = (&'a BTreeMap<String, TeamState>, &'a SupportAgg, &'a HashMap<String, tickets::Ticket>);
-
-fn aggregate<'a>(
-    w: &Windows,
-    account_id: &str,
-    (teams, account_support, tickets): AccountParts<'a>,
-    dims: &Dimensions,
-) -> BTreeMap<(Level, String), Agg<'a>> {
-    let mut aggs: BTreeMap<(Level, String), Agg<'a>> = BTreeMap::new();
-    aggs.entry((Level::Account, account_id.to_string())).or_default().escalations_7d +=
-        account_support.escalations_in(w.d7, w.hi);
-    for (team_id, team) in teams.iter().filter(|(_, t)| t.first_seen < w.tick) {
-        let keys = lineage(account_id, Some(team_id), dims);
-        add_team(w, team, &keys, &mut aggs);
-    }
-    for ticket in tickets.values() {
-        if let Some((priority, team_id)) = ticket.open_at(w.tick) {
-            for key in lineage(account_id, team_id, dims) {
-                if let Some(agg) = aggs.get_mut(&key) {
-                    agg.open_tickets[usize::from(priority.0.clamp(1, 4) - 1)] += 1;
-                }
-            }
-        }
-    }
-    aggs
-}
-
-fn add_team<'a>(
-    w: &Windows,
-    team: &'a TeamState,
-    keys: &[(Level, String)],
-    aggs: &mut BTreeMap<(Level, String), Agg<'a>>,
-) {
-    let mut flags_of: Vec<(&'a str, u8)> = Vec::with_capacity(team.users.len());
-    for (user, set) in &team.users {
-        let mut f = 0;
-        if set.any_in(w.d1, w.hi) {
-            f |= ACTIVE_1D;
-        }
-        if set.any_in(w.d7, w.hi) {
-            f |= ACTIVE_7D;
-        }
-        if set.any_in(w.d28, w.hi) {
-            f |= ACTIVE_28D;
-        }
-        if set.any_in(w.d14, w.d7) {
-            f |= ACTIVE_7D_EARLIER;
-        }
-        if f != 0 {
-            flags_of.push((user.as_str(), f));
-        }
-    }
-    let features: Vec<&'a str> =
-        team.features.iter().filter(|(_, s)| s.any_in(w.d28, w.hi)).map(|(f, _)| f.as_str()).collect();
-    let escalations = team.support.escalations_in(w.d7, w.hi);
-    for key in keys {
-        let agg = aggs.entry(key.clone()).or_default();
-        for (user, f) in &flags_of {
-            *agg.users.entry(user).or_insert(0) |= f;
-        }
-        agg.features.extend(features.iter().copied());
-        agg.escalations_7d += escalations;
     }
 }
 

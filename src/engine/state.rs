@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use serde::{Deserialize, Serialize};
 
 use super::tickets::Ticket;
+use crate::magic::Change;
 use crate::model::{Band, Level};
 use crate::window::ActivitySet;
 
@@ -42,6 +43,56 @@ pub(super) struct TeamState {
     /// key feature -> buckets with use.
     pub(super) features: HashMap<String, ActivitySet>,
     pub(super) support: SupportAgg,
+    /// Current champions: user -> spell bookkeeping.
+    #[serde(default)]
+    pub(super) champions: BTreeMap<String, Champion>,
+    /// NPS and CSAT answers naming the team.
+    #[serde(default)]
+    pub(super) feedback: Feedback,
+}
+
+/// A champion of a team: active on 10 or more distinct days in 28, until 30 days without
+/// activity.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub(super) struct Champion {
+    /// `champion_inactive` fired in the current inactive spell.
+    pub(super) inactive_alerted: bool,
+}
+
+/// One survey answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(super) struct Response {
+    pub(super) at: i64,
+    pub(super) event_id: String,
+    /// `true` for NPS (0-10), `false` for CSAT (1-5).
+    pub(super) nps: bool,
+    pub(super) score: u8,
+}
+
+/// Survey answers in event-time order, deduplicated by event id.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub(super) struct Feedback {
+    pub(super) responses: Vec<Response>,
+}
+
+impl Feedback {
+    pub(super) fn record(&mut self, r: Response) {
+        if self.responses.iter().any(|x| x.event_id == r.event_id && x.at == r.at) {
+            return;
+        }
+        let pos = self.responses.partition_point(|x| (x.at, &x.event_id) <= (r.at, &r.event_id));
+        self.responses.insert(pos, r);
+    }
+
+    /// Answers in `[lo, hi)`.
+    pub(super) fn between(&self, lo: i64, hi: i64) -> impl Iterator<Item = &Response> {
+        self.responses.iter().skip_while(move |r| r.at < lo).take_while(move |r| r.at < hi)
+    }
+
+    pub(super) fn prune_before(&mut self, lo: i64) {
+        let i = self.responses.partition_point(|r| r.at < lo);
+        self.responses.drain(..i);
+    }
 }
 
 /// Health bookkeeping of one entity across ticks.
@@ -55,11 +106,18 @@ pub(super) struct EntityHealth {
     pub(super) written: Option<(f64, Band)>,
     /// `usage_drop` may fire (armed at first, disarmed after firing until it re-arms).
     pub(super) usage_drop_armed: bool,
+    /// `magic_number_regressed` may fire (same arming rule).
+    #[serde(default = "armed")]
+    pub(super) magic_armed: bool,
+}
+
+fn armed() -> bool {
+    true
 }
 
 impl EntityHealth {
     pub(super) fn new(first_tick: i64) -> Self {
-        Self { first_tick, previous: None, written: None, usage_drop_armed: true }
+        Self { first_tick, previous: None, written: None, usage_drop_armed: true, magic_armed: true }
     }
 }
 
@@ -74,6 +132,18 @@ pub(super) struct AccountState {
     pub(super) tickets: HashMap<String, Ticket>,
     #[serde(with = "as_pairs")]
     pub(super) entities: HashMap<(Level, String), EntityHealth>,
+    /// Survey answers without a team.
+    #[serde(default)]
+    pub(super) account_feedback: Feedback,
+    /// Changes by change_id, while pairing and while in a time-to-production window.
+    #[serde(default)]
+    pub(super) changes: HashMap<String, Change>,
+    /// Production deploy times per app_id, within the onboarding window.
+    #[serde(default)]
+    pub(super) apps: BTreeMap<String, BTreeSet<i64>>,
+    /// Onboarding milestones already decided (bit 0: first app, bit 1: third app).
+    #[serde(default)]
+    pub(super) milestones_done: u8,
 }
 
 impl AccountState {
@@ -84,6 +154,10 @@ impl AccountState {
             account_support: SupportAgg::default(),
             tickets: HashMap::new(),
             entities: HashMap::new(),
+            account_feedback: Feedback::default(),
+            changes: HashMap::new(),
+            apps: BTreeMap::new(),
+            milestones_done: 0,
         }
     }
 
@@ -94,6 +168,8 @@ impl AccountState {
             users: HashMap::new(),
             features: HashMap::new(),
             support: SupportAgg::default(),
+            champions: BTreeMap::new(),
+            feedback: Feedback::default(),
         });
         team.first_seen = team.first_seen.min(t);
         team

@@ -1,7 +1,7 @@
 use super::*;
 use crate::config::{Config, Weights};
 use crate::decode::Upsert;
-use crate::model::{AccountRecord, Priority, SupportEvent, UsageEvent, UsageKind};
+use crate::model::{AccountRecord, Priority, SupportEvent, TeamRecord, UsageEvent, UsageKind};
 
 const D: i64 = DAY_MS;
 /// A Monday well after the epoch, so that 28-day windows never clip at 0.
@@ -131,9 +131,9 @@ fn metrics_windows() {
     r.ingest(usage("4", T0 + 15 * D, "a", "t", Some("u3"))); // this week, not last day
     let w = Windows::new(&c, T0 + 20 * D);
     let acct = &r.engine.accounts["a"];
-    let aggs = aggregate(&w, "a", (&acct.teams, &acct.account_support, &acct.tickets), &r.dims);
+    let mut aggs = aggregate(&w, c.pending_ttl_ms, "a", acct, &r.dims);
     let team = EntityRef { level: Level::Team, id: "t".into(), account_id: "a".into() };
-    let m = aggs[&(Level::Team, "t".to_string())].metrics(&c, &team, &r.dims);
+    let m = aggs.get_mut(&(Level::Team, "t".to_string())).expect("team").metrics(&c, &team, &r.dims);
     assert_eq!((m.active_users_1d, m.active_users_7d, m.active_users_28d, m.active_users_7d_earlier), (1, 2, 3, 1));
 }
 

@@ -27,6 +27,28 @@ pub struct EntityMetrics {
     pub open_tickets: [u64; 4],
     /// `ticket_escalated` events in `[T-7d, T)`.
     pub escalations_7d: u64,
+    /// Changes whose production deploy is in `[T-28d, T)`.
+    pub ttp_changes: u64,
+    /// Their p50 time to production, ms (nearest rank).
+    pub ttp_p50_ms: Option<i64>,
+    /// Their p90 time to production, ms (nearest rank).
+    pub ttp_p90_ms: Option<i64>,
+    /// Changes whose production deploy is in `[T-56d, T-28d)`.
+    pub ttp_changes_earlier: u64,
+    /// Their p50, ms.
+    pub ttp_p50_earlier_ms: Option<i64>,
+    /// NPS over 90 days: % promoters minus % detractors.
+    pub nps: Option<f64>,
+    /// NPS answers in 90 days.
+    pub nps_responses: u64,
+    /// Mean CSAT over 90 days.
+    pub csat: Option<f64>,
+    /// CSAT answers in 90 days.
+    pub csat_responses: u64,
+    /// Champions now.
+    pub champions: u64,
+    /// Champions active in `[T-14d, T)`.
+    pub active_champions: u64,
 }
 
 impl EntityMetrics {
@@ -38,6 +60,24 @@ impl EntityMetrics {
     /// `active_users_7d(T) / active_users_7d(T-7d)`, when the earlier week is not 0.
     pub fn trend(&self) -> Option<f64> {
         (self.active_users_7d_earlier > 0).then(|| self.active_users_7d as f64 / self.active_users_7d_earlier as f64)
+    }
+
+    /// The `time_to_production` component: the DORA bucket of the p50.
+    pub fn dora(&self) -> Option<crate::magic::Dora> {
+        self.ttp_p50_ms.filter(|_| self.ttp_changes > 0).map(crate::magic::Dora::of)
+    }
+
+    /// The `sentiment` component: the mean of `(NPS+100)/2` and `25*(CSAT-1)`, those
+    /// present.
+    pub fn sentiment(&self) -> Option<f64> {
+        let parts: Vec<f64> =
+            [self.nps.map(|n| (n + 100.0) / 2.0), self.csat.map(|c| 25.0 * (c - 1.0))].into_iter().flatten().collect();
+        (!parts.is_empty()).then(|| parts.iter().sum::<f64>() / parts.len() as f64)
+    }
+
+    /// Share of champions still active, when there are champions.
+    pub fn champion_share(&self) -> Option<f64> {
+        (self.champions > 0).then(|| self.active_champions as f64 / self.champions as f64)
     }
 
     /// Share of key features used, when any are configured.
@@ -123,7 +163,10 @@ pub fn score(m: &EntityMetrics, w: &Weights) -> Option<Scored> {
     push("utilization", w.utilization, m.utilization().map(|u| (100.0 * u / 0.8).min(100.0)));
     push("breadth", w.breadth, m.breadth().map(|b| 100.0 * b));
     push("trend", w.trend, m.trend().map(trend_score));
+    push("time_to_production", w.time_to_production, m.dora().map(|d| d.score()));
     push("support", w.support, Some(support_score(m)));
+    push("sentiment", w.sentiment, m.sentiment());
+    push("champions", w.champions, m.champion_share().map(|c| 100.0 * c));
     let total: f64 = components.iter().map(|c| c.weight).sum();
     if components.is_empty() || total <= 0.0 {
         return None;
@@ -249,6 +292,36 @@ mod tests {
         // earlier week 0: trend left out
         let m = EntityMetrics { active_users_7d: 6, ..Default::default() };
         assert_eq!(m.trend(), None);
+    }
+
+    #[test]
+    fn time_to_production_component() {
+        let mut w = all_but("support");
+        w.support = 0.0;
+        w.time_to_production = 1.0;
+        let m = |p50: i64, n| EntityMetrics { ttp_p50_ms: Some(p50), ttp_changes: n, ..Default::default() };
+        assert_eq!(score(&m(3_600_000, 3), &w).map(|s| s.score), Some(100.0));
+        assert_eq!(score(&m(2 * 86_400_000, 3), &w).map(|s| s.score), Some(75.0));
+        assert_eq!(score(&m(8 * 86_400_000, 3), &w).map(|s| s.score), Some(50.0));
+        assert_eq!(score(&m(40 * 86_400_000, 3), &w).map(|s| s.score), Some(25.0));
+        assert!(score(&m(1, 0), &w).is_none(), "no deploy in the window: left out");
+    }
+
+    #[test]
+    fn sentiment_component() {
+        let m = EntityMetrics { nps: Some(20.0), csat: Some(4.0), ..Default::default() };
+        // (20+100)/2 = 60 and 25*(4-1) = 75: mean 67.5
+        assert_eq!(m.sentiment(), Some(67.5));
+        let only_csat = EntityMetrics { csat: Some(5.0), ..Default::default() };
+        assert_eq!(only_csat.sentiment(), Some(100.0));
+        assert_eq!(EntityMetrics::default().sentiment(), None);
+    }
+
+    #[test]
+    fn champions_component() {
+        let m = EntityMetrics { champions: 3, active_champions: 2, ..Default::default() };
+        assert_eq!(m.champion_share().map(|s| (s * 1000.0).round()), Some(667.0));
+        assert_eq!(EntityMetrics::default().champion_share(), None);
     }
 
     #[test]

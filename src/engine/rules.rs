@@ -1,0 +1,163 @@
+//! Alert rules that keep state across ticks: champions and onboarding milestones; and the
+//! reasons of the kinds they fire.
+
+use serde_json::{json, Map, Value};
+
+use super::aggregate::{distinct_days, Windows};
+use super::state::{AccountState, Champion, TeamState};
+use crate::magic::human_duration;
+use crate::model::{AccountRecord, AlertKind, Severity};
+use crate::time::{format_rfc3339, DAY_MS};
+
+/// Updates a team's champions at the tick and returns the champions who reached 14 days
+/// of inactivity at it (once per inactive spell).
+///
+/// A user becomes a champion when active on 10 or more distinct UTC days in
+/// `[T-28d, T)`, and stays one until a tick with no activity in `[T-30d, T)`.
+pub(super) fn update_champions(team: &mut TeamState, w: &Windows) -> Vec<String> {
+    for (user, set) in &team.users {
+        if !team.champions.contains_key(user) && distinct_days(set.range(w.d28, w.hi), w.granularity_ms) >= 10 {
+            team.champions.insert(user.clone(), Champion::default());
+        }
+    }
+    let users = &team.users;
+    team.champions.retain(|u, _| users.get(u).is_some_and(|s| s.any_in(w.d30, w.hi)));
+    let mut newly_inactive = Vec::new();
+    for (user, ch) in team.champions.iter_mut() {
+        let active = users.get(user).is_some_and(|s| s.any_in(w.d14, w.hi));
+        if active {
+            ch.inactive_alerted = false;
+        } else if !ch.inactive_alerted {
+            ch.inactive_alerted = true;
+            newly_inactive.push(user.clone());
+        }
+    }
+    newly_inactive
+}
+
+/// The last activity of a user in a team before the tick, epoch ms (bucket start).
+pub(super) fn last_active(team: &TeamState, user: &str, w: &Windows) -> Option<i64> {
+    team.users.get(user).and_then(|s| s.range(0, w.hi).last()).map(|b| i64::from(*b) * w.granularity_ms)
+}
+
+/// The content of a `champion_inactive` alert.
+pub(super) fn champion_inactive(
+    team_id: &str,
+    team: &TeamState,
+    users: &[String],
+    champions: u64,
+    active: u64,
+    w: &Windows,
+) -> (Severity, Vec<String>, Map<String, Value>) {
+    let mut reasons = Vec::new();
+    for u in users {
+        let last =
+            last_active(team, u, w).map(|t| format_rfc3339(t)[..10].to_string()).unwrap_or_else(|| "unknown".into());
+        reasons
+            .push(format!("Champion {u} of team {team_id} has not used the product for 14 days (last active {last})."));
+    }
+    reasons.push(if active == 0 {
+        format!("No active champion is left in team {team_id} ({champions} champions, none active in 14 days).")
+    } else {
+        format!("{active} of {champions} champions of team {team_id} are still active.")
+    });
+    let mut details = Map::new();
+    details.insert("users".into(), json!(users.join(",")));
+    details.insert("inactive_champions".into(), json!(users.len()));
+    details.insert("champions".into(), json!(champions));
+    details.insert("active_champions".into(), json!(active));
+    let severity = if active == 0 { Severity::Critical } else { Severity::Warning };
+    (severity, reasons, details)
+}
+
+/// The smallest tick at or after `t`.
+fn tick_at_or_after(t: i64, interval_ms: i64) -> i64 {
+    t.div_euclid(interval_ms) * interval_ms + if t.rem_euclid(interval_ms) == 0 { 0 } else { interval_ms }
+}
+
+/// An onboarding alert to raise for the account.
+pub(super) struct Onboarding {
+    pub(super) kind: AlertKind,
+    pub(super) severity: Severity,
+    pub(super) reasons: Vec<String>,
+    pub(super) details: Map<String, Value>,
+}
+
+/// Onboarding rules at the tick: `onboarding_at_risk` and `onboarding_missed` at the first
+/// tick at or after contract_start + 60 and + 90 days with no app in production, and
+/// `onboarding_milestone` at the first tick at which the first (and third) app is in
+/// production, when that deploy was within the first 90 days.
+pub(super) fn onboarding(
+    acct: &mut AccountState,
+    record: Option<&AccountRecord>,
+    tick: i64,
+    interval_ms: i64,
+) -> Vec<Onboarding> {
+    let Some(cs) = record.and_then(|r| r.contract_start) else { return Vec::new() };
+    let mut firsts: Vec<(i64, &str)> =
+        acct.apps.iter().filter_map(|(app, times)| times.range(cs..tick).next().map(|d| (*d, app.as_str()))).collect();
+    firsts.sort();
+    let count = firsts.len();
+    let start = format_rfc3339(cs)[..10].to_string();
+    let mut out = Vec::new();
+    for (days, kind, severity) in
+        [(60, AlertKind::OnboardingAtRisk, Severity::Warning), (90, AlertKind::OnboardingMissed, Severity::Critical)]
+    {
+        if count == 0 && tick == tick_at_or_after(cs + days * DAY_MS, interval_ms) {
+            let mut details = Map::new();
+            details.insert("days_since_contract_start".into(), json!(days));
+            details.insert("apps_in_production".into(), json!(0));
+            out.push(Onboarding {
+                kind,
+                severity,
+                reasons: vec![
+                    format!("{days} days after the contract started ({start}) no application is in production."),
+                    "Customers that reach production in their first 90 days renew; book a technical onboarding session.".into(),
+                ],
+                details,
+            });
+        }
+    }
+    let mut reached = Vec::new();
+    for (k, bit) in [(1usize, 1u8), (3, 2)] {
+        if count >= k && acct.milestones_done & bit == 0 {
+            acct.milestones_done |= bit;
+            let (at, app) = firsts[k - 1];
+            if at < cs + 90 * DAY_MS {
+                reached.push((k, at, app.to_string()));
+            }
+        }
+    }
+    if !reached.is_empty() {
+        let mut details = Map::new();
+        details.insert("apps_in_production".into(), json!(count));
+        details.insert(
+            "milestones".into(),
+            json!(reached.iter().map(|(k, _, _)| k.to_string()).collect::<Vec<_>>().join(",")),
+        );
+        let reasons = reached
+            .iter()
+            .map(|(k, at, app)| {
+                let nth = if *k == 1 { "First" } else { "Third" };
+                format!(
+                    "{nth} application in production ({app}) {} after the contract started.",
+                    human_duration(at - cs)
+                )
+            })
+            .collect();
+        out.push(Onboarding { kind: AlertKind::OnboardingMilestone, severity: Severity::Info, reasons, details });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ticks_at_or_after() {
+        assert_eq!(tick_at_or_after(3_600_000, 3_600_000), 3_600_000);
+        assert_eq!(tick_at_or_after(3_600_001, 3_600_000), 7_200_000);
+        assert_eq!(tick_at_or_after(0, 10), 0);
+    }
+}
