@@ -442,3 +442,233 @@ fn redelivered_escalations_count_once() {
     // one escalation (15) and the ticket it opened (P3: 3)
     assert_eq!(r.score_of(Level::Account, "a", T0 + D).map(|s| s.score), Some(82.0));
 }
+
+fn change(id: &str, at: i64, team: &str, kind: UsageKind, change: &str, env: Option<&str>, app: &str) -> Event {
+    Event::Usage(UsageEvent {
+        event_id: id.into(),
+        occurred_at: at,
+        account_id: "a".into(),
+        team_id: team.into(),
+        user_id: None,
+        event_type: "x".into(),
+        kind,
+        feature: None,
+        app_id: Some(app.into()),
+        change_id: Some(change.into()),
+        environment: env.map(str::to_string),
+    })
+}
+
+fn feedback(id: &str, at: i64, team: Option<&str>, kind: SupportKind, score: u8) -> Event {
+    Event::Support(SupportEvent {
+        event_id: id.into(),
+        occurred_at: at,
+        account_id: "a".into(),
+        team_id: team.map(str::to_string),
+        kind,
+        ticket_id: None,
+        priority: None,
+        score: Some(score),
+        user_id: None,
+    })
+}
+
+const H: i64 = 3_600_000;
+
+#[test]
+fn time_to_production_pairs_either_way_and_counts_first_production_deploy() {
+    let mut r = Run::new(cfg(|c| {
+        c.health.weights = only("support");
+        c.health.weights.time_to_production = 1.0;
+        c.health.weights.support = 0.0;
+    }));
+    r.dims.apply_team(team_rec("t", Some("g"), None, None));
+    // c1: created, staging deploy (ignored), production after 30 h, repeated production
+    r.ingest(change("1", T0, "t", UsageKind::ChangeCreated, "c1", None, "app"));
+    r.ingest(change("2", T0 + 2 * H, "t", UsageKind::ChangeDeployed, "c1", Some("staging"), "app"));
+    r.ingest(change("3", T0 + 30 * H, "t", UsageKind::ChangeDeployed, "c1", Some("production"), "app"));
+    r.ingest(change("4", T0 + 50 * H, "t", UsageKind::ChangeDeployed, "c1", Some("production"), "app"));
+    // c2: deployed before created (clock skew): 0
+    r.ingest(change("5", T0 + 3 * H, "t2", UsageKind::ChangeDeployed, "c2", Some("production"), "app"));
+    r.ingest(change("6", T0 + 4 * H, "t", UsageKind::ChangeCreated, "c2", None, "app"));
+    assert_eq!(r.out.paired_ttp_ms, vec![30 * H, 0]);
+    r.advance(T0 + 3 * D);
+    // team t: TTPs {0, 30h}: p50 by nearest rank = 0 -> elite 100; the deploy of c2 by
+    // team t2 counts for the team of change_created (t)
+    // at T0+1d only c2 (0 h) is complete; from T0+2d c1 (30 h) too: p50 of {0, 30 h} by
+    // nearest rank is 0, so the score stays 100 and is not rewritten
+    let s = r.score_of(Level::Team, "t", T0 + D);
+    assert_eq!(s.and_then(|s| s.components.get("time_to_production").copied()), Some(100.0), "{:?}", r.out.scores);
+    assert_eq!(r.out.scores.iter().filter(|s| s.entity.id == "t").count(), 1);
+    assert!(r.out.scores.iter().all(|s| !(s.entity.id == "t2" && s.components.contains_key("time_to_production"))));
+}
+
+#[test]
+fn magic_number_regressed_fires_once_and_rearms() {
+    let mut r = Run::new(cfg(|c| c.health.warmup_secs = 0));
+    // days 0..27: a change a day deployed after 1 h; days 28..55: after 2 days;
+    // days 56..83: after 1 h again; days 84..111: after 2 days
+    for d in 0..112 {
+        let slow = (28..56).contains(&d) || d >= 84;
+        let ttp = if slow { 2 * D } else { H };
+        let id = format!("c{d}");
+        r.ingest(change(&format!("cr{d}"), T0 + d * D - ttp, "t", UsageKind::ChangeCreated, &id, None, "app"));
+        r.ingest(change(
+            &format!("dp{d}"),
+            T0 + d * D + H,
+            "t",
+            UsageKind::ChangeDeployed,
+            &id,
+            Some("production"),
+            "app",
+        ));
+    }
+    r.advance(T0 + 112 * D);
+    let fired: Vec<i64> = r
+        .alerts(AlertKind::MagicNumberRegressed)
+        .iter()
+        .filter(|a| a.entity.level == Level::Team)
+        .map(|a| (a.at - T0) / D)
+        .collect();
+    assert_eq!(fired.len(), 2, "{fired:?}");
+    let first = r.alerts(AlertKind::MagicNumberRegressed)[0].clone();
+    assert!(first.reasons[0].starts_with("p50 time to production rose from 2.0 hours to 2."), "{:?}", first.reasons);
+}
+
+#[test]
+fn champions_become_inactive_once_per_spell_in_one_alert() {
+    let mut r = Run::new(cfg(|c| c.health.warmup_secs = 0));
+    // u1 and u2 active on 12 working days (days 0..15), u3 every day throughout
+    for d in 0..16 {
+        if d % 7 < 5 {
+            r.ingest(usage(&format!("1-{d}"), T0 + d * D + H, "a", "t", Some("u1")));
+            r.ingest(usage(&format!("2-{d}"), T0 + d * D + H, "a", "t", Some("u2")));
+        }
+    }
+    for d in 0..60 {
+        r.ingest(usage(&format!("3-{d}"), T0 + d * D + H, "a", "t", Some("u3")));
+    }
+    r.advance(T0 + 60 * D);
+    let alerts = r.alerts(AlertKind::ChampionInactive);
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    let a = alerts[0];
+    // last activity day 15 (01:00): no activity in [T-14d, T) first at T0+30d
+    assert_eq!(a.at, T0 + 30 * D);
+    assert_eq!(a.entity.level, Level::Team);
+    assert_eq!(a.details["users"], "u1,u2");
+    assert_eq!(a.severity, Severity::Warning, "u3 is still an active champion");
+    assert!(a.reasons[0].contains("u1") && a.reasons[0].contains("14 days"), "{:?}", a.reasons);
+    assert_eq!(a.reasons.last().map(String::as_str), Some("1 of 3 champions of team t are still active."));
+    // after 30 days without activity they are no longer champions: 1 of 1 active
+    let last = r.out.scores.iter().rfind(|s| s.entity.level == Level::Team).expect("team score");
+    assert_eq!(last.components.get("champions"), Some(&100.0));
+}
+
+#[test]
+fn champion_inactive_is_critical_when_none_is_left() {
+    let mut r = Run::new(cfg(|_| {}));
+    for d in 0..12 {
+        r.ingest(usage(&format!("1-{d}"), T0 + d * D + H, "a", "t", Some("u1")));
+    }
+    r.ingest(support_ping(T0 + 40 * D));
+    r.advance(T0 + 40 * D);
+    let alerts = r.alerts(AlertKind::ChampionInactive);
+    assert_eq!(alerts.len(), 1);
+    assert_eq!(alerts[0].severity, Severity::Critical);
+    assert_eq!(alerts[0].at, T0 + 26 * D);
+}
+
+fn support_ping(at: i64) -> Event {
+    feedback("ping", at, None, SupportKind::CsatResponse, 3)
+}
+
+#[test]
+fn sentiment_from_nps_and_csat_per_response() {
+    let mut r = Run::new(cfg(|c| {
+        c.health.weights = only("support");
+        c.health.weights.support = 0.0;
+        c.health.weights.sentiment = 1.0;
+    }));
+    // NPS: 9, 10 promoters, 7 passive, 3 detractor: (2 - 1) / 4 = +25 -> 62.5
+    for (i, s) in [9u8, 10, 7, 3].iter().enumerate() {
+        r.ingest(feedback(&format!("n{i}"), T0 + i as i64, Some("t"), SupportKind::NpsResponse, *s));
+    }
+    // CSAT 4 and 5: mean 4.5 -> 87.5; team-less: account only
+    r.ingest(feedback("c1", T0, None, SupportKind::CsatResponse, 4));
+    r.ingest(feedback("c2", T0, None, SupportKind::CsatResponse, 5));
+    r.advance(T0 + D);
+    assert_eq!(r.score_of(Level::Team, "t", T0 + D).map(|s| s.score), Some(62.5));
+    assert_eq!(r.score_of(Level::Account, "a", T0 + D).map(|s| s.score), Some(75.0));
+    // answers older than 90 days leave the window: no sentiment, no score
+    r.advance(T0 + 92 * D);
+    let last = r.out.scores.iter().rfind(|s| s.entity.level == Level::Team).expect("team");
+    assert_eq!(last.at, T0 + D, "unchanged until left out; then unscored: {:?}", r.out.scores);
+}
+
+fn account_with_contract(r: &mut Run, cs: i64, renewal: i64) {
+    r.dims.apply_account(Upsert::Put(AccountRecord {
+        account_id: "a".into(),
+        contract_start: Some(cs),
+        renewal_date: Some(renewal),
+        seats: Some(10),
+        ..Default::default()
+    }));
+}
+
+#[test]
+fn onboarding_at_risk_and_missed_without_production() {
+    let mut r = Run::new(cfg(|_| {}));
+    account_with_contract(&mut r, T0 + H / 2, T0 + 400 * D);
+    // a deploy before the contract start does not count
+    r.ingest(change("d0", T0, "t", UsageKind::ChangeDeployed, "c0", Some("production"), "early-app"));
+    r.ingest(usage("u", T0 + H, "a", "t", Some("u1")));
+    r.ingest(usage("late", T0 + 100 * D, "a", "t", Some("u1")));
+    r.advance(T0 + 100 * D);
+    let risk = r.alerts(AlertKind::OnboardingAtRisk);
+    let missed = r.alerts(AlertKind::OnboardingMissed);
+    assert_eq!(risk.len(), 1);
+    assert_eq!(missed.len(), 1);
+    // contract_start + 60d is mid-interval: the first tick at or after it
+    assert_eq!(risk[0].at, T0 + 61 * D);
+    assert_eq!(missed[0].at, T0 + 91 * D);
+    assert_eq!((risk[0].severity, missed[0].severity), (Severity::Warning, Severity::Critical));
+    assert_eq!(risk[0].entity.level, Level::Account);
+    assert_eq!(risk[0].stage, crate::model::Stage::Onboarding);
+    assert!(r.alerts(AlertKind::OnboardingMilestone).is_empty());
+}
+
+#[test]
+fn onboarding_alerts_skip_accounts_first_seen_after_the_deadline() {
+    let mut r = Run::new(cfg(|_| {}));
+    account_with_contract(&mut r, T0 - 70 * D, T0 + 400 * D);
+    r.ingest(usage("u", T0 + H, "a", "t", Some("u1")));
+    r.ingest(usage("late", T0 + 40 * D, "a", "t", Some("u1")));
+    r.advance(T0 + 40 * D);
+    assert!(r.alerts(AlertKind::OnboardingAtRisk).is_empty(), "first evaluated after cs + 60d");
+    assert_eq!(r.alerts(AlertKind::OnboardingMissed).len(), 1, "but before cs + 90d");
+}
+
+#[test]
+fn onboarding_milestones_for_the_first_and_third_app() {
+    let mut r = Run::new(cfg(|_| {}));
+    account_with_contract(&mut r, T0, T0 + 400 * D);
+    let deploy = |r: &mut Run, id: &str, day: i64, app: &str| {
+        r.ingest(change(id, T0 + day * D + H, "t", UsageKind::ChangeDeployed, id, Some("production"), app));
+    };
+    deploy(&mut r, "1", 5, "app-1");
+    deploy(&mut r, "2", 6, "app-1"); // same app again
+    deploy(&mut r, "3", 20, "app-2");
+    deploy(&mut r, "4", 95, "app-3"); // third app, but after 90 days
+    r.ingest(usage("u", T0 + 100 * D, "a", "t", Some("u1")));
+    r.advance(T0 + 100 * D);
+    let m = r.alerts(AlertKind::OnboardingMilestone);
+    assert_eq!(m.len(), 1, "{m:?}");
+    assert_eq!(m[0].at, T0 + 6 * D);
+    assert_eq!(m[0].severity, Severity::Info);
+    assert!(
+        m[0].reasons[0].starts_with("First application in production (app-1) 5.0 days after"),
+        "{:?}",
+        m[0].reasons
+    );
+    assert!(r.alerts(AlertKind::OnboardingAtRisk).is_empty());
+}
