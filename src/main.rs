@@ -60,7 +60,7 @@ enum Command {
         #[arg(long, default_value_t = 42)]
         seed: u64,
         /// Simulated days to stream.
-        #[arg(long, default_value_t = 42)]
+        #[arg(long, default_value_t = 60)]
         days: i64,
         /// Optional configuration (health model, topics, metrics.bind).
         #[arg(long, short)]

@@ -34,7 +34,7 @@ use crate::dims::Dimensions;
 use crate::engine::{Engine, EngineConfig, Ingested, Outputs};
 use crate::kafka::{client_config, partition_counts, KafkaSink, Rejection};
 use crate::model::Event;
-use crate::telemetry::{self, metrics, AlertsEmitted, EventsReceived, RecordRejected};
+use crate::telemetry::{self, metrics, AlertsEmitted, ChangesMeasured, EventsReceived, RecordRejected};
 use crate::window::WatermarkTracker;
 
 const METADATA_TIMEOUT: Duration = Duration::from_secs(15);
@@ -474,6 +474,11 @@ fn write_outputs(
     trigger_ms: Option<i64>,
     summary: &mut RunSummary,
 ) -> Result<(), PipelineError> {
+    if !out.paired_ttp_ms.is_empty() || out.expired_changes > 0 {
+        ChangesMeasured { paired_ttp_ms: &out.paired_ttp_ms, expired: out.expired_changes }.emit();
+        out.paired_ttp_ms.clear();
+        out.expired_changes = 0;
+    }
     if out.alerts.is_empty() && out.scores.is_empty() {
         return Ok(());
     }

@@ -19,7 +19,7 @@ use crate::decode::{json, DecodeError, Reason};
 use crate::dims::Dimensions;
 use crate::engine::{Engine, EngineConfig, Ingested, Outputs};
 use crate::model::Event;
-use crate::telemetry::{AlertsEmitted, EventsReceived, RecordRejected};
+use crate::telemetry::{AlertsEmitted, ChangesMeasured, EventsReceived, RecordRejected};
 use crate::window::WatermarkTracker;
 
 /// Errors of a replay run.
@@ -87,6 +87,10 @@ pub struct ReplaySummary {
     pub ticks: u64,
     /// The last tick evaluated, epoch ms.
     pub last_tick: Option<i64>,
+    /// Changes whose halves paired (time to production measured).
+    pub changes_paired: u64,
+    /// Halves of changes that expired without a partner.
+    pub changes_expired: u64,
 }
 
 /// A rejected input line, as written to `--deadletter`.
@@ -191,6 +195,10 @@ impl Sinks {
     }
 
     fn write(&mut self, summary: &mut ReplaySummary, out: &mut Outputs) -> Result<(), ReplayError> {
+        ChangesMeasured { paired_ttp_ms: &out.paired_ttp_ms, expired: out.expired_changes }.emit();
+        summary.changes_paired += out.paired_ttp_ms.len() as u64;
+        summary.changes_expired += std::mem::take(&mut out.expired_changes);
+        out.paired_ttp_ms.clear();
         AlertsEmitted { alerts: &out.alerts }.emit();
         for a in out.alerts.drain(..) {
             *summary.alerts.entry(a.kind.as_str().to_string()).or_insert(0) += 1;
@@ -333,7 +341,7 @@ pub fn replay(cfg: &Config, files: &ReplayFiles) -> Result<ReplaySummary, Replay
         if let Some(wm) = watermarks.watermark(0) {
             engine.advance(wm, &dims, now(), &mut out);
         }
-        if !out.is_empty() {
+        if !out.is_empty() || !out.paired_ttp_ms.is_empty() {
             sinks.write(&mut summary, &mut out)?;
         }
     }

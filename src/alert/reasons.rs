@@ -102,9 +102,9 @@ pub fn magic_reasons(m: &EntityMetrics) -> Vec<String> {
             plural(m.ttp_changes, "change", "changes")
         ),
         format!(
-            "p90 is now {} ({} DORA lead time); the 28 days before had {}.",
+            "p90 is now {}; by its p50 the DORA lead time is {}; the 28 days before had {}.",
             m.ttp_p90_ms.map(human_duration).unwrap_or_default(),
-            m.dora().map(|d| d.as_str()).unwrap_or("no"),
+            m.dora().map(|d| d.as_str()).unwrap_or("unknown"),
             plural(m.ttp_changes_earlier, "change", "changes")
         ),
     ]
@@ -173,7 +173,10 @@ mod tests {
         };
         let r = magic_reasons(&m);
         assert_eq!(r[0], "p50 time to production rose from 2.1 days to 6.4 days over 28 days (31 changes).");
-        assert_eq!(r[1], "p90 is now 9.0 days (high DORA lead time); the 28 days before had 12 changes.");
+        assert_eq!(
+            r[1],
+            "p90 is now 9.0 days; by its p50 the DORA lead time is high; the 28 days before had 12 changes."
+        );
     }
 
     #[test]

@@ -4,13 +4,20 @@
 //! Five companies with org charts, seats and contracts; their developers use the product
 //! on working days. Storylines:
 //! - **globex**: the data team's champion leaves on day 15, most of the team stops two
-//!   days later, and the few who stay file P1 tickets: usage drops, the team goes red.
+//!   days later, the few who stay file P1 tickets and dwindle to one: usage drops,
+//!   champions go inactive, the team goes yellow, then red.
 //! - **initech**: P1 tickets pile up from day 12 until they are resolved on day 30: the
 //!   account goes yellow, then recovers.
 //! - **acme**: the payments team grows from 6 to 24 active developers: yellow to green.
 //! - **hooli**: renews on day 50; half its platform team stops on day 20: the usage drop
 //!   is raised to critical because renewal is near.
-//! - **umbrella**: a small customer onboarding steadily.
+//! - **umbrella**: signed 40 days before day 0 and has put nothing in production:
+//!   onboarding at risk on day 20, missed on day 50.
+//! - **wayne**: signed on day 0; its first app reaches production on day 4, the third on
+//!   day 15: onboarding milestones.
+//! - Deploys: acme's checkout team speeds up from 2-5 days to a few hours on day 25;
+//!   globex's web team slows down from hours to 3-7 days on day 30 (the magic number
+//!   regresses).
 
 use serde_json::{json, Value};
 
@@ -105,8 +112,10 @@ enum Story {
     Growth,
     /// Half of team 0 stops on day 20; the renewal is near.
     RenewalDrop,
-    /// A new customer in its first weeks.
-    Onboarding,
+    /// Signed 40 days ago; nothing in production.
+    Stalled,
+    /// Signed on day 0; teams reach production on days 4, 9 and 15.
+    NewCustomer,
 }
 
 #[derive(Debug, Clone)]
@@ -166,7 +175,7 @@ fn storyline_companies() -> Vec<Company> {
             Story::Growth,
             vec![
                 team("acme", "payments", Some("commerce"), product, eng, 30, 24),
-                team("acme", "checkout", Some("commerce"), product, eng, 12, 10),
+                team("acme", "checkout", Some("checkout"), None, eng, 12, 10),
                 team("acme", "infra", Some("platform"), core, eng, 10, 9),
                 team("acme", "devex", Some("platform"), core, eng, 8, 7),
             ],
@@ -179,7 +188,7 @@ fn storyline_companies() -> Vec<Company> {
             200,
             Story::Collapse,
             vec![
-                team("globex", "data", Some("analytics"), Some("insights"), None, 30, 12),
+                team("globex", "data", Some("analytics"), Some("insights"), None, 40, 12),
                 team("globex", "ml", Some("analytics"), Some("insights"), None, 10, 8),
                 team("globex", "web", Some("digital"), None, None, 10, 8),
             ],
@@ -209,12 +218,39 @@ fn storyline_companies() -> Vec<Company> {
             "umbrella",
             "Umbrella",
             "smb",
-            -5,
+            -40,
             360,
-            Story::Onboarding,
+            Story::Stalled,
             vec![team("umbrella", "app", None, None, None, 6, 5)],
         ),
+        company(
+            "wayne",
+            "Wayne Enterprises",
+            "mid_market",
+            0,
+            365,
+            Story::NewCustomer,
+            vec![
+                team("wayne", "r-and-d", Some("labs"), None, None, 8, 6),
+                team("wayne", "security", Some("labs"), None, None, 6, 5),
+                team("wayne", "logistics", Some("ops"), None, None, 6, 5),
+            ],
+        ),
     ]
+}
+
+/// The range of hours from change_created to production deploy for team `ti` on `day`,
+/// or `None` when the team deploys nothing that day.
+fn lead_time_hours(story: Story, ti: usize, day: i64) -> Option<(i64, i64)> {
+    match (story, ti) {
+        (Story::Stalled, _) => None,
+        (Story::NewCustomer, _) if day < [4, 9, 15].get(ti).copied().unwrap_or(20) => None,
+        (Story::Growth, 1) if day < 25 => Some((48, 120)),
+        (Story::Growth, 1) => Some((1, 4)),
+        (Story::Collapse, 2) if day < 30 => Some((2, 6)),
+        (Story::Collapse, 2) => Some((72, 168)),
+        _ => Some((5, 7)),
+    }
 }
 
 /// The shape of a synthetic customer base for load generation.
@@ -241,8 +277,8 @@ fn synthetic_companies(scale: Scale, rng: &mut Rng) -> Vec<Company> {
         Story::Tickets,
         Story::Growth,
         Story::RenewalDrop,
-        Story::Steady,
-        Story::Onboarding,
+        Story::Stalled,
+        Story::NewCustomer,
     ];
     (0..scale.accounts)
         .map(|i| {
@@ -263,7 +299,8 @@ fn synthetic_companies(scale: Scale, rng: &mut Rng) -> Vec<Company> {
                 })
                 .collect();
             let (start, renewal) = match story {
-                Story::Onboarding => (-5, 360),
+                Story::Stalled => (-40, 360),
+                Story::NewCustomer => (0, 360),
                 Story::RenewalDrop => (-315, 50),
                 _ => (-200 - rng.below(300) as i64, 120 + rng.below(300) as i64),
             };
@@ -288,6 +325,8 @@ pub struct Generator {
     start_ms: i64,
     companies: Vec<Company>,
     seq: u64,
+    /// Production deploys scheduled for a later day.
+    pending: Vec<GenRecord>,
     /// Emit a few malformed records per week, to show dead-lettering.
     pub with_garbage: bool,
 }
@@ -295,14 +334,21 @@ pub struct Generator {
 impl Generator {
     /// The demo's five companies, whose day 0 starts at `start_ms`.
     pub fn new(seed: u64, start_ms: i64) -> Self {
-        Self { rng: Rng::new(seed), start_ms, companies: storyline_companies(), seq: 0, with_garbage: true }
+        Self {
+            rng: Rng::new(seed),
+            start_ms,
+            companies: storyline_companies(),
+            seq: 0,
+            pending: Vec::new(),
+            with_garbage: true,
+        }
     }
 
     /// A synthetic customer base of any size, for load generation.
     pub fn scaled(seed: u64, start_ms: i64, scale: Scale) -> Self {
         let mut rng = Rng::new(seed);
         let companies = synthetic_companies(scale, &mut rng);
-        Self { rng, start_ms, companies, seq: 0, with_garbage: false }
+        Self { rng, start_ms, companies, seq: 0, pending: Vec::new(), with_garbage: false }
     }
 
     /// Day 0 of the simulation, epoch ms.
@@ -370,7 +416,8 @@ impl Generator {
         match story {
             // the champion (u0) is active every working day until leaving on day 15
             Story::Collapse if ti == 0 && u == 0 => day < 15 && weekday,
-            Story::Collapse if ti == 0 && day >= 17 => u <= 2 && self.rng.chance(base),
+            Story::Collapse if ti == 0 && day >= 24 => u == 1 && self.rng.chance(base),
+            Story::Collapse if ti == 0 && day >= 17 => u <= 3 && self.rng.chance(base),
             Story::Growth if ti == 0 => {
                 let staffed = (6 + (day.max(0) * 18 / 20)).min(users as i64) as u64;
                 u < staffed && self.rng.chance(base)
@@ -440,7 +487,11 @@ impl Generator {
                         let feature = if self.rng.chance(0.8) {
                             // users favour the first features; the stayers of globex-data
                             // use only dashboards
-                            let k = if c.story == Story::Collapse && ti == 0 && day >= 17 { 1 } else { 4 };
+                            let k = match (c.story, ti) {
+                                (Story::Collapse, 0) if day >= 17 => 1,
+                                (Story::Collapse, 0) => 2,
+                                _ => 4,
+                            };
                             KEY_FEATURES[self.rng.below(k) as usize]
                         } else {
                             OTHER_FEATURES[self.rng.below(2) as usize]
@@ -450,34 +501,41 @@ impl Generator {
                         out.push(ev);
                     }
                 }
-                // a CI deploy now and then: a system event without a user
-                if !active_users.is_empty() && self.rng.chance(0.5) {
-                    let at = day_start + 12 * HOUR_MS + self.rng.below(6 * HOUR_MS as u64) as i64;
-                    let change = self.next_id("chg");
-                    let created_at = at - (1 + self.rng.below(48) as i64) * HOUR_MS;
-                    let pick = self.rng.below(active_users.len() as u64) as usize;
-                    let creator = format!("{}-u{}", t.id, active_users[pick]);
-                    out.push(self.usage(
-                        created_at.max(day_start),
-                        &c.id,
-                        &t.id,
-                        Some(&creator),
-                        "change_created",
-                        json!({ "change_id": change }),
-                    ));
-                    out.push(self.usage(
-                        at,
-                        &c.id,
-                        &t.id,
-                        None,
-                        "change_deployed",
-                        json!({
-                            "change_id": change, "environment": "production", "app_id": format!("{}-app", t.id)
-                        }),
-                    ));
+                // a change now and then; its production deploy (a CI system event
+                // without a user) follows after the team's current lead time
+                if let Some((lo, hi)) = lead_time_hours(c.story, ti, day) {
+                    if !active_users.is_empty() && self.rng.chance(0.5) {
+                        let at = day_start + 12 * HOUR_MS + self.rng.below(6 * HOUR_MS as u64) as i64;
+                        let change = self.next_id("chg");
+                        let pick = self.rng.below(active_users.len() as u64) as usize;
+                        let creator = format!("{}-u{}", t.id, active_users[pick]);
+                        out.push(self.usage(
+                            at,
+                            &c.id,
+                            &t.id,
+                            Some(&creator),
+                            "change_created",
+                            json!({ "change_id": change }),
+                        ));
+                        let lead = (lo + self.rng.below((hi - lo + 1) as u64) as i64) * HOUR_MS;
+                        let deploy = self.usage(
+                            at + lead,
+                            &c.id,
+                            &t.id,
+                            None,
+                            "change_deployed",
+                            json!({ "change_id": change, "environment": "production", "app_id": format!("{}-app", t.id) }),
+                        );
+                        self.pending.push(deploy);
+                    }
                 }
             }
         }
+        let day_end = day_start + DAY_MS;
+        let (due, later): (Vec<GenRecord>, Vec<GenRecord>) =
+            std::mem::take(&mut self.pending).into_iter().partition(|r| r.at < day_end);
+        self.pending = later;
+        out.extend(due);
         for c in &companies {
             self.storyline_tickets(c, day, day_start, &mut out);
         }

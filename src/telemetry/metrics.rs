@@ -56,6 +56,11 @@ pub struct Metrics {
     pub changelog_bytes_total: IntCounter,
     /// `cs_pulse_restore_duration_seconds`: time to restore one partition's state.
     pub restore_duration_seconds: Histogram,
+    /// `cs_pulse_time_to_production_seconds`: time to production of each change as it
+    /// pairs; the 1d, 7d and 30d bucket bounds are the DORA elite/high/medium limits.
+    pub time_to_production_seconds: Histogram,
+    /// `cs_pulse_changes_expired_total`: halves of changes that found no partner in time.
+    pub changes_expired_total: IntCounter,
 }
 
 fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -195,6 +200,17 @@ impl Metrics {
                 "cs_pulse_restore_duration_seconds",
                 "Time to restore one partition's state from the changelog.",
                 vec![0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0],
+            ),
+            time_to_production_seconds: histogram(
+                &r,
+                "cs_pulse_time_to_production_seconds",
+                "Time from change_created to its first production deploy, per change.",
+                vec![3_600.0, 21_600.0, 86_400.0, 172_800.0, 604_800.0, 1_209_600.0, 2_592_000.0, 7_776_000.0],
+            ),
+            changes_expired_total: register(
+                &r,
+                IntCounter::new("cs_pulse_changes_expired_total", "Halves of changes that expired without a partner.")
+                    .unwrap_or_else(|e| panic!("{e}")),
             ),
             registry: r,
         };

@@ -94,6 +94,25 @@ impl RecordRejected<'_> {
     }
 }
 
+/// Changes paired or expired (the magic number).
+pub struct ChangesMeasured<'a> {
+    /// Times to production of changes that paired, ms.
+    pub paired_ttp_ms: &'a [i64],
+    /// Halves that expired unmatched.
+    pub expired: u64,
+}
+
+impl ChangesMeasured<'_> {
+    /// Observes the histogram and counts expiries.
+    pub fn emit(self) {
+        let m = metrics();
+        for ms in self.paired_ttp_ms {
+            m.time_to_production_seconds.observe(*ms as f64 / 1000.0);
+        }
+        m.changes_expired_total.inc_by(self.expired);
+    }
+}
+
 /// Alerts were produced.
 pub struct AlertsEmitted<'a> {
     /// The alerts.
