@@ -88,3 +88,75 @@ write("system_events", "usage.ndjson", [
     "this is not json",
     {"event_id": "4", "occurred_at": "2026-03-02T13:00:00Z", "account_id": "a", "team_id": "t", "user_id": "u1", "type": "page_view"},
 ])
+
+# magic_number: five fast changes (2 h) deployed on days 1..5, five slow ones (3 h) on
+# days 29..33, with a non-production deploy, a repeated production deploy and a deploy
+# logged before its change_created among them.
+def chg(eid, at_ms, kind, change, env=None, app="api", user="dev"):
+    e = {"event_id": eid, "occurred_at": at_ms, "account_id": "a", "team_id": "t", "type": kind, "change_id": change}
+    if kind == "change_created":
+        e["user_id"] = user
+    else:
+        e["environment"] = env
+        e["app_id"] = app
+    return e
+
+rows = []
+for d in range(1, 6):
+    rows.append(chg(f"cr{d}", at(d, 8), "change_created", f"fast{d}"))
+    if d <= 3:  # staging 30 minutes after creation: must not count
+        rows.append(chg(f"st{d}", at(d, 8, 30), "change_deployed", f"fast{d}", "staging"))
+    rows.append(chg(f"dp{d}", at(d, 10), "change_deployed", f"fast{d}", "production"))
+for d in range(29, 34):
+    if d == 31:  # deployed at 03:00, created at 13:00: clock skew, counts as 0
+        rows.append(chg(f"dp{d}", at(d, 3), "change_deployed", f"slow{d}", "production"))
+        rows.append(chg(f"cr{d}", at(d, 13), "change_created", f"slow{d}"))
+        continue
+    rows.append(chg(f"cr{d}", at(d, 7), "change_created", f"slow{d}"))
+    rows.append(chg(f"dp{d}", at(d, 10), "change_deployed", f"slow{d}", "production"))
+    if d == 30:  # deployed to production again two days later: only the first counts
+        rows.append(chg("again30", at(32, 10), "change_deployed", "slow30", "production"))
+rows.sort(key=lambda e: e["occurred_at"])
+rows.append({"event_id": "end", "occurred_at": at(40), "account_id": "a", "team_id": "t", "user_id": "dev", "type": "page_view"})
+write("magic_number", "usage.ndjson", rows)
+
+# onboarding: "stall" never reaches production (its only deploy predates the contract);
+# "new" reaches its first app on day 3 and its third on day 85, near renewal.
+write("onboarding", "accounts.ndjson", [
+    {"account_id": "stall", "name": "Stall", "seats": 10, "contract_start": at(0, 12), "renewal_date": at(400)},
+    {"account_id": "new", "name": "New", "contract_start": at(0, 0), "renewal_date": at(150)},
+])
+def dep(eid, acct, day, app, env="production"):
+    return {"event_id": eid, "occurred_at": at(day), "account_id": acct, "team_id": f"{acct}-t", "type": "change_deployed",
+            "change_id": eid, "environment": env, "app_id": app}
+rows = [
+    {"event_id": "s0", "occurred_at": at(0, 6), "account_id": "stall", "team_id": "stall-t", "type": "change_deployed",
+     "change_id": "pre", "environment": "production", "app_id": "pre-contract"},
+    {"event_id": "s1", "occurred_at": at(0), "account_id": "stall", "team_id": "stall-t", "user_id": "u", "type": "page_view"},
+    {"event_id": "n0", "occurred_at": at(0), "account_id": "new", "team_id": "new-t", "user_id": "u", "type": "page_view"},
+    dep("n1", "new", 3, "app-a"),
+    dep("n2", "new", 4, "app-a"),
+    dep("n3", "new", 5, "app-b", "staging"),
+    dep("n4", "new", 40, "app-b"),
+    dep("n5", "new", 85, "app-c"),
+    {"event_id": "s2", "occurred_at": at(95), "account_id": "stall", "team_id": "stall-t", "user_id": "u", "type": "page_view"},
+]
+rows.sort(key=lambda e: e["occurred_at"])
+write("onboarding", "usage.ndjson", rows)
+
+# champions_support: champions going inactive; a reopened ticket; a team-less P1.
+rows = []
+for d in range(45):
+    if d <= 11:
+        rows.append({"event_id": f"c1-{d}", "occurred_at": at(d), "account_id": "a", "team_id": "t", "user_id": "c1", "type": "page_view"})
+    rows.append({"event_id": f"c2-{d}", "occurred_at": at(d), "account_id": "a", "team_id": "t", "user_id": "c2", "type": "page_view"})
+    if d <= 10:
+        rows.append({"event_id": f"x-{d}", "occurred_at": at(d), "account_id": "a", "team_id": "t2", "user_id": "x", "type": "page_view"})
+write("champions_support", "usage.ndjson", rows)
+write("champions_support", "support.ndjson", [
+    {"event_id": "t1-open", "occurred_at": at(1), "account_id": "a", "team_id": "t", "kind": "ticket_opened", "ticket_id": "T1", "priority": "P2"},
+    {"event_id": "t1-fix", "occurred_at": at(2), "account_id": "a", "team_id": "t", "kind": "ticket_resolved", "ticket_id": "T1"},
+    {"event_id": "t1-again", "occurred_at": at(3), "account_id": "a", "team_id": "t", "kind": "ticket_reopened", "ticket_id": "T1"},
+    {"event_id": "t1-esc", "occurred_at": at(5), "account_id": "a", "team_id": "t", "kind": "ticket_escalated", "ticket_id": "T1", "priority": "P1"},
+    {"event_id": "t2-open", "occurred_at": at(6), "account_id": "a", "kind": "ticket_opened", "ticket_id": "T2", "priority": "P1"},
+])
