@@ -384,6 +384,15 @@ pub struct ProcessingConfig {
     pub commit_interval_ms: u64,
     /// The most records one batch holds.
     pub max_batch_records: usize,
+    /// Exactly-once: this instance's name in its transactional id
+    /// (`<group_id>-<instance_id>`). Keep it stable across restarts (a pod name) so that a
+    /// restarted instance fences its predecessor at once; two live instances must differ.
+    /// Default: a new random one per start, and a crashed instance's open transaction is
+    /// aborted after `transaction_timeout_ms`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance_id: Option<String>,
+    /// Exactly-once: how long the broker keeps a transaction open before aborting it.
+    pub transaction_timeout_ms: u64,
 }
 
 fn default_commit_interval_ms() -> u64 {
@@ -392,6 +401,14 @@ fn default_commit_interval_ms() -> u64 {
 fn default_max_batch_records() -> usize {
     50_000
 }
+fn default_transaction_timeout_ms() -> u64 {
+    60_000
+}
+
+static RANDOM_INSTANCE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    format!("{:x}{:x}", std::process::id(), nanos % 0xffff_ffff)
+});
 
 impl Default for ProcessingConfig {
     fn default() -> Self {
@@ -399,6 +416,8 @@ impl Default for ProcessingConfig {
             guarantee: Guarantee::default(),
             commit_interval_ms: default_commit_interval_ms(),
             max_batch_records: default_max_batch_records(),
+            instance_id: None,
+            transaction_timeout_ms: default_transaction_timeout_ms(),
         }
     }
 }
@@ -557,6 +576,12 @@ impl Config {
         if self.processing.max_batch_records == 0 {
             return Err(invalid("processing.max_batch_records", "must be at least 1"));
         }
+        if self.processing.transaction_timeout_ms < 1000 {
+            return Err(invalid("processing.transaction_timeout_ms", "must be at least 1000"));
+        }
+        if self.processing.instance_id.as_deref().is_some_and(str::is_empty) {
+            return Err(invalid("processing.instance_id", "must not be empty"));
+        }
         if self.output.format == OutputFormat::Avro {
             return Err(invalid("output.format", "avro output is not available in this build; use \"json\""));
         }
@@ -565,6 +590,12 @@ impl Config {
             .parse::<SocketAddr>()
             .map_err(|e| invalid("metrics.bind", format!("'{}' is not HOST:PORT ({e})", self.metrics.bind)))?;
         Ok(())
+    }
+
+    /// The transactional id of this instance's producer.
+    pub fn transactional_id(&self) -> String {
+        let instance = self.processing.instance_id.clone().unwrap_or_else(|| RANDOM_INSTANCE.clone());
+        format!("{}-{instance}", self.kafka.group_id)
     }
 
     /// The state changelog topic: `topics.changelog`, or derived from the group id.

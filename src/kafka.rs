@@ -67,7 +67,6 @@ impl ProducerContext for DeliveryContext {
 }
 
 /// Where a rejected input record came from and why it was rejected.
-#[derive(Clone, Copy)]
 pub struct Rejection<'a> {
     /// Source topic.
     pub topic: &'a str,
@@ -80,7 +79,7 @@ pub struct Rejection<'a> {
     /// The original bytes.
     pub payload: Option<&'a [u8]>,
     /// The original headers.
-    pub headers: Option<&'a rdkafka::message::BorrowedHeaders>,
+    pub headers: Option<OwnedHeaders>,
     /// Stable reason code.
     pub reason: &'a str,
     /// Human detail.
@@ -91,6 +90,9 @@ pub struct Rejection<'a> {
 /// letters.
 pub struct KafkaSink {
     producer: BaseProducer<DeliveryContext>,
+    /// Exactly-once: every output goes into the open transaction.
+    transactional: bool,
+    in_txn: std::cell::Cell<bool>,
     alerts_topic: String,
     scores_topic: String,
     deadletter_topic: String,
@@ -98,20 +100,77 @@ pub struct KafkaSink {
 }
 
 impl KafkaSink {
-    /// Creates the producer.
+    /// Creates the producer; with `exactly_once`, a transactional one (initialised, so
+    /// that an earlier incarnation with the same transactional id is fenced).
     pub fn new(cfg: &Config) -> Result<Self, KafkaError> {
-        let producer = client_config(cfg)
-            .set("enable.idempotence", "true")
-            .set("linger.ms", "5")
-            .set("compression.type", "zstd")
-            .create_with_context(DeliveryContext::default())?;
+        let transactional = cfg.processing.guarantee == crate::config::Guarantee::ExactlyOnce;
+        let mut c = client_config(cfg);
+        c.set("enable.idempotence", "true").set("linger.ms", "5").set("compression.type", "zstd");
+        if transactional {
+            c.set("transactional.id", cfg.transactional_id())
+                .set("transaction.timeout.ms", cfg.processing.transaction_timeout_ms.to_string());
+        }
+        let producer: BaseProducer<DeliveryContext> = c.create_with_context(DeliveryContext::default())?;
+        if transactional {
+            producer.init_transactions(Duration::from_secs(60))?;
+        }
         Ok(Self {
             producer,
+            transactional,
+            in_txn: std::cell::Cell::new(false),
             alerts_topic: cfg.topics.alerts.clone(),
             scores_topic: cfg.topics.scores.clone(),
             deadletter_topic: cfg.topics.deadletter.clone(),
             changelog_topic: cfg.changelog_topic(),
         })
+    }
+
+    /// Opens a transaction when exactly-once and none is open.
+    fn ensure_txn(&self) -> Result<(), KafkaError> {
+        if self.transactional && !self.in_txn.get() {
+            self.producer.begin_transaction()?;
+            self.in_txn.set(true);
+        }
+        Ok(())
+    }
+
+    /// Commits the open transaction with the consumed offsets (next offset to read per
+    /// partition), or, at-least-once, waits for every output's acknowledgement.
+    pub fn commit_txn(
+        &self,
+        offsets: &rdkafka::TopicPartitionList,
+        group: &rdkafka::consumer::ConsumerGroupMetadata,
+    ) -> Result<(), KafkaError> {
+        self.ensure_txn()?;
+        if offsets.count() > 0 {
+            self.producer.send_offsets_to_transaction(offsets, group, Duration::from_secs(30))?;
+        }
+        let r = self.producer.commit_transaction(Duration::from_secs(60));
+        if r.is_ok() {
+            self.in_txn.set(false);
+        }
+        r
+    }
+
+    /// Aborts the open transaction.
+    pub fn abort_txn(&self) -> Result<(), KafkaError> {
+        if self.in_txn.get() {
+            self.in_txn.set(false);
+            self.producer.abort_transaction(Duration::from_secs(60))?;
+        }
+        Ok(())
+    }
+
+    /// Whether the producer hit a fatal error and must be replaced.
+    pub fn is_fatal(&self) -> bool {
+        use rdkafka::client::Client;
+        let client: &Client<DeliveryContext> = self.producer.client();
+        client.fatal_error().is_some()
+    }
+
+    /// Whether outputs go into Kafka transactions.
+    pub fn is_transactional(&self) -> bool {
+        self.transactional
     }
 
     fn send(
@@ -132,6 +191,7 @@ impl KafkaSink {
         if let Some(h) = headers {
             record = record.headers(h);
         }
+        self.ensure_txn()?;
         loop {
             match self.producer.send(record) {
                 Ok(()) => return Ok(()),
@@ -163,7 +223,7 @@ impl KafkaSink {
     /// where from.
     pub fn dead_letter(&self, r: Rejection<'_>) -> Result<(), KafkaError> {
         let mut h = OwnedHeaders::new();
-        if let Some(orig) = r.headers {
+        if let Some(orig) = &r.headers {
             for hdr in orig.iter() {
                 h = h.insert(Header { key: hdr.key, value: hdr.value });
             }
@@ -190,6 +250,7 @@ impl KafkaSink {
         m.changelog_bytes_total.inc_by((key.len() + value.len()) as u64);
         let mut record: BaseRecord<'_, [u8], [u8], usize> =
             BaseRecord::with_opaque_to(&self.changelog_topic, 0).partition(partition).key(key).payload(value);
+        self.ensure_txn()?;
         loop {
             match self.producer.send(record) {
                 Ok(()) => return Ok(()),

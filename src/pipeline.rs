@@ -23,12 +23,12 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::ClientContext;
 
-use crate::config::{Config, Guarantee};
+use crate::config::Config;
 use crate::decode::{json, DecodeError, Reason};
 use crate::dims::Dimensions;
 use crate::engine::{Engine, EngineConfig, Ingested, Outputs};
@@ -40,6 +40,11 @@ use crate::window::WatermarkTracker;
 const METADATA_TIMEOUT: Duration = Duration::from_secs(15);
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(60);
 const DIMS_LOAD_TIMEOUT: Duration = Duration::from_secs(120);
+/// Ticks one partition evaluates per batch: bounds a batch's duration (and, exactly-once,
+/// its transaction's) while the pipeline catches up on a backlog.
+const MAX_TICKS_PER_BATCH: usize = 24;
+/// Transactions recovered in a row before `run` gives up.
+const MAX_RECOVERIES: u32 = 5;
 
 /// Why `run` stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -115,7 +120,10 @@ impl ClientContext for PipelineContext {
                 if lag >= 0 {
                     m.consumer_lag.with_label_values(&[topic, &p.to_string()]).set(lag);
                 }
-                let done = hi >= 0 && (hi == ps.lo_offset || ps.app_offset >= hi);
+                // Before the first record of this session the position is the committed
+                // offset.
+                let position = if ps.app_offset >= 0 { ps.app_offset } else { ps.committed_offset };
+                let done = hi >= 0 && (hi == ps.lo_offset || position >= hi);
                 caught_up.push(((ti, *p), done));
             }
         }
@@ -374,7 +382,7 @@ fn ensure_changelog<C: ConsumerContext>(
     }
 }
 
-fn reject(sink: &KafkaSink, m: &BorrowedMessage<'_>, e: &DecodeError, out: &mut RunSummary) {
+fn reject<M: Message>(sink: &KafkaSink, m: &M, e: &DecodeError, out: &mut RunSummary) {
     RecordRejected {
         topic: m.topic(),
         partition: m.partition(),
@@ -390,7 +398,9 @@ fn reject(sink: &KafkaSink, m: &BorrowedMessage<'_>, e: &DecodeError, out: &mut 
         offset: m.offset(),
         key: m.key(),
         payload: m.payload(),
-        headers: m.headers(),
+        headers: m.headers().map(|h| {
+            h.iter().fold(OwnedHeaders::new(), |acc, hdr| acc.insert(Header { key: hdr.key, value: hdr.value }))
+        }),
         reason: e.reason(),
         detail: &e.detail,
     };
@@ -427,6 +437,13 @@ impl Owned {
                         self.watermarks.add_partition((i, p), now);
                         if !self.engines.contains_key(&p) {
                             let engine = store.restore(p, &self.engine_cfg)?;
+                            // The partitions' watermarks come back with their state.
+                            for (input, max) in engine.input_max().into_iter().enumerate() {
+                                if let Some(t) = max {
+                                    self.watermarks.add_partition((input, p), now);
+                                    self.watermarks.observe(&(input, p), t, now);
+                                }
+                            }
                             self.engines.insert(p, engine);
                         }
                     }
@@ -457,15 +474,20 @@ fn drain_rebalances(
     owned: &mut Owned,
     topics: &[String; 2],
     store: &StateStore,
-) -> Result<(), PipelineError> {
+) -> Result<bool, PipelineError> {
     let events = match consumer.context().events.lock() {
         Ok(mut q) => std::mem::take(&mut *q),
-        Err(_) => return Ok(()),
+        Err(_) => return Ok(false),
     };
+    let any = !events.is_empty();
     for ev in events {
         owned.apply(ev, topics, store, crate::time::now_ms())?;
     }
-    Ok(())
+    if any {
+        // Offsets of records polled before the rebalance are not ours to commit.
+        owned.offsets.clear();
+    }
+    Ok(any)
 }
 
 fn write_outputs(
@@ -497,27 +519,30 @@ fn write_outputs(
 /// Runs the pipeline until `shutdown` is set: finishes the batch, commits, leaves the
 /// group and returns.
 pub fn run(cfg: &Config, shutdown: &AtomicBool) -> Result<RunSummary, PipelineError> {
-    if cfg.processing.guarantee == Guarantee::ExactlyOnce {
-        tracing::warn!("processing.guarantee = \"exactly_once\" is served as at-least-once by this build: outputs are acknowledged before input offsets commit; consumers dedupe by alert_id.");
-    }
     let topics = [cfg.topics.usage.clone(), cfg.topics.support.clone()];
     let ctx = PipelineContext {
         events: Mutex::new(Vec::new()),
         input_topics: topics.clone(),
         caught_up: Mutex::new(HashMap::new()),
     };
-    let consumer: BaseConsumer<PipelineContext> = client_config(cfg)
+    let mut consumer_cfg = client_config(cfg);
+    consumer_cfg
         .set("group.id", &cfg.kafka.group_id)
         .set("partition.assignment.strategy", "range")
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
-        .set("statistics.interval.ms", "1000")
-        .create_with_context(ctx)?;
+        .set("isolation.level", "read_committed")
+        .set("statistics.interval.ms", "1000");
+    if let Some(id) = &cfg.processing.instance_id {
+        // Static membership: a restarted instance takes its partitions back at once.
+        consumer_cfg.set("group.instance.id", id);
+    }
+    let consumer: BaseConsumer<PipelineContext> = consumer_cfg.create_with_context(ctx)?;
     let partitions = check_copartitioning(&consumer, cfg)?;
     ensure_changelog(&consumer, cfg, partitions)?;
     let store = StateStore::new(cfg)?;
-    let sink = KafkaSink::new(cfg)?;
+    let mut sink = KafkaSink::new(cfg)?;
     let mut summary = RunSummary::default();
     let mut dims = Dimensions::default();
     let dims_reader = DimsReader::start(cfg, &mut dims, &sink, &mut summary)?;
@@ -539,115 +564,88 @@ pub fn run(cfg: &Config, shutdown: &AtomicBool) -> Result<RunSummary, PipelineEr
     };
     let interval = Duration::from_millis(cfg.processing.commit_interval_ms);
     let mut out = Outputs::default();
-    let mut received: [u64; 2] = [0, 0];
+    let mut buffer: Vec<OwnedMessage> = Vec::new();
+    let mut recoveries = 0u32;
     let result = loop {
         if shutdown.load(Ordering::SeqCst) {
             break Ok(());
         }
         let started = Instant::now();
-        dims_reader.poll_updates(&mut dims, &sink, &mut summary);
-        let mut n = 0usize;
-        while n < cfg.processing.max_batch_records && !shutdown.load(Ordering::SeqCst) {
+        // 1. Poll a batch. Nothing is processed while polling, and no transaction is
+        // open: a rebalance here (its callbacks run inside poll) finds the previous batch
+        // committed, and what was polled before it is read again from the committed
+        // offsets by whoever owns the partition now.
+        buffer.clear();
+        while buffer.len() < cfg.processing.max_batch_records && !shutdown.load(Ordering::SeqCst) {
             let remaining = interval.saturating_sub(started.elapsed());
             if remaining.is_zero() {
                 break;
             }
             let msg = consumer.poll(remaining);
-            drain_rebalances(&consumer, &mut owned, &topics, &store)?;
-            let m = match msg {
-                None => continue,
-                Some(Err(e)) => {
-                    tracing::warn!(error = %e, "Consumer error.");
-                    continue;
-                }
-                Some(Ok(m)) => m,
-            };
-            let Some(ti) = topics.iter().position(|t| t == m.topic()) else {
-                continue;
-            };
-            let p = m.partition();
-            if !owned.assigned.contains(&(ti, p)) {
-                continue;
+            if drain_rebalances(&consumer, &mut owned, &topics, &store)? {
+                buffer.clear();
             }
-            n += 1;
-            received[ti] += 1;
-            let now = crate::time::now_ms();
-            let decoded = if ti == 0 { json::decode_usage(m.payload()) } else { json::decode_support(m.payload()) };
-            owned.offsets.insert((ti, p), m.offset() + 1);
-            match decoded {
-                Err(e) => {
-                    owned.watermarks.touch(&(ti, p), now);
-                    reject(&sink, &m, &e, &mut summary);
-                }
-                Ok(ev) => {
-                    let engine = owned.engines.entry(p).or_insert_with(|| Engine::new(Arc::clone(&owned.engine_cfg)));
-                    match engine.ingest(&ev, &dims, now, &mut out) {
-                        Ingested::Accepted => owned.watermarks.observe(&(ti, p), ev.occurred_at(), now),
-                        Ingested::Late { tick } => {
-                            owned.watermarks.touch(&(ti, p), now);
-                            let e = late_error(&ev, tick);
-                            reject(&sink, &m, &e, &mut summary);
-                        }
-                    }
-                    if !out.alerts.is_empty() {
-                        write_outputs(&sink, &mut out, m.timestamp().to_millis(), &mut summary)?;
-                    }
-                }
+            match msg {
+                None => {}
+                Some(Err(e)) => tracing::warn!(error = %e, "Consumer error."),
+                Some(Ok(m)) => buffer.push(m.detach()),
             }
         }
-        drain_rebalances(&consumer, &mut owned, &topics, &store)?;
-        for (i, count) in received.iter_mut().enumerate() {
-            if *count > 0 {
-                EventsReceived { topic: &topics[i], count: *count }.emit();
-                summary.records += *count;
-                *count = 0;
-            }
+        if drain_rebalances(&consumer, &mut owned, &topics, &store)? {
+            buffer.clear();
         }
         if let Ok(map) = consumer.context().caught_up.lock() {
             for (key, done) in map.iter() {
                 owned.watermarks.set_caught_up(key, *done);
             }
         }
-        let now = crate::time::now_ms();
-        if let Some(wm) = owned.watermarks.watermark(now) {
-            let m = metrics();
-            m.watermark_timestamp_seconds.set(wm as f64 / 1000.0);
-            m.watermark_delay_seconds.set((now - wm) as f64 / 1000.0);
-            let before = out.ticks;
-            for engine in owned.engines.values_mut() {
-                engine.advance(wm, &dims, now, &mut out);
+        // 2. Process it: dimension updates, records, ticks; outputs and state changes go
+        // into the batch's transaction (exactly-once) or the producer (at-least-once).
+        let batch = process_batch(&buffer, &mut owned, &topics, &dims_reader, &mut dims, &sink, &mut out, &mut summary);
+        let outcome = match batch {
+            Ok(false) if buffer.is_empty() && owned.offsets.is_empty() => {
+                sink.poll();
+                continue;
             }
-            m.ticks_evaluated_total.inc_by(out.ticks - before);
-        }
-        let produced = !out.is_empty();
-        write_outputs(&sink, &mut out, None, &mut summary)?;
-        let mut changes = 0usize;
-        for (p, engine) in owned.engines.iter_mut() {
-            for (k, v) in engine.take_changes() {
-                sink.changelog(*p, &k, &v)?;
-                changes += 1;
+            // 3. Commit: outputs, state and input offsets together.
+            Ok(_) => commit_batch(&consumer, &sink, &mut owned, &topics),
+            Err(PipelineError::Kafka(e)) if sink.is_transactional() => {
+                Err(CommitFailure::Retry(format!("producing failed: {e}")))
             }
+            Err(e) => Err(CommitFailure::Fatal(e)),
+        };
+        match outcome {
+            Ok(()) => recoveries = 0,
+            Err(CommitFailure::Retry(e)) => {
+                recoveries += 1;
+                tracing::warn!(error = %e, attempt = recoveries, "Transaction aborted; rewinding to the last committed batch.");
+                metrics().transactions_total.with_label_values(&["aborted"]).inc();
+                if recoveries > MAX_RECOVERIES {
+                    break Err(PipelineError::Delivery(format!(
+                        "{recoveries} transactions in a row failed; last: {e}"
+                    )));
+                }
+                // A fenced or failed producer cannot go on: start a new one (which also
+                // aborts whatever it left open) before processing the batch again.
+                out = Outputs::default();
+                if sink.abort_txn().is_err() || sink.is_fatal() {
+                    match KafkaSink::new(cfg) {
+                        Ok(s) => sink = s,
+                        Err(e) => break Err(e.into()),
+                    }
+                }
+                if let Err(e) = rewind(&consumer, &mut owned, &topics, &store) {
+                    break Err(e);
+                }
+                continue;
+            }
+            Err(CommitFailure::Fatal(e)) => break Err(e),
         }
-        if n == 0 && owned.offsets.is_empty() && !produced && changes == 0 {
-            sink.poll();
-            continue;
-        }
-        if let Err(e) = sink.flush(FLUSH_TIMEOUT) {
-            break Err(PipelineError::Delivery(format!("{e}; input offsets not committed")));
-        }
-        commit(&consumer, &mut owned, &topics, CommitMode::Async);
         summary.batches += 1;
         record_state_metrics(&owned);
         metrics().batch_duration_seconds.observe(started.elapsed().as_secs_f64());
     };
     telemetry::set_ready(false);
-    if result.is_ok() {
-        // Finish: everything produced is acknowledged, then the last offsets commit.
-        if let Err(e) = sink.flush(FLUSH_TIMEOUT) {
-            return Err(PipelineError::Delivery(e));
-        }
-        commit(&consumer, &mut owned, &topics, CommitMode::Sync);
-    }
     consumer.unsubscribe();
     tracing::info!(
         records = summary.records,
@@ -658,6 +656,172 @@ pub fn run(cfg: &Config, shutdown: &AtomicBool) -> Result<RunSummary, PipelineEr
     result.map(|()| summary)
 }
 
+/// Processes one polled batch. Returns whether anything was produced.
+#[allow(clippy::too_many_arguments)]
+fn process_batch(
+    buffer: &[OwnedMessage],
+    owned: &mut Owned,
+    topics: &[String; 2],
+    dims_reader: &DimsReader,
+    dims: &mut Dimensions,
+    sink: &KafkaSink,
+    out: &mut Outputs,
+    summary: &mut RunSummary,
+) -> Result<bool, PipelineError> {
+    let dead_before = summary.dead_letters;
+    dims_reader.poll_updates(dims, sink, summary);
+    let mut received: [u64; 2] = [0, 0];
+    let mut produced = false;
+    for m in buffer {
+        let Some(ti) = topics.iter().position(|t| t == m.topic()) else { continue };
+        let p = m.partition();
+        if !owned.assigned.contains(&(ti, p)) {
+            continue;
+        }
+        received[ti] += 1;
+        let now = crate::time::now_ms();
+        let decoded = if ti == 0 { json::decode_usage(m.payload()) } else { json::decode_support(m.payload()) };
+        owned.offsets.insert((ti, p), m.offset() + 1);
+        match decoded {
+            Err(e) => {
+                owned.watermarks.touch(&(ti, p), now);
+                reject(sink, m, &e, summary);
+            }
+            Ok(ev) => {
+                let engine = owned.engines.entry(p).or_insert_with(|| Engine::new(Arc::clone(&owned.engine_cfg)));
+                match engine.ingest(&ev, dims, now, out) {
+                    Ingested::Accepted => {
+                        engine.note_input(ti, ev.occurred_at());
+                        owned.watermarks.observe(&(ti, p), ev.occurred_at(), now)
+                    }
+                    Ingested::Late { tick } => {
+                        owned.watermarks.touch(&(ti, p), now);
+                        reject(sink, m, &late_error(&ev, tick), summary);
+                    }
+                }
+                if !out.alerts.is_empty() {
+                    produced = true;
+                    write_outputs(sink, out, m.timestamp().to_millis(), summary)?;
+                }
+            }
+        }
+    }
+    for (i, count) in received.iter().enumerate() {
+        if *count > 0 {
+            EventsReceived { topic: &topics[i], count: *count }.emit();
+            summary.records += *count;
+        }
+    }
+    let now = crate::time::now_ms();
+    if let Some(wm) = owned.watermarks.watermark(now) {
+        let m = metrics();
+        m.watermark_timestamp_seconds.set(wm as f64 / 1000.0);
+        m.watermark_delay_seconds.set((now - wm) as f64 / 1000.0);
+        let before = out.ticks;
+        for engine in owned.engines.values_mut() {
+            engine.advance_at_most(wm, MAX_TICKS_PER_BATCH, dims, now, out);
+        }
+        m.ticks_evaluated_total.inc_by(out.ticks - before);
+        if let Some(t) = owned.engines.values().filter_map(Engine::last_evaluated).min() {
+            m.evaluated_tick_timestamp_seconds.set(t as f64 / 1000.0);
+        }
+    }
+    produced |= !out.is_empty();
+    write_outputs(sink, out, None, summary)?;
+    for (p, engine) in owned.engines.iter_mut() {
+        for (k, v) in engine.take_changes() {
+            sink.changelog(*p, &k, &v)?;
+            produced = true;
+        }
+    }
+    Ok(produced || summary.dead_letters > dead_before)
+}
+
+/// Why a batch did not commit.
+enum CommitFailure {
+    /// The transaction was aborted: rewind and process the batch again.
+    Retry(String),
+    /// Stop the pipeline.
+    Fatal(PipelineError),
+}
+
+fn offsets_tpl(owned: &Owned, topics: &[String; 2]) -> TopicPartitionList {
+    let mut tpl = TopicPartitionList::new();
+    for ((ti, p), off) in &owned.offsets {
+        let _ = tpl.add_partition_offset(&topics[*ti], *p, Offset::Offset(*off));
+    }
+    tpl
+}
+
+fn commit_batch(
+    consumer: &BaseConsumer<PipelineContext>,
+    sink: &KafkaSink,
+    owned: &mut Owned,
+    topics: &[String; 2],
+) -> Result<(), CommitFailure> {
+    let tpl = offsets_tpl(owned, topics);
+    if sink.is_transactional() {
+        let Some(group) = consumer.group_metadata() else {
+            return Err(CommitFailure::Retry("no consumer group metadata yet".into()));
+        };
+        match sink.commit_txn(&tpl, &group) {
+            Ok(()) => {
+                metrics().transactions_total.with_label_values(&["committed"]).inc();
+                owned.offsets.clear();
+                Ok(())
+            }
+            // Abortable, fenced after a rebalance, or fatal for this producer: nothing of
+            // the batch is visible to read_committed consumers; the caller aborts or
+            // replaces the producer and rewinds.
+            Err(e) => Err(CommitFailure::Retry(e.to_string())),
+        }
+    } else {
+        if let Err(e) = sink.flush(FLUSH_TIMEOUT) {
+            return Err(CommitFailure::Fatal(PipelineError::Delivery(format!("{e}; input offsets not committed"))));
+        }
+        if tpl.count() > 0 {
+            if let Err(e) = consumer.commit(&tpl, CommitMode::Sync) {
+                metrics().commits_total.with_label_values(&["error"]).inc();
+                tracing::warn!(error = %e, "Offset commit failed; the records will be read again.");
+            }
+        }
+        owned.offsets.clear();
+        Ok(())
+    }
+}
+
+/// Back to the last committed batch: every owned partition's state is restored from the
+/// changelog (read_committed) and its input re-read from the committed offsets.
+fn rewind(
+    consumer: &BaseConsumer<PipelineContext>,
+    owned: &mut Owned,
+    topics: &[String; 2],
+    store: &StateStore,
+) -> Result<(), PipelineError> {
+    owned.offsets.clear();
+    let partitions: Vec<i32> = owned.engines.keys().copied().collect();
+    for p in partitions {
+        let engine = store.restore(p, &owned.engine_cfg)?;
+        owned.engines.insert(p, engine);
+    }
+    let mut tpl = TopicPartitionList::new();
+    for (ti, p) in &owned.assigned {
+        tpl.add_partition(&topics[*ti], *p);
+    }
+    // Plain data only: a live list from committed() can hang the consumer's drop.
+    let committed: Vec<(String, i32, Offset)> = consumer
+        .committed_offsets(tpl, METADATA_TIMEOUT)?
+        .elements()
+        .iter()
+        .map(|e| (e.topic().to_string(), e.partition(), e.offset()))
+        .collect();
+    for (topic, p, off) in committed {
+        let off = if matches!(off, Offset::Invalid) { Offset::Beginning } else { off };
+        consumer.seek(&topic, p, off, METADATA_TIMEOUT)?;
+    }
+    Ok(())
+}
+
 fn late_error(ev: &Event, tick: i64) -> DecodeError {
     DecodeError {
         reason: Reason::Late,
@@ -666,22 +830,6 @@ fn late_error(ev: &Event, tick: i64) -> DecodeError {
             crate::time::format_rfc3339(ev.occurred_at()),
             crate::time::format_rfc3339(tick)
         ),
-    }
-}
-
-fn commit(consumer: &BaseConsumer<PipelineContext>, owned: &mut Owned, topics: &[String; 2], mode: CommitMode) {
-    if owned.offsets.is_empty() {
-        return;
-    }
-    let mut tpl = TopicPartitionList::new();
-    for ((ti, p), off) in owned.offsets.drain() {
-        if tpl.add_partition_offset(&topics[ti], p, Offset::Offset(off)).is_err() {
-            continue;
-        }
-    }
-    if let Err(e) = consumer.commit(&tpl, mode) {
-        metrics().commits_total.with_label_values(&["error"]).inc();
-        tracing::warn!(error = %e, "Offset commit failed; the records will be read again.");
     }
 }
 

@@ -29,6 +29,8 @@ fn config(bootstrap: &str, group: &str) -> Config {
     c.time.evaluation_interval_secs = 86_400;
     c.time.idle_timeout_secs = 1;
     c.health.warmup_secs = 0;
+    // the mock cluster does not store transactional offsets
+    c.processing.guarantee = cs_pulse::config::Guarantee::AtLeastOnce;
     c
 }
 
@@ -280,14 +282,16 @@ fn run_process_stops_cleanly_on_sigterm() -> Result {
         ),
     )?;
     let log = std::fs::File::create(dir.join("run.log"))?;
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_cs-pulse"))
-        .args(["run", "--config"])
-        .arg(&cfg_path)
-        .env_remove("CS_PULSE_BOOTSTRAP_SERVERS")
-        .env_remove("CS_PULSE_METRICS_BIND")
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .spawn()?;
+    let mut child = KillOnDrop(
+        std::process::Command::new(env!("CARGO_BIN_EXE_cs-pulse"))
+            .args(["run", "--config"])
+            .arg(&cfg_path)
+            .env_remove("CS_PULSE_BOOTSTRAP_SERVERS")
+            .env_remove("CS_PULSE_METRICS_BIND")
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()?,
+    );
 
     // wait until the pipeline has produced the usage drop (the last alert of the scenario)
     let reader: BaseConsumer =
@@ -306,15 +310,15 @@ fn run_process_stops_cleanly_on_sigterm() -> Result {
     let log_text = || std::fs::read_to_string(dir.join("run.log")).unwrap_or_default();
     assert!(seen_drop, "no usage_drop from `run`; its log:\n{}", log_text());
 
-    let status = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status()?;
+    let status = std::process::Command::new("kill").args(["-TERM", &child.0.id().to_string()]).status()?;
     assert!(status.success());
     let deadline = Instant::now() + Duration::from_secs(30);
     let code = loop {
-        if let Some(s) = child.try_wait()? {
+        if let Some(s) = child.0.try_wait()? {
             break s.code();
         }
         if Instant::now() > deadline {
-            child.kill()?;
+            child.0.kill()?;
             return Err(format!("run did not exit after SIGTERM; log:\n{}", log_text()).into());
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -343,4 +347,14 @@ fn run_process_stops_cleanly_on_sigterm() -> Result {
     drop(reader);
     std::fs::remove_dir_all(&dir)?;
     Ok(())
+}
+
+/// A child process that is killed when the test ends, whichever way it ends.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

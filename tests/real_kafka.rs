@@ -318,3 +318,92 @@ fn sigterm_mid_stream_and_restart_misses_no_alert() -> Result {
     std::fs::remove_dir_all(&dir)?;
     Ok(())
 }
+
+/// Reads a topic as a read_committed consumer would, with kcat.
+fn kcat_read_committed(bootstrap: &str, topic: &str) -> Result<Vec<(String, String, String)>> {
+    let out = std::process::Command::new("kcat")
+        .args(["-C", "-b", bootstrap, "-t", topic, "-o", "beginning", "-e", "-q"])
+        .args(["-X", "isolation.level=read_committed", "-f", "%k\x1f%h\x1f%s\x1e"])
+        .output()?;
+    if !out.status.success() {
+        return Err(format!("kcat failed: {}", String::from_utf8_lossy(&out.stderr)).into());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .split('\x1e')
+        .filter(|r| !r.trim().is_empty())
+        .map(|r| {
+            let mut parts = r.splitn(3, '\x1f');
+            let k = parts.next().unwrap_or("").trim_start_matches('\n').to_string();
+            let h = parts.next().unwrap_or("").to_string();
+            (k, h, parts.next().unwrap_or("").to_string())
+        })
+        .collect())
+}
+
+const EXACTLY_ONCE: &str =
+    "[processing]\nguarantee = \"exactly_once\"\ninstance_id = \"one\"\n[kafka.client]\n\"session.timeout.ms\" = \"6000\"\n";
+
+#[test]
+#[ignore = "needs a real Kafka broker: run `bash tests/run-all.sh`"]
+fn exactly_once_through_five_kill_9s() -> Result {
+    let bootstrap = broker();
+    let names = Names::new("eos");
+    let dir = temp_dir(&names)?;
+    let port = free_port();
+    let config = write_config(&dir, &bootstrap, &names, &format!("{}-g", names.prefix), port, "")?;
+    // the common config says at_least_once; this test is about exactly_once
+    let text =
+        std::fs::read_to_string(&config)?.replace("[processing]\nguarantee = \"at_least_once\"\n", "") + EXACTLY_ONCE;
+    std::fs::write(&config, text)?;
+    cs_pulse::loadgen::create_topics(&cs_pulse::config::Config::load(&config)?, 4)?;
+
+    let days = 35;
+    let mut gen = cs_pulse()
+        .args(["gen", "--accounts", "120", "--teams", "4", "--users", "8", "--days", &days.to_string()])
+        .args(["--seed", "5", "--rate", "40000", "--ndjson-dir"])
+        .arg(&dir)
+        .arg("--config")
+        .arg(&config)
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let mut run = RunProcess::start(&config, dir.join("run-0.log"), port)?;
+    // five kill -9s at pseudo-random moments while records are being processed,
+    // restarting each time
+    let pauses = [700u64, 1_300, 400, 1_900, 1_000];
+    let mut read_at_kill = Vec::new();
+    for (i, pause) in pauses.iter().enumerate() {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while run.metric_sum("cs_pulse_events_total").unwrap_or(0.0) == 0.0 {
+            assert!(std::time::Instant::now() < deadline, "instance {i} read nothing: {}", run.log_text());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        std::thread::sleep(Duration::from_millis(*pause));
+        read_at_kill.push(run.metric_sum("cs_pulse_events_total").unwrap_or(0.0));
+        run.child.kill()?; // SIGKILL
+        run.child.wait()?;
+        run = RunProcess::start(&config, dir.join(format!("run-{}.log", i + 1)), port)?;
+    }
+    assert!(gen.wait()?.success(), "gen failed");
+    let total = std::fs::read_to_string(dir.join("usage.ndjson"))?.lines().count()
+        + std::fs::read_to_string(dir.join("support.ndjson"))?.lines().count();
+    assert!(total >= 200_000, "only {total} events");
+    let end = cs_pulse::demo::generator::DEFAULT_START_MS + days * DAY_MS - 1000;
+    run.wait_watermark(end - LATENESS_MS, Duration::from_secs(600))?;
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(run.terminate(Duration::from_secs(60))?, Some(0), "{}", run.log_text());
+
+    let alerts = parse_alerts(&kcat_read_committed(&bootstrap, &names.topic("alerts"))?)?;
+    let (ids, dups) = ids_and_duplicates(&alerts);
+    let expected = replay_alert_ids(&config, &dir, end)?;
+    let missing = expected.difference(&ids).count();
+    let extra = ids.difference(&expected).count();
+    eprintln!(
+        "exactly-once: {total} events, killed -9 five times, after each instance had read {read_at_kill:?} records; {} alerts: {missing} missing, {dups} duplicated, {extra} unexpected",
+        ids.len()
+    );
+    assert!(read_at_kill.iter().all(|r| *r > 0.0));
+    assert_eq!((missing, dups, extra), (0, 0, 0));
+    delete_topics(&bootstrap, &names);
+    std::fs::remove_dir_all(&dir)?;
+    Ok(())
+}

@@ -68,6 +68,9 @@ pub fn demo_config(mut cfg: Config, bootstrap: &str) -> Config {
     cfg.kafka.bootstrap_servers = bootstrap.to_string();
     cfg.kafka.group_id = "cs-pulse-demo".into();
     cfg.time.idle_timeout_secs = cfg.time.idle_timeout_secs.min(2);
+    // librdkafka's mock cluster does not store transactional offsets: the demo runs
+    // at-least-once. Exactly-once is tested against a real broker.
+    cfg.processing.guarantee = crate::config::Guarantee::AtLeastOnce;
     if cfg.adoption.key_features.is_empty() {
         cfg.adoption.key_features = generator::KEY_FEATURES.iter().map(|s| s.to_string()).collect();
     }

@@ -144,6 +144,10 @@ pub struct Engine {
     dirty: BTreeSet<String>,
     /// A tick ran since the last [`Engine::take_changes`]: every account changed.
     all_dirty: bool,
+    /// The highest event time read from each input of this partition (usage, support):
+    /// the partition's watermark survives a restart with its state.
+    input_max: [Option<i64>; 2],
+    meta_dirty: bool,
 }
 
 /// The engine's own bookkeeping, written beside the accounts in the changelog.
@@ -151,6 +155,8 @@ pub struct Engine {
 struct EngineMeta {
     next_tick: Option<i64>,
     last_evaluated: Option<i64>,
+    #[serde(default)]
+    input_max: [Option<i64>; 2],
 }
 
 /// Changelog key of the engine's bookkeeping.
@@ -177,7 +183,24 @@ impl Engine {
             last_evaluated: None,
             dirty: BTreeSet::new(),
             all_dirty: false,
+            input_max: [None, None],
+            meta_dirty: false,
         }
+    }
+
+    /// Records the event time of a record read from input `input` (0 usage, 1 support).
+    pub fn note_input(&mut self, input: usize, event_time: i64) {
+        if let Some(slot) = self.input_max.get_mut(input) {
+            if slot.is_none_or(|m| event_time > m) {
+                *slot = Some(event_time);
+                self.meta_dirty = true;
+            }
+        }
+    }
+
+    /// The highest event time read from each input, as restored or noted.
+    pub fn input_max(&self) -> [Option<i64>; 2] {
+        self.input_max
     }
 
     /// The state changed since the last call, as compacted changelog records: one per
@@ -190,10 +213,11 @@ impl Engine {
         } else {
             std::mem::take(&mut self.dirty).into_iter().collect()
         };
-        if keys.is_empty() && !self.all_dirty {
+        if keys.is_empty() && !self.all_dirty && !self.meta_dirty {
             return Vec::new();
         }
         self.all_dirty = false;
+        self.meta_dirty = false;
         let mut out = Vec::with_capacity(keys.len() + 1);
         for id in keys {
             if let Some(acct) = self.accounts.get(&id) {
@@ -202,7 +226,8 @@ impl Engine {
                 }
             }
         }
-        let meta = EngineMeta { next_tick: self.next_tick, last_evaluated: self.last_evaluated };
+        let meta =
+            EngineMeta { next_tick: self.next_tick, last_evaluated: self.last_evaluated, input_max: self.input_max };
         if let Ok(v) = serde_json::to_vec(&meta) {
             out.push((META_KEY.to_vec(), v));
         }
@@ -224,6 +249,7 @@ impl Engine {
                 let meta: EngineMeta = serde_json::from_slice(&v).map_err(|e| err(e.to_string()))?;
                 engine.next_tick = meta.next_tick;
                 engine.last_evaluated = meta.last_evaluated;
+                engine.input_max = meta.input_max;
             } else if let Some(id) = key_text.strip_prefix(ACCOUNT_PREFIX) {
                 match value {
                     Some(v) => {
@@ -331,13 +357,33 @@ impl Engine {
 
     /// Evaluates every tick `T <= watermark` not yet evaluated, one by one, in order.
     pub fn advance(&mut self, watermark: i64, dims: &Dimensions, emitted_at: i64, out: &mut Outputs) {
+        self.advance_at_most(watermark, usize::MAX, dims, emitted_at, out);
+    }
+
+    /// Like [`Engine::advance`], but evaluates at most `max_ticks` ticks, so that one
+    /// batch (and its transaction) stays short while a pipeline catches up; the rest
+    /// follow in the next batches. Returns whether ticks remain.
+    pub fn advance_at_most(
+        &mut self,
+        watermark: i64,
+        max_ticks: usize,
+        dims: &Dimensions,
+        emitted_at: i64,
+        out: &mut Outputs,
+    ) -> bool {
+        let mut budget = max_ticks;
         while let Some(t) = self.next_tick.filter(|&t| t <= watermark) {
+            if budget == 0 {
+                return true;
+            }
+            budget -= 1;
             self.evaluate(t, dims, emitted_at, out);
             self.all_dirty = true;
             self.last_evaluated = Some(t);
             self.next_tick = Some(t + self.cfg.interval_ms);
             out.ticks += 1;
         }
+        false
     }
 
     /// The watermark at the end of input: the end of the interval holding `max_event_time`.

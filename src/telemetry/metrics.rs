@@ -61,6 +61,11 @@ pub struct Metrics {
     pub time_to_production_seconds: Histogram,
     /// `cs_pulse_changes_expired_total`: halves of changes that found no partner in time.
     pub changes_expired_total: IntCounter,
+    /// `cs_pulse_transactions_total{outcome}`: exactly-once batches `committed` or `aborted`.
+    pub transactions_total: IntCounterVec,
+    /// `cs_pulse_evaluated_tick_timestamp_seconds`: the latest tick every owned partition
+    /// has evaluated (behind the watermark while a backlog is worked off).
+    pub evaluated_tick_timestamp_seconds: Gauge,
 }
 
 fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -212,6 +217,20 @@ impl Metrics {
                 IntCounter::new("cs_pulse_changes_expired_total", "Halves of changes that expired without a partner.")
                     .unwrap_or_else(|e| panic!("{e}")),
             ),
+            transactions_total: counter_vec(
+                &r,
+                "cs_pulse_transactions_total",
+                "Exactly-once batch transactions, by outcome (committed, aborted).",
+                &["outcome"],
+            ),
+            evaluated_tick_timestamp_seconds: register(
+                &r,
+                Gauge::new(
+                    "cs_pulse_evaluated_tick_timestamp_seconds",
+                    "The latest tick every owned partition has evaluated, as UNIX time.",
+                )
+                .unwrap_or_else(|e| panic!("{e}")),
+            ),
             registry: r,
         };
         for kind in crate::model::AlertKind::ALL {
@@ -221,6 +240,9 @@ impl Metrics {
         }
         for outcome in ["ok", "error"] {
             m.commits_total.with_label_values(&[outcome]);
+        }
+        for outcome in ["committed", "aborted"] {
+            m.transactions_total.with_label_values(&[outcome]);
         }
         for kind in ["assign", "revoke", "lost"] {
             m.rebalances_total.with_label_values(&[kind]);

@@ -163,14 +163,19 @@ impl RunProcess {
         }
     }
 
-    /// Waits until the pipeline watermark reaches `at_least_ms`.
+    /// Waits until the pipeline has evaluated every tick up to the watermark
+    /// `at_least_ms` (hourly ticks, the default interval).
     pub fn wait_watermark(&mut self, at_least_ms: i64, within: Duration) -> Result {
+        let tick = at_least_ms.div_euclid(3_600_000) * 3_600_000;
         let deadline = Instant::now() + within;
         while Instant::now() < deadline {
             if let Some(status) = self.child.try_wait()? {
                 return Err(format!("run exited early ({status}); log:\n{}", self.log_text()).into());
             }
-            if self.metric("cs_pulse_watermark_timestamp_seconds").is_some_and(|s| (s * 1000.0) as i64 >= at_least_ms) {
+            if self
+                .metric("cs_pulse_evaluated_tick_timestamp_seconds")
+                .is_some_and(|s| (s * 1000.0).round() as i64 >= tick)
+            {
                 return Ok(());
             }
             std::thread::sleep(Duration::from_millis(500));
