@@ -44,7 +44,9 @@ const DIMS_LOAD_TIMEOUT: Duration = Duration::from_secs(120);
 /// its transaction's) while the pipeline catches up on a backlog.
 const MAX_TICKS_PER_BATCH: usize = 24;
 /// Transactions recovered in a row before `run` gives up.
-const MAX_RECOVERIES: u32 = 5;
+const MAX_RECOVERIES: u32 = 10;
+/// How long one recovery keeps retrying while the cluster is unreachable.
+const RECOVERY_DEADLINE: Duration = Duration::from_secs(300);
 
 /// Why `run` stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -625,16 +627,8 @@ pub fn run(cfg: &Config, shutdown: &AtomicBool) -> Result<RunSummary, PipelineEr
                         "{recoveries} transactions in a row failed; last: {e}"
                     )));
                 }
-                // A fenced or failed producer cannot go on: start a new one (which also
-                // aborts whatever it left open) before processing the batch again.
                 out = Outputs::default();
-                if sink.abort_txn().is_err() || sink.is_fatal() {
-                    match KafkaSink::new(cfg) {
-                        Ok(s) => sink = s,
-                        Err(e) => break Err(e.into()),
-                    }
-                }
-                if let Err(e) = rewind(&consumer, &mut owned, &topics, &store) {
+                if let Err(e) = recover(cfg, &consumer, &mut sink, &mut owned, &topics, &store, shutdown) {
                     break Err(e);
                 }
                 continue;
@@ -787,6 +781,40 @@ fn commit_batch(
         }
         owned.offsets.clear();
         Ok(())
+    }
+}
+
+/// Gets back to a consistent point after a failed transaction: aborts it, or replaces a
+/// fenced or failed producer (a new one also aborts what the old one left open), then
+/// rewinds. While the cluster is unreachable (a broker restart) it keeps trying, up to
+/// `RECOVERY_DEADLINE`, without operator action.
+fn recover(
+    cfg: &Config,
+    consumer: &BaseConsumer<PipelineContext>,
+    sink: &mut KafkaSink,
+    owned: &mut Owned,
+    topics: &[String; 2],
+    store: &StateStore,
+    shutdown: &AtomicBool,
+) -> Result<(), PipelineError> {
+    let deadline = Instant::now() + RECOVERY_DEADLINE;
+    let mut replace = sink.abort_txn().is_err() || sink.is_fatal();
+    loop {
+        let attempt = (|| -> Result<(), PipelineError> {
+            if replace {
+                *sink = KafkaSink::new(cfg)?;
+            }
+            rewind(consumer, owned, topics, store)
+        })();
+        match attempt {
+            Ok(()) => return Ok(()),
+            Err(e) if Instant::now() < deadline && !shutdown.load(Ordering::SeqCst) => {
+                tracing::warn!(error = %e, "Recovery failed; retrying.");
+                replace = true;
+                std::thread::sleep(Duration::from_secs(1));
+            }
+            Err(e) => return Err(e),
+        }
     }
 }
 

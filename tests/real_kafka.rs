@@ -407,3 +407,66 @@ fn exactly_once_through_five_kill_9s() -> Result {
     std::fs::remove_dir_all(&dir)?;
     Ok(())
 }
+
+#[test]
+#[ignore = "needs a real Kafka broker: run `bash tests/run-all.sh`"]
+fn exactly_once_when_one_of_two_instances_is_killed() -> Result {
+    let bootstrap = broker();
+    let names = Names::new("takeover");
+    let dir = temp_dir(&names)?;
+    let group = format!("{}-g", names.prefix);
+    let (p1, p2) = (free_port(), free_port());
+    let eos = |id: &str| {
+        format!("[processing]\nguarantee = \"exactly_once\"\ninstance_id = \"{id}\"\n[kafka.client]\n\"session.timeout.ms\" = \"6000\"\n")
+    };
+    let c1 = write_config(&dir, &bootstrap, &names, &group, p1, "")?;
+    let base = std::fs::read_to_string(&c1)?.replace("[processing]\nguarantee = \"at_least_once\"\n", "");
+    std::fs::write(&c1, base.clone() + &eos("one"))?;
+    let c2 = dir.join("two.toml");
+    std::fs::write(&c2, base.replace(&format!("127.0.0.1:{p1}"), &format!("127.0.0.1:{p2}")) + &eos("two"))?;
+    cs_pulse::loadgen::create_topics(&cs_pulse::config::Config::load(&c1)?, 4)?;
+    let mut a = RunProcess::start(&c1, dir.join("a.log"), p1)?;
+    let mut b = RunProcess::start(&c2, dir.join("b.log"), p2)?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while a.metric("cs_pulse_assigned_partitions").unwrap_or(0.0)
+        + b.metric("cs_pulse_assigned_partitions").unwrap_or(0.0)
+        != 8.0
+        || a.metric("cs_pulse_assigned_partitions").unwrap_or(0.0) == 0.0
+    {
+        assert!(std::time::Instant::now() < deadline, "partitions not split\n{}\n{}", a.log_text(), b.log_text());
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let days = 35;
+    let mut gen = cs_pulse()
+        .args(["gen", "--accounts", "60", "--teams", "4", "--users", "8", "--days", &days.to_string()])
+        .args(["--seed", "9", "--rate", "20000", "--ndjson-dir"])
+        .arg(&dir)
+        .arg("--config")
+        .arg(&c1)
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while a.metric_sum("cs_pulse_events_total").unwrap_or(0.0) < 1000.0 {
+        assert!(std::time::Instant::now() < deadline, "a read nothing: {}", a.log_text());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let read_by_a = a.metric_sum("cs_pulse_events_total").unwrap_or(0.0);
+    a.child.kill()?; // SIGKILL, mid-stream
+    a.child.wait()?;
+    assert!(gen.wait()?.success(), "gen failed");
+    let end = cs_pulse::demo::generator::DEFAULT_START_MS + days * DAY_MS - 1000;
+    b.wait_watermark(end - LATENESS_MS, Duration::from_secs(400))?;
+    assert_eq!(b.metric("cs_pulse_assigned_partitions"), Some(8.0), "b took over every partition");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(b.terminate(Duration::from_secs(60))?, Some(0), "{}", b.log_text());
+
+    let alerts = parse_alerts(&kcat_read_committed(&bootstrap, &names.topic("alerts"))?)?;
+    let (ids, dups) = ids_and_duplicates(&alerts);
+    let expected = replay_alert_ids(&c1, &dir, end)?;
+    let (missing, extra) = (expected.difference(&ids).count(), ids.difference(&expected).count());
+    eprintln!("takeover: a read {read_by_a} records before kill -9; {} alerts: {missing} missing, {dups} duplicated, {extra} unexpected", ids.len());
+    assert_eq!((missing, dups, extra), (0, 0, 0));
+    delete_topics(&bootstrap, &names);
+    std::fs::remove_dir_all(&dir)?;
+    Ok(())
+}

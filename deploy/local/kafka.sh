@@ -4,6 +4,7 @@
 #
 #   deploy/local/kafka.sh up       fetch (once), format storage, start, wait until it answers
 #   deploy/local/kafka.sh down     stop it by its pid and remove its data
+#   deploy/local/kafka.sh restart  stop and start it again, keeping its data
 #   deploy/local/kafka.sh status   say whether it runs, and where
 #
 # Environment: KAFKA_PORT (default 19092), KAFKA_CONTROLLER_PORT (default KAFKA_PORT+1),
@@ -19,6 +20,7 @@ cport="${KAFKA_CONTROLLER_PORT:-$((port + 1))}"
 lib="$cache/kafka-$version/lib"
 run="$cache/kafka-run-$port"
 pidfile="$run/kafka.pid"
+jvm=(-Xms256m -Xmx1g -XX:+UseG1GC -Dkafka.logs.dir="$run" -Dlog4j2.configurationFile="$run/log4j2.properties")
 
 say() { echo "kafka.sh: $*" >&2; }
 
@@ -105,11 +107,14 @@ rootLogger.appenderRef.file.ref = file
 logger.kafka.name = kafka.server.KafkaServer
 logger.kafka.level = INFO
 LOG
-  local jvm=(-Xms256m -Xmx1g -XX:+UseG1GC -Dkafka.logs.dir="$run" -Dlog4j2.configurationFile="$run/log4j2.properties")
   java "${jvm[@]}" -cp "$lib/*" kafka.tools.StorageTool format \
     -t "cs-pulse-local-kraft-1" -c "$run/server.properties" --ignore-formatted >"$run/format.log" 2>&1 || {
     say "formatting storage failed:"; cat "$run/format.log" >&2; exit 1; }
-  nohup java "${jvm[@]}" -cp "$lib/*" kafka.Kafka "$run/server.properties" >"$run/stdout.log" 2>&1 &
+  start
+}
+
+start() {
+  nohup java "${jvm[@]}" -cp "$lib/*" kafka.Kafka "$run/server.properties" >>"$run/stdout.log" 2>&1 &
   echo $! > "$pidfile"
   for _ in $(seq 1 120); do
     if answers; then
@@ -128,13 +133,23 @@ LOG
   exit 1
 }
 
+stop_pid() {
+  local pid; pid="$(cat "$pidfile")"
+  kill "$pid" 2>/dev/null || true
+  for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+  kill -9 "$pid" 2>/dev/null || true
+  say "stopped (pid $pid)"
+}
+
+restart() {
+  running || { say "not running"; exit 1; }
+  stop_pid
+  start
+}
+
 down() {
   if running; then
-    local pid; pid="$(cat "$pidfile")"
-    kill "$pid" 2>/dev/null || true
-    for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
-    kill -9 "$pid" 2>/dev/null || true
-    say "stopped (pid $pid)"
+    stop_pid
   else
     say "not running"
   fi
@@ -153,6 +168,7 @@ status() {
 case "${1:-}" in
   up) up ;;
   down) down ;;
+  restart) restart ;;
   status) status ;;
-  *) echo "usage: $0 up|down|status" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|restart|status" >&2; exit 2 ;;
 esac

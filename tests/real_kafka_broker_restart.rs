@@ -1,0 +1,94 @@
+//! The broker restarted under a running pipeline (exactly-once): cs-pulse recovers by
+//! itself and the alert set is exact. Kept apart from tests/real_kafka.rs because it
+//! restarts the shared broker; `bash tests/run-all.sh` runs it on its own, after them.
+
+mod common;
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use common::*;
+
+const DAY_MS: i64 = 86_400_000;
+const LATENESS_MS: i64 = 3_600_000;
+
+#[test]
+#[ignore = "needs a real Kafka broker it may restart: run `bash tests/run-all.sh`"]
+fn exactly_once_across_a_broker_restart() -> Result {
+    let bootstrap = broker();
+    let names = Names::new("restart-broker");
+    let dir = temp_dir(&names)?;
+    let port = free_port();
+    let config = write_config(&dir, &bootstrap, &names, &format!("{}-g", names.prefix), port, "")?;
+    let text = std::fs::read_to_string(&config)?.replace("[processing]\nguarantee = \"at_least_once\"\n", "")
+        + "[processing]\nguarantee = \"exactly_once\"\ninstance_id = \"solo\"\n";
+    std::fs::write(&config, text)?;
+    cs_pulse::loadgen::create_topics(&cs_pulse::config::Config::load(&config)?, 4)?;
+    let days = 30;
+    let out = cs_pulse()
+        .args(["gen", "--accounts", "60", "--teams", "4", "--users", "8", "--days", &days.to_string()])
+        .args(["--seed", "3", "--ndjson-dir"])
+        .arg(&dir)
+        .arg("--config")
+        .arg(&config)
+        .output()?;
+    assert!(out.status.success());
+    let mut run = RunProcess::start(&config, dir.join("run.log"), port)?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while run.metric_sum("cs_pulse_events_total").unwrap_or(0.0) < 1000.0 {
+        assert!(std::time::Instant::now() < deadline, "read nothing: {}", run.log_text());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let port_of_broker = bootstrap.rsplit(':').next().unwrap_or("19092").to_string();
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/local/kafka.sh");
+    let status =
+        std::process::Command::new("bash").arg(&script).arg("restart").env("KAFKA_PORT", &port_of_broker).status()?;
+    assert!(status.success(), "broker restart failed");
+    let end = cs_pulse::demo::generator::DEFAULT_START_MS + days * DAY_MS - 1000;
+    run.wait_watermark(end - LATENESS_MS, Duration::from_secs(400))?;
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(run.terminate(Duration::from_secs(60))?, Some(0), "{}", run.log_text());
+
+    let out = std::process::Command::new("kcat")
+        .args(["-C", "-b", &bootstrap, "-t", &names.topic("alerts"), "-o", "beginning", "-e", "-q"])
+        .args(["-X", "isolation.level=read_committed", "-f", "%s\n"])
+        .output()?;
+    let mut counts = std::collections::BTreeMap::<String, usize>::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines().filter(|l| !l.trim().is_empty()) {
+        let a: Value = serde_json::from_str(line)?;
+        *counts.entry(a["alert_id"].as_str().unwrap_or_default().to_string()).or_default() += 1;
+    }
+    let dups: usize = counts.values().map(|c| c - 1).sum();
+    let replayed = dir.join("replay.ndjson");
+    let status = cs_pulse()
+        .arg("replay")
+        .arg("--usage")
+        .arg(dir.join("usage.ndjson"))
+        .arg("--support")
+        .arg(dir.join("support.ndjson"))
+        .arg("--accounts")
+        .arg(dir.join("accounts.ndjson"))
+        .arg("--teams")
+        .arg(dir.join("teams.ndjson"))
+        .arg("--out")
+        .arg(&replayed)
+        .arg("--config")
+        .arg(&config)
+        .status()?;
+    assert!(status.success());
+    let last_tick = (end - LATENESS_MS).div_euclid(3_600_000) * 3_600_000;
+    let expected: std::collections::BTreeSet<String> = std::fs::read_to_string(&replayed)?
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|a| a["kind"] == "support_escalation" || a["at"].as_i64().is_some_and(|at| at <= last_tick))
+        .filter_map(|a| a["alert_id"].as_str().map(str::to_string))
+        .collect();
+    let ids: std::collections::BTreeSet<String> = counts.into_keys().collect();
+    let (missing, extra) = (expected.difference(&ids).count(), ids.difference(&expected).count());
+    eprintln!("broker restart: {} alerts: {missing} missing, {dups} duplicated, {extra} unexpected", ids.len());
+    assert_eq!((missing, dups, extra), (0, 0, 0));
+    delete_topics(&bootstrap, &names);
+    std::fs::remove_dir_all(&dir)?;
+    Ok(())
+}
