@@ -378,7 +378,7 @@ impl Engine {
             }
             budget -= 1;
             self.evaluate(t, dims, emitted_at, out);
-            self.all_dirty = true;
+            self.meta_dirty = true;
             self.last_evaluated = Some(t);
             self.next_tick = Some(t + self.cfg.interval_ms);
             out.ticks += 1;
@@ -425,20 +425,30 @@ impl Engine {
             let record = dims.account(account_id);
             let (weights, bands) = cfg.health.for_segment(record.and_then(|r| r.segment.as_deref()));
             // Rules with memory across ticks run first, on the mutable state.
+            // Only accounts whose bookkeeping changes are written to the changelog. Pruning
+            // does not count: it only drops what no later tick reads.
+            let mut changed = false;
             let mut inactive: HashMap<String, Vec<String>> = HashMap::new();
             for (team_id, team) in acct.teams.iter_mut().filter(|(_, t)| t.first_seen < tick) {
-                let users = rules::update_champions(team, &w);
+                let (users, champions_changed) = rules::update_champions(team, &w);
+                changed |= champions_changed;
                 if !users.is_empty() {
                     inactive.insert(team_id.clone(), users);
                 }
             }
+            let milestones_before = acct.milestones_done;
             let onboarding = rules::onboarding(acct, record, tick, cfg.interval_ms);
+            changed |= acct.milestones_done != milestones_before;
             let mut entities = std::mem::take(&mut acct.entities);
             let aggs = aggregate(&w, cfg.pending_ttl_ms, account_id, acct, dims);
             for ((level, id), mut agg) in aggs {
                 let entity = EntityRef { level, id, account_id: account_id.clone() };
                 let m = agg.metrics(&cfg, &entity, dims);
-                let h = entities.entry((entity.level, entity.id.clone())).or_insert_with(|| EntityHealth::new(tick));
+                let h = entities.entry((entity.level, entity.id.clone())).or_insert_with(|| {
+                    changed = true;
+                    EntityHealth::new(tick)
+                });
+                let health_before = h.clone();
                 let ctx = AlertContext { entity: &entity, at: tick, emitted_at, account: record };
                 let scored = health::score(&m, &weights);
                 let components = scored.as_ref().map(|s| s.component_map()).unwrap_or_default();
@@ -500,30 +510,35 @@ impl Engine {
                     }
                 }
 
-                let (Some(scored), Some(band)) = (scored, band_now) else { continue };
-                if let Some(prev) = h.previous {
-                    if prev.1 != band && tick >= h.first_tick + cfg.warmup_ms {
-                        let severity = match (prev.1, band) {
-                            (_, Band::Red) => Severity::Critical,
-                            (Band::Green, Band::Yellow) => Severity::Warning,
-                            _ => Severity::Info,
-                        };
-                        let mut details = serde_json::Map::new();
-                        details.insert("score".into(), json!(scored.score));
-                        details.insert("previous_score".into(), json!(prev.0));
-                        details.insert("active_users_7d".into(), json!(m.active_users_7d));
-                        details.insert("active_users_28d".into(), json!(m.active_users_28d));
-                        let reasons = alert::band_change_reasons(prev, (scored.score, band), &scored, &m);
-                        fire(AlertKind::HealthBandChanged, severity, reasons, details);
+                if let (Some(scored), Some(band)) = (scored, band_now) {
+                    if let Some(prev) = h.previous {
+                        if prev.1 != band && tick >= h.first_tick + cfg.warmup_ms {
+                            let severity = match (prev.1, band) {
+                                (_, Band::Red) => Severity::Critical,
+                                (Band::Green, Band::Yellow) => Severity::Warning,
+                                _ => Severity::Info,
+                            };
+                            let mut details = serde_json::Map::new();
+                            details.insert("score".into(), json!(scored.score));
+                            details.insert("previous_score".into(), json!(prev.0));
+                            details.insert("active_users_7d".into(), json!(m.active_users_7d));
+                            details.insert("active_users_28d".into(), json!(m.active_users_28d));
+                            let reasons = alert::band_change_reasons(prev, (scored.score, band), &scored, &m);
+                            fire(AlertKind::HealthBandChanged, severity, reasons, details);
+                        }
+                    }
+                    h.previous = Some((scored.score, band));
+                    if h.written != Some((scored.score, band)) {
+                        h.written = Some((scored.score, band));
+                        out.scores.push(ScoreRecord { entity, at: tick, score: scored.score, band, components });
                     }
                 }
-                h.previous = Some((scored.score, band));
-                if h.written != Some((scored.score, band)) {
-                    h.written = Some((scored.score, band));
-                    out.scores.push(ScoreRecord { entity, at: tick, score: scored.score, band, components });
-                }
+                changed |= *h != health_before;
             }
             acct.entities = entities;
+            if changed {
+                self.dirty.insert(account_id.clone());
+            }
         }
         self.prune(tick + cfg.interval_ms, out);
     }

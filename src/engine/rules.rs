@@ -14,25 +14,32 @@ use crate::time::{format_rfc3339, DAY_MS};
 ///
 /// A user becomes a champion when active on 10 or more distinct UTC days in
 /// `[T-28d, T)`, and stays one until a tick with no activity in `[T-30d, T)`.
-pub(super) fn update_champions(team: &mut TeamState, w: &Windows) -> Vec<String> {
+/// The second value says whether the team's champion bookkeeping changed.
+pub(super) fn update_champions(team: &mut TeamState, w: &Windows) -> (Vec<String>, bool) {
+    let mut changed = false;
     for (user, set) in &team.users {
         if !team.champions.contains_key(user) && distinct_days(set.range(w.d28, w.hi), w.granularity_ms) >= 10 {
             team.champions.insert(user.clone(), Champion::default());
+            changed = true;
         }
     }
     let users = &team.users;
+    let before = team.champions.len();
     team.champions.retain(|u, _| users.get(u).is_some_and(|s| s.any_in(w.d30, w.hi)));
+    changed |= team.champions.len() != before;
     let mut newly_inactive = Vec::new();
     for (user, ch) in team.champions.iter_mut() {
         let active = users.get(user).is_some_and(|s| s.any_in(w.d14, w.hi));
-        if active {
+        if active && ch.inactive_alerted {
             ch.inactive_alerted = false;
-        } else if !ch.inactive_alerted {
+            changed = true;
+        } else if !active && !ch.inactive_alerted {
             ch.inactive_alerted = true;
+            changed = true;
             newly_inactive.push(user.clone());
         }
     }
-    newly_inactive
+    (newly_inactive, changed)
 }
 
 /// The last activity of a user in a team before the tick, epoch ms (bucket start).

@@ -96,7 +96,7 @@ impl Feedback {
 }
 
 /// Health bookkeeping of one entity across ticks.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(super) struct EntityHealth {
     /// The first tick it was evaluated at (warm-up runs from here).
     pub(super) first_tick: i64,
