@@ -32,7 +32,7 @@ export CS_PULSE_TEST_BOOTSTRAP
 CS_PULSE_TEST_BOOTSTRAP="$(deploy/local/kafka.sh up)"
 
 echo "==> cargo test (unit, golden, command line, mock cluster)"
-cargo test --locked --all-targets
+cargo test --locked --lib --bins --tests
 cargo test --locked --doc
 
 echo "==> cargo test against the real broker at $CS_PULSE_TEST_BOOTSTRAP"
