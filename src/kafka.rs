@@ -176,12 +176,16 @@ impl KafkaSink {
     fn send(
         &self,
         topic: &str,
+        partition: Option<i32>,
         key: Option<&[u8]>,
         payload: Option<&[u8]>,
         headers: Option<OwnedHeaders>,
         trigger_ms: usize,
     ) -> Result<(), KafkaError> {
         let mut record: BaseRecord<'_, [u8], [u8], usize> = BaseRecord::with_opaque_to(topic, trigger_ms);
+        if let Some(p) = partition {
+            record = record.partition(p);
+        }
         if let Some(k) = key {
             record = record.key(k);
         }
@@ -210,13 +214,13 @@ impl KafkaSink {
     pub fn alert(&self, a: &Alert, trigger_ms: Option<i64>) -> Result<(), KafkaError> {
         let body = encode(a)?;
         let trigger = trigger_ms.filter(|t| *t > 0).map_or(0, |t| t as usize);
-        self.send(&self.alerts_topic, Some(a.entity.account_id.as_bytes()), Some(&body), None, trigger)
+        self.send(&self.alerts_topic, None, Some(a.entity.account_id.as_bytes()), Some(&body), None, trigger)
     }
 
     /// Produces a score record, keyed `level:entity_id` on the compacted scores topic.
     pub fn score(&self, s: &ScoreRecord) -> Result<(), KafkaError> {
         let body = encode(s)?;
-        self.send(&self.scores_topic, Some(s.entity.score_key().as_bytes()), Some(&body), None, 0)
+        self.send(&self.scores_topic, None, Some(s.entity.score_key().as_bytes()), Some(&body), None, 0)
     }
 
     /// Produces a dead letter: original key, bytes and headers, plus headers saying why and
@@ -240,7 +244,7 @@ impl KafkaSink {
             h = h.insert(Header { key: k, value: Some(v) });
         }
         crate::telemetry::metrics().deadletter_records_total.inc();
-        self.send(&self.deadletter_topic, r.key, r.payload, Some(h), 0)
+        self.send(&self.deadletter_topic, None, r.key, r.payload, Some(h), 0)
     }
 
     /// Produces a state change to the changelog partition that mirrors input `partition`.
@@ -248,19 +252,7 @@ impl KafkaSink {
         let m = crate::telemetry::metrics();
         m.changelog_records_total.inc();
         m.changelog_bytes_total.inc_by((key.len() + value.len()) as u64);
-        let mut record: BaseRecord<'_, [u8], [u8], usize> =
-            BaseRecord::with_opaque_to(&self.changelog_topic, 0).partition(partition).key(key).payload(value);
-        self.ensure_txn()?;
-        loop {
-            match self.producer.send(record) {
-                Ok(()) => return Ok(()),
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
-                    record = r;
-                    self.producer.poll(Duration::from_millis(10));
-                }
-                Err((e, _)) => return Err(e),
-            }
-        }
+        self.send(&self.changelog_topic, Some(partition), Some(key), Some(value), None, 0)
     }
 
     /// Waits until every output is acknowledged. Fails when any was not.

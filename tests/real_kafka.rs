@@ -12,7 +12,6 @@ use serde_json::Value;
 use common::*;
 
 const LATENESS_MS: i64 = 3_600_000;
-const INTERVAL_MS: i64 = 3_600_000;
 const DAY_MS: i64 = 86_400_000;
 const SPEC_ALERT_FIELDS: [&str; 12] = [
     "alert_id",
@@ -28,35 +27,6 @@ const SPEC_ALERT_FIELDS: [&str; 12] = [
     "renewal_in_days",
     "details",
 ];
-
-/// The alert ids `replay` writes over the same files, up to the last tick a `run`
-/// watermark of `end - lateness` evaluates (support escalations fire on ingest).
-fn replay_alert_ids(config: &std::path::Path, dir: &std::path::Path, end_ms: i64) -> Result<BTreeSet<String>> {
-    let out = dir.join("replay-alerts.ndjson");
-    let status = cs_pulse()
-        .arg("replay")
-        .args(["--usage"])
-        .arg(dir.join("usage.ndjson"))
-        .arg("--support")
-        .arg(dir.join("support.ndjson"))
-        .arg("--accounts")
-        .arg(dir.join("accounts.ndjson"))
-        .arg("--teams")
-        .arg(dir.join("teams.ndjson"))
-        .arg("--out")
-        .arg(&out)
-        .arg("--config")
-        .arg(config)
-        .status()?;
-    assert!(status.success());
-    let last_tick = (end_ms - LATENESS_MS).div_euclid(INTERVAL_MS) * INTERVAL_MS;
-    Ok(std::fs::read_to_string(&out)?
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|a| a["kind"] == "support_escalation" || a["at"].as_i64().is_some_and(|at| at <= last_tick))
-        .filter_map(|a| a["alert_id"].as_str().map(str::to_string))
-        .collect())
-}
 
 /// Every alert read back parses as the spec's alert JSON.
 fn parse_alerts(records: &[(String, String, String)]) -> Result<Vec<Value>> {
@@ -317,27 +287,6 @@ fn sigterm_mid_stream_and_restart_misses_no_alert() -> Result {
     delete_topics(&bootstrap, &names);
     std::fs::remove_dir_all(&dir)?;
     Ok(())
-}
-
-/// Reads a topic as a read_committed consumer would, with kcat.
-fn kcat_read_committed(bootstrap: &str, topic: &str) -> Result<Vec<(String, String, String)>> {
-    let out = std::process::Command::new("kcat")
-        .args(["-C", "-b", bootstrap, "-t", topic, "-o", "beginning", "-e", "-q"])
-        .args(["-X", "isolation.level=read_committed", "-f", "%k\x1f%h\x1f%s\x1e"])
-        .output()?;
-    if !out.status.success() {
-        return Err(format!("kcat failed: {}", String::from_utf8_lossy(&out.stderr)).into());
-    }
-    Ok(String::from_utf8_lossy(&out.stdout)
-        .split('\x1e')
-        .filter(|r| !r.trim().is_empty())
-        .map(|r| {
-            let mut parts = r.splitn(3, '\x1f');
-            let k = parts.next().unwrap_or("").trim_start_matches('\n').to_string();
-            let h = parts.next().unwrap_or("").to_string();
-            (k, h, parts.next().unwrap_or("").to_string())
-        })
-        .collect())
 }
 
 const EXACTLY_ONCE: &str =

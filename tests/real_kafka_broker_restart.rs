@@ -50,40 +50,13 @@ fn exactly_once_across_a_broker_restart() -> Result {
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(run.terminate(Duration::from_secs(60))?, Some(0), "{}", run.log_text());
 
-    let out = std::process::Command::new("kcat")
-        .args(["-C", "-b", &bootstrap, "-t", &names.topic("alerts"), "-o", "beginning", "-e", "-q"])
-        .args(["-X", "isolation.level=read_committed", "-f", "%s\n"])
-        .output()?;
     let mut counts = std::collections::BTreeMap::<String, usize>::new();
-    for line in String::from_utf8_lossy(&out.stdout).lines().filter(|l| !l.trim().is_empty()) {
-        let a: Value = serde_json::from_str(line)?;
+    for (_, _, payload) in kcat_read_committed(&bootstrap, &names.topic("alerts"))? {
+        let a: Value = serde_json::from_str(&payload)?;
         *counts.entry(a["alert_id"].as_str().unwrap_or_default().to_string()).or_default() += 1;
     }
     let dups: usize = counts.values().map(|c| c - 1).sum();
-    let replayed = dir.join("replay.ndjson");
-    let status = cs_pulse()
-        .arg("replay")
-        .arg("--usage")
-        .arg(dir.join("usage.ndjson"))
-        .arg("--support")
-        .arg(dir.join("support.ndjson"))
-        .arg("--accounts")
-        .arg(dir.join("accounts.ndjson"))
-        .arg("--teams")
-        .arg(dir.join("teams.ndjson"))
-        .arg("--out")
-        .arg(&replayed)
-        .arg("--config")
-        .arg(&config)
-        .status()?;
-    assert!(status.success());
-    let last_tick = (end - LATENESS_MS).div_euclid(3_600_000) * 3_600_000;
-    let expected: std::collections::BTreeSet<String> = std::fs::read_to_string(&replayed)?
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|a| a["kind"] == "support_escalation" || a["at"].as_i64().is_some_and(|at| at <= last_tick))
-        .filter_map(|a| a["alert_id"].as_str().map(str::to_string))
-        .collect();
+    let expected = replay_alert_ids(&config, &dir, end)?;
     let ids: std::collections::BTreeSet<String> = counts.into_keys().collect();
     let (missing, extra) = (expected.difference(&ids).count(), ids.difference(&expected).count());
     eprintln!("broker restart: {} alerts: {missing} missing, {dups} duplicated, {extra} unexpected", ids.len());

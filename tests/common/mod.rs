@@ -204,8 +204,18 @@ pub fn scrape(port: u16) -> Option<String> {
 /// Reads a whole topic with kcat (an independent client): one `(key, headers, payload)`
 /// per record. `-f` prints headers as `k=v,k=v`.
 pub fn kcat_read(bootstrap: &str, topic: &str) -> Result<Vec<(String, String, String)>> {
+    kcat_consume(bootstrap, topic, &[])
+}
+
+/// The same as a read_committed consumer sees it: no aborted or open transactions.
+pub fn kcat_read_committed(bootstrap: &str, topic: &str) -> Result<Vec<(String, String, String)>> {
+    kcat_consume(bootstrap, topic, &["-X", "isolation.level=read_committed"])
+}
+
+fn kcat_consume(bootstrap: &str, topic: &str, extra: &[&str]) -> Result<Vec<(String, String, String)>> {
     let out = Command::new("kcat")
         .args(["-C", "-b", bootstrap, "-t", topic, "-o", "beginning", "-e", "-q", "-f", "%k\x1f%h\x1f%s\x1e"])
+        .args(extra)
         .output()?;
     if !out.status.success() {
         return Err(format!("kcat failed: {}", String::from_utf8_lossy(&out.stderr)).into());
@@ -221,6 +231,29 @@ pub fn kcat_read(bootstrap: &str, topic: &str) -> Result<Vec<(String, String, St
             let s = parts.next().unwrap_or("").to_string();
             (k, h, s)
         })
+        .collect())
+}
+
+/// The alert ids `replay` writes over the NDJSON files `gen` left in `dir`, up to the
+/// last hourly tick a `run` watermark of `end - 1 h` evaluates (support escalations fire
+/// on ingest, whatever the watermark).
+pub fn replay_alert_ids(config: &Path, dir: &Path, end_ms: i64) -> Result<std::collections::BTreeSet<String>> {
+    let out = dir.join("replay-alerts.ndjson");
+    let mut cmd = cs_pulse();
+    cmd.arg("replay");
+    for input in ["usage", "support", "accounts", "teams"] {
+        cmd.arg(format!("--{input}")).arg(dir.join(format!("{input}.ndjson")));
+    }
+    let status = cmd.arg("--out").arg(&out).arg("--config").arg(config).status()?;
+    if !status.success() {
+        return Err("replay failed".into());
+    }
+    let last_tick = (end_ms - 3_600_000).div_euclid(3_600_000) * 3_600_000;
+    Ok(std::fs::read_to_string(&out)?
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|a| a["kind"] == "support_escalation" || a["at"].as_i64().is_some_and(|at| at <= last_tick))
+        .filter_map(|a| a["alert_id"].as_str().map(str::to_string))
         .collect())
 }
 
