@@ -84,7 +84,7 @@ pub fn create_topic(cfg: &Config, name: &str, partitions: i32, compact: bool) ->
             Err((name, code)) => return Err(GenError::Io(format!("cannot create topic {name}: {code}"))),
         }
     }
-    Ok(())
+    wait_for_topics(cfg, &[name])
 }
 
 impl Files {
@@ -145,7 +145,24 @@ pub fn create_topics(cfg: &Config, partitions: i32) -> Result<(), GenError> {
             Err((name, code)) => return Err(GenError::Io(format!("cannot create topic {name}: {code}"))),
         }
     }
-    Ok(())
+    wait_for_topics(cfg, &[&t.usage, &t.support, &t.accounts, &t.teams, &t.alerts, &t.scores, &t.deadletter])
+}
+
+/// Waits until every topic is visible in the cluster's metadata: a created topic reaches
+/// the brokers a moment after the controller accepts it.
+fn wait_for_topics(cfg: &Config, topics: &[&str]) -> Result<(), GenError> {
+    let consumer: rdkafka::consumer::BaseConsumer = crate::kafka::client_config(cfg).create()?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let counts = crate::kafka::partition_counts(&consumer, topics, Duration::from_secs(10))?;
+        if counts.iter().all(Option::is_some) {
+            return Ok(());
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(GenError::Io(format!("topics not visible 30 s after creation: {topics:?}")));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 /// Generates and writes.

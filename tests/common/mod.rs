@@ -290,6 +290,21 @@ pub fn create_topics(bootstrap: &str, topics: &[(&str, i32)]) -> Result {
     for r in block_on(admin.create_topics(&specs, &AdminOptions::new()))? {
         r.map_err(|(t, e)| format!("create {t}: {e}"))?;
     }
+    // a created topic reaches the broker's metadata a moment later
+    let consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", bootstrap).create()?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for (t, _) in topics {
+        loop {
+            let md = consumer.fetch_metadata(Some(t), Duration::from_secs(10))?;
+            if md.topics().iter().any(|m| m.name() == *t && m.error().is_none() && !m.partitions().is_empty()) {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(format!("topic {t} not visible after creation").into());
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
     Ok(())
 }
 
