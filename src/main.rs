@@ -159,6 +159,15 @@ fn load_config(path: Option<&PathBuf>) -> Result<Config, ConfigError> {
     }
 }
 
+/// Logging for commands whose output is not the log: warnings only, unless `RUST_LOG`
+/// says otherwise.
+fn init_quiet_logging(cfg: &Config) {
+    if std::env::var_os("RUST_LOG").is_none() {
+        std::env::set_var("RUST_LOG", "warn");
+    }
+    telemetry::init_logging(cfg.log.format);
+}
+
 fn usage_error(msg: impl std::fmt::Display) -> ExitCode {
     eprintln!("error: {msg}");
     ExitCode::from(2)
@@ -223,11 +232,8 @@ fn main() -> ExitCode {
                 Ok(c) => c,
                 Err(e) => return usage_error(e),
             };
-            if std::env::var_os("RUST_LOG").is_none() {
-                // Alerts go to --out; keep the terminal to warnings and the summary.
-                std::env::set_var("RUST_LOG", "warn");
-            }
-            telemetry::init_logging(cfg.log.format);
+            // Alerts go to --out; keep the terminal to warnings and the summary.
+            init_quiet_logging(&cfg);
             let files = replay::ReplayFiles { usage, support, accounts, teams, out, scores, deadletter };
             match replay::replay(&cfg, &files) {
                 Ok(summary) => {
@@ -318,11 +324,8 @@ fn main() -> ExitCode {
                 Ok(c) => c,
                 Err(e) => return usage_error(e),
             };
-            if std::env::var_os("RUST_LOG").is_none() {
-                // The demo prints alerts itself; keep logs to warnings.
-                std::env::set_var("RUST_LOG", "warn");
-            }
-            telemetry::init_logging(cfg.log.format);
+            // The demo prints alerts itself.
+            init_quiet_logging(&cfg);
             let shutdown = Arc::new(AtomicBool::new(false));
             install_signal_handler(&rt, Arc::clone(&shutdown));
             if let Err(e) = start_metrics(&rt, &cfg.metrics.bind) {

@@ -66,18 +66,7 @@ fn pipeline_on_mock_cluster() -> Result {
     let bootstrap = mock.bootstrap_servers();
     let cfg = config(&bootstrap, "mock-e2e");
     let t = cfg.topics.clone();
-    for (name, parts) in [
-        (&t.usage, 2),
-        (&t.support, 2),
-        (&t.accounts, 1),
-        (&t.teams, 1),
-        (&t.alerts, 1),
-        (&t.scores, 1),
-        (&t.deadletter, 1),
-        (&cfg.changelog_topic(), 2),
-    ] {
-        mock.create_topic(name, parts, 1)?;
-    }
+    cs_pulse::demo::create_topics(&mock, &cfg, 2)?;
     let producer: BaseProducer = ClientConfig::new().set("bootstrap.servers", &bootstrap).create()?;
     produce(&producer, &t.accounts, "acme", json!({"account_id": "acme", "seats": 20}).to_string().as_bytes())?;
     produce(
@@ -250,18 +239,7 @@ fn run_process_stops_cleanly_on_sigterm() -> Result {
     let bootstrap = mock.bootstrap_servers();
     let cfg = config(&bootstrap, "mock-sigterm");
     let t = cfg.topics.clone();
-    for (name, parts) in [
-        (&t.usage, 2),
-        (&t.support, 2),
-        (&t.accounts, 1),
-        (&t.teams, 1),
-        (&t.alerts, 1),
-        (&t.scores, 1),
-        (&t.deadletter, 1),
-        (&cfg.changelog_topic(), 2),
-    ] {
-        mock.create_topic(name, parts, 1)?;
-    }
+    cs_pulse::demo::create_topics(&mock, &cfg, 2)?;
     let producer: BaseProducer = ClientConfig::new().set("bootstrap.servers", &bootstrap).create()?;
     let (usage_events, support_events) = scenario();
     for e in &usage_events {

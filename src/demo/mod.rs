@@ -77,22 +77,25 @@ pub fn demo_config(mut cfg: Config, bootstrap: &str) -> Config {
     cfg
 }
 
-fn create_topics(
+/// Creates every topic of `cfg` on the mock cluster (it has no CreateTopics API):
+/// usage, support and the state changelog with `partitions` partitions, the rest with one.
+pub fn create_topics(
     mock: &MockCluster<'_, rdkafka::producer::DefaultProducerContext>,
     cfg: &Config,
-) -> Result<(), DemoError> {
+    partitions: i32,
+) -> Result<(), rdkafka::error::KafkaError> {
     let t = &cfg.topics;
-    for (name, partitions) in [
-        (&t.usage, 4),
-        (&t.support, 4),
+    for (name, count) in [
+        (&t.usage, partitions),
+        (&t.support, partitions),
         (&t.accounts, 1),
         (&t.teams, 1),
         (&t.alerts, 1),
         (&t.scores, 1),
         (&t.deadletter, 1),
-        (&cfg.changelog_topic(), 4),
+        (&cfg.changelog_topic(), partitions),
     ] {
-        mock.create_topic(name, partitions, 1)?;
+        mock.create_topic(name, count, 1)?;
     }
     Ok(())
 }
@@ -200,7 +203,7 @@ pub fn run(base: Config, opts: &DemoOptions, shutdown: Arc<AtomicBool>) -> Resul
     let started = Instant::now();
     let mock = MockCluster::new(1)?;
     let cfg = demo_config(base, &mock.bootstrap_servers());
-    create_topics(&mock, &cfg)?;
+    create_topics(&mock, &cfg, 4)?;
     let producer: BaseProducer = crate::kafka::client_config(&cfg).set("linger.ms", "5").create()?;
     let send = |topic: &str, key: &str, payload: &[u8]| -> Result<(), DemoError> {
         loop {
