@@ -1,16 +1,24 @@
-//! State benchmark: how big the changelog of 100,000 teams is, how many changelog bytes
-//! one input event costs, and how long rebuilding a partition's state from its changelog
-//! records takes (decode and rebuild in memory; reading the records from Kafka comes on
-//! top). Prints figures; run with `cargo bench --bench state_restore`.
+//! State benchmark: how many changelog bytes one input event costs, how big the compacted
+//! changelog of 100,000 teams is, and how long rebuilding a partition's state from it
+//! takes: in memory (decode and rebuild), and, when `CS_PULSE_BENCH_BOOTSTRAP` names a
+//! Kafka broker, read back from a real topic as `run` does on assignment.
+//!
+//! `cargo bench --bench state_restore` (with `bash deploy/local/kafka.sh up` and
+//! `CS_PULSE_BENCH_BOOTSTRAP=127.0.0.1:19092` for the broker figure). Prints figures.
 
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use cs_pulse::config::Config;
 use cs_pulse::decode::json;
 use cs_pulse::demo::generator::{Generator, Input, Scale, DEFAULT_START_MS};
 use cs_pulse::dims::Dimensions;
 use cs_pulse::engine::{Engine, EngineConfig, Outputs};
+use rdkafka::admin::{AdminClient, AdminOptions};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+
+type Records = Vec<(Vec<u8>, Option<Vec<u8>>)>;
 
 fn main() {
     let scale = Scale { accounts: 20_000, teams_per_account: 5, users_per_team: 3 };
@@ -29,7 +37,9 @@ fn main() {
     let mut out = Outputs::default();
     let (mut events, mut batches) = (0u64, 0u64);
     let (mut changelog_bytes, mut changelog_records) = (0u64, 0u64);
-    let mut latest: std::collections::HashMap<Vec<u8>, Vec<u8>> = std::collections::HashMap::new();
+    // key -> (offset of its last record, value)
+    let mut latest: HashMap<Vec<u8>, (u64, Option<Vec<u8>>)> = HashMap::new();
+    let mut by_kind: std::collections::BTreeMap<&str, (u64, u64)> = std::collections::BTreeMap::new();
     let started = Instant::now();
     for day in 0..days {
         let records = gen.day(day);
@@ -50,24 +60,32 @@ fn main() {
             engine.advance(last - 3_600_000, &dims, 0, &mut out);
             out = Outputs::default();
             for (k, v) in engine.take_changes() {
-                changelog_bytes += (k.len() + v.len()) as u64;
+                let bytes = (k.len() + v.as_ref().map_or(0, Vec::len)) as u64;
+                changelog_bytes += bytes;
+                let kind = by_kind.entry(kind_of(&k)).or_insert((0, 0));
+                kind.0 += 1;
+                kind.1 += bytes;
+                latest.insert(k, (changelog_records, v));
                 changelog_records += 1;
-                latest.insert(k, v);
             }
             batches += 1;
         }
     }
     let process_secs = started.elapsed().as_secs_f64();
-    let compacted: u64 = latest.iter().map(|(k, v)| (k.len() + v.len()) as u64).sum();
+    let mut compacted: Vec<(u64, Vec<u8>, Vec<u8>)> =
+        latest.into_iter().filter_map(|(k, (offset, v))| v.map(|v| (offset, k, v))).collect();
+    compacted.sort_unstable_by_key(|r| r.0);
+    let compacted_bytes: u64 = compacted.iter().map(|(_, k, v)| (k.len() + v.len()) as u64).sum();
     let size = engine.state_size();
-    let records: Vec<(Vec<u8>, Option<Vec<u8>>)> = latest.into_iter().map(|(k, v)| (k, Some(v))).collect();
+    let records: Records = compacted.iter().map(|(_, k, v)| (k.clone(), Some(v.clone()))).collect();
     let n = records.len();
     let t = Instant::now();
     let restored = Engine::restore(Arc::clone(&engine_cfg), records).expect("restore");
     let restore_secs = t.elapsed().as_secs_f64();
     assert_eq!(restored.state_size(), size);
+    drop(restored);
     println!(
-        "state benchmark ({} accounts, {} teams, {} users per team, {days} simulated days)",
+        "state benchmark ({} accounts, {} teams, {} users per team, {days} simulated days, hourly ticks)",
         scale.accounts, size.teams, scale.users_per_team
     );
     println!(
@@ -78,14 +96,95 @@ fn main() {
         "  state                        {} accounts, {} teams, {} (team, user) activity sets",
         size.accounts, size.teams, size.user_activity
     );
-    println!("  changelog written            {changelog_records} records, {changelog_bytes} bytes: {:.0} bytes per input event", changelog_bytes as f64 / events as f64);
     println!(
-        "  changelog after compaction   {n} records, {compacted} bytes ({:.0} bytes per team)",
-        compacted as f64 / size.teams as f64
+        "  changelog written            {changelog_records} records, {changelog_bytes} bytes: {:.1} bytes per input event",
+        changelog_bytes as f64 / events as f64
+    );
+    for (kind, (records, bytes)) in &by_kind {
+        println!(
+            "    {kind:<26} {records} records, {bytes} bytes ({:.1} per input event)",
+            *bytes as f64 / events as f64
+        );
+    }
+    println!(
+        "  changelog after compaction   {n} records, {compacted_bytes} bytes ({:.0} bytes per team)",
+        compacted_bytes as f64 / size.teams as f64
     );
     println!(
-        "  restore (decode + rebuild)   {restore_secs:.2} s for {} teams ({:.0} records/s)",
+        "  restore in memory            {restore_secs:.2} s for {} teams ({:.0} records/s, decode and rebuild)",
         size.teams,
         n as f64 / restore_secs
     );
+    match std::env::var("CS_PULSE_BENCH_BOOTSTRAP") {
+        Ok(bootstrap) => {
+            let secs = restore_from_broker(&bootstrap, &engine_cfg, &compacted, size);
+            println!(
+                "  restore from Kafka           {secs:.2} s for {} teams (read_committed read of {n} records, decode, rebuild; broker {bootstrap})",
+                size.teams
+            );
+        }
+        Err(_) => {
+            println!("  restore from Kafka           skipped: set CS_PULSE_BENCH_BOOTSTRAP to a broker to measure it")
+        }
+    }
+}
+
+/// What a changelog key holds, by its tag (see `src/engine/changelog.rs`).
+fn kind_of(key: &[u8]) -> &'static str {
+    match key.first() {
+        Some(b'a') => "account",
+        Some(b't') => "team",
+        Some(b'u') => "user activity",
+        Some(b'f') => "feature activity",
+        Some(b'c') => "change",
+        Some(b'k') => "ticket",
+        Some(b'e') => "entity health",
+        _ => "engine bookkeeping",
+    }
+}
+
+/// Writes the compacted changelog to a fresh one-partition topic and times `run`'s own
+/// restore of it.
+fn restore_from_broker(
+    bootstrap: &str,
+    engine_cfg: &Arc<EngineConfig>,
+    compacted: &[(u64, Vec<u8>, Vec<u8>)],
+    size: cs_pulse::engine::StateSize,
+) -> f64 {
+    let mut cfg = Config::default();
+    cfg.kafka.bootstrap_servers = bootstrap.to_string();
+    cfg.kafka.group_id = format!("cs-pulse-bench-{}", std::process::id());
+    let topic = format!("{}-state-changelog", cfg.kafka.group_id);
+    cfg.topics.changelog = Some(topic.clone());
+    cs_pulse::loadgen::create_topic(&cfg, &topic, 1, true).expect("create the changelog topic");
+    let producer: ThreadedProducer<DefaultProducerContext> = cs_pulse::kafka::client_config(&cfg)
+        .set("linger.ms", "20")
+        .set("compression.type", "zstd")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()
+        .expect("producer");
+    for (_, k, v) in compacted {
+        let mut record = BaseRecord::<[u8], [u8]>::to(&topic).partition(0).key(k.as_slice()).payload(v.as_slice());
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((_, r)) => {
+                    record = r;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(120)).expect("flush");
+    let store = cs_pulse::pipeline::StateStore::new(&cfg).expect("state store");
+    let t = Instant::now();
+    let engine = store.restore(0, engine_cfg).expect("restore from Kafka");
+    let secs = t.elapsed().as_secs_f64();
+    assert_eq!(engine.state_size(), size, "the broker gave back the whole state");
+    let admin: AdminClient<_> = cs_pulse::kafka::client_config(&cfg).create().expect("admin client");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    if let Err(e) = rt.block_on(admin.delete_topics(&[&topic], &AdminOptions::new())) {
+        eprintln!("could not delete {topic}: {e}");
+    }
+    secs
 }

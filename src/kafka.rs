@@ -247,12 +247,13 @@ impl KafkaSink {
         self.send(&self.deadletter_topic, None, r.key, r.payload, Some(h), 0)
     }
 
-    /// Produces a state change to the changelog partition that mirrors input `partition`.
-    pub fn changelog(&self, partition: i32, key: &[u8], value: &[u8]) -> Result<(), KafkaError> {
+    /// Produces a state change (`None`: a tombstone) to the changelog partition that mirrors
+    /// input `partition`.
+    pub fn changelog(&self, partition: i32, key: &[u8], value: Option<&[u8]>) -> Result<(), KafkaError> {
         let m = crate::telemetry::metrics();
         m.changelog_records_total.inc();
-        m.changelog_bytes_total.inc_by((key.len() + value.len()) as u64);
-        self.send(&self.changelog_topic, Some(partition), Some(key), Some(value), None, 0)
+        m.changelog_bytes_total.inc_by((key.len() + value.map_or(0, <[u8]>::len)) as u64);
+        self.send(&self.changelog_topic, Some(partition), Some(key), value, None, 0)
     }
 
     /// Waits until every output is acknowledged. Fails when any was not.

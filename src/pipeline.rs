@@ -288,14 +288,15 @@ impl DimsReader {
     }
 }
 
-/// Reads a partition's state back from the compacted changelog.
-struct StateStore {
+/// Reads a partition's state back from the compacted changelog (read_committed).
+pub struct StateStore {
     consumer: BaseConsumer,
     topic: String,
 }
 
 impl StateStore {
-    fn new(cfg: &Config) -> Result<Self, PipelineError> {
+    /// A reader of `cfg`'s changelog topic.
+    pub fn new(cfg: &Config) -> Result<Self, PipelineError> {
         let consumer: BaseConsumer = client_config(cfg)
             .set("group.id", format!("{}-restore", cfg.kafka.group_id))
             .set("enable.auto.commit", "false")
@@ -305,8 +306,9 @@ impl StateStore {
         Ok(Self { consumer, topic: cfg.changelog_topic() })
     }
 
-    /// Reads changelog partition `p` from its start to its current end.
-    fn restore(&self, p: i32, engine_cfg: &Arc<EngineConfig>) -> Result<Engine, PipelineError> {
+    /// Reads changelog partition `p` from its start to its current end and rebuilds the
+    /// partition's engine from it.
+    pub fn restore(&self, p: i32, engine_cfg: &Arc<EngineConfig>) -> Result<Engine, PipelineError> {
         let started = Instant::now();
         let (low, high) = self.consumer.fetch_watermarks(&self.topic, p, METADATA_TIMEOUT)?;
         let mut records: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::new();
@@ -724,7 +726,7 @@ fn process_batch(
     write_outputs(sink, out, None, summary)?;
     for (p, engine) in owned.engines.iter_mut() {
         for (k, v) in engine.take_changes() {
-            sink.changelog(*p, &k, &v)?;
+            sink.changelog(*p, &k, v.as_deref())?;
             produced = true;
         }
     }

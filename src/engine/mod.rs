@@ -11,6 +11,7 @@
 //! `occurred_at < T`, even when later events have already arrived.
 
 mod aggregate;
+mod changelog;
 mod rules;
 mod state;
 mod tickets;
@@ -30,6 +31,7 @@ use crate::model::{
 use crate::time::DAY_MS;
 
 use aggregate::{aggregate, Windows};
+use changelog::StateKey;
 use state::{AccountState, EntityHealth, Response};
 
 /// How long per-user activity is kept behind the current tick: the longest window read.
@@ -140,10 +142,8 @@ pub struct Engine {
     accounts: BTreeMap<String, AccountState>,
     next_tick: Option<i64>,
     last_evaluated: Option<i64>,
-    /// Accounts changed since the last [`Engine::take_changes`].
-    dirty: BTreeSet<String>,
-    /// A tick ran since the last [`Engine::take_changes`]: every account changed.
-    all_dirty: bool,
+    /// Pieces of state changed since the last [`Engine::take_changes`].
+    dirty: BTreeSet<StateKey>,
     /// The highest event time read from each input of this partition (usage, support):
     /// the partition's watermark survives a restart with its state.
     input_max: [Option<i64>; 2],
@@ -161,7 +161,6 @@ struct EngineMeta {
 
 /// Changelog key of the engine's bookkeeping.
 pub const META_KEY: &[u8] = b"\0meta";
-const ACCOUNT_PREFIX: &str = "a/";
 
 /// A state record that could not be read back.
 #[derive(Debug, thiserror::Error)]
@@ -182,7 +181,6 @@ impl Engine {
             next_tick: None,
             last_evaluated: None,
             dirty: BTreeSet::new(),
-            all_dirty: false,
             input_max: [None, None],
             meta_dirty: false,
         }
@@ -203,70 +201,6 @@ impl Engine {
         self.input_max
     }
 
-    /// The state changed since the last call, as compacted changelog records: one per
-    /// changed account (key `a/<account_id>`) and the engine's bookkeeping
-    /// ([`META_KEY`]). Values are JSON. Empty when nothing changed.
-    pub fn take_changes(&mut self) -> Vec<(Vec<u8>, Vec<u8>)> {
-        let keys: Vec<String> = if self.all_dirty {
-            self.dirty.clear();
-            self.accounts.keys().cloned().collect()
-        } else {
-            std::mem::take(&mut self.dirty).into_iter().collect()
-        };
-        if keys.is_empty() && !self.all_dirty && !self.meta_dirty {
-            return Vec::new();
-        }
-        self.all_dirty = false;
-        self.meta_dirty = false;
-        let mut out = Vec::with_capacity(keys.len() + 1);
-        for id in keys {
-            if let Some(acct) = self.accounts.get(&id) {
-                if let Ok(v) = serde_json::to_vec(acct) {
-                    out.push((format!("{ACCOUNT_PREFIX}{id}").into_bytes(), v));
-                }
-            }
-        }
-        let meta =
-            EngineMeta { next_tick: self.next_tick, last_evaluated: self.last_evaluated, input_max: self.input_max };
-        if let Ok(v) = serde_json::to_vec(&meta) {
-            out.push((META_KEY.to_vec(), v));
-        }
-        out
-    }
-
-    /// Rebuilds an engine from its changelog records, oldest first (later records of a
-    /// key replace earlier ones; a record with no value deletes its key).
-    pub fn restore(
-        cfg: Arc<EngineConfig>,
-        records: impl IntoIterator<Item = (Vec<u8>, Option<Vec<u8>>)>,
-    ) -> Result<Self, RestoreError> {
-        let mut engine = Engine::new(cfg);
-        for (key, value) in records {
-            let key_text = String::from_utf8_lossy(&key).into_owned();
-            let err = |reason: String| RestoreError { key: key_text.clone(), reason };
-            if key == META_KEY {
-                let Some(v) = value else { continue };
-                let meta: EngineMeta = serde_json::from_slice(&v).map_err(|e| err(e.to_string()))?;
-                engine.next_tick = meta.next_tick;
-                engine.last_evaluated = meta.last_evaluated;
-                engine.input_max = meta.input_max;
-            } else if let Some(id) = key_text.strip_prefix(ACCOUNT_PREFIX) {
-                match value {
-                    Some(v) => {
-                        let acct: AccountState = serde_json::from_slice(&v).map_err(|e| err(e.to_string()))?;
-                        engine.accounts.insert(id.to_string(), acct);
-                    }
-                    None => {
-                        engine.accounts.remove(id);
-                    }
-                }
-            } else {
-                return Err(err("unknown key".into()));
-            }
-        }
-        Ok(engine)
-    }
-
     /// The last tick evaluated.
     pub fn last_evaluated(&self) -> Option<i64> {
         self.last_evaluated
@@ -284,33 +218,48 @@ impl Engine {
         }
         let cfg = Arc::clone(&self.cfg);
         let bucket = cfg.bucket(t);
-        if !self.all_dirty && !self.dirty.contains(ev.account_id()) {
-            self.dirty.insert(ev.account_id().to_string());
+        let account_id = ev.account_id();
+        let mut account_changed = false;
+        if !self.accounts.contains_key(account_id) {
+            self.accounts.insert(account_id.to_string(), AccountState::new(t));
+            account_changed = true;
         }
-        let acct = self.accounts.entry(ev.account_id().to_string()).or_insert_with(|| AccountState::new(t));
+        let dirty = &mut self.dirty;
+        let Some(acct) = self.accounts.get_mut(account_id) else { return Ingested::Accepted };
+        account_changed |= t < acct.first_seen;
         acct.first_seen = acct.first_seen.min(t);
+        let team_key = |team: &str| StateKey::Team(account_id.to_string(), team.to_string());
         match ev {
             Event::Usage(u) => {
-                let team = acct.team_mut(&u.team_id, t);
+                let (team, team_changed) = acct.team_mut(&u.team_id, t);
+                if team_changed {
+                    dirty.insert(team_key(&u.team_id));
+                }
                 if let Some(user) = &u.user_id {
-                    team.users.entry(user.clone()).or_default().insert(bucket);
+                    if team.users.entry(user.clone()).or_default().insert(bucket) {
+                        dirty.insert(StateKey::User(account_id.to_string(), u.team_id.clone(), user.clone()));
+                    }
                 }
                 if let Some(f) = u.feature.as_ref().filter(|f| cfg.key_features.contains(f)) {
-                    team.features.entry(f.clone()).or_default().insert(bucket);
+                    if team.features.entry(f.clone()).or_default().insert(bucket) {
+                        dirty.insert(StateKey::Feature(account_id.to_string(), u.team_id.clone(), f.clone()));
+                    }
                 }
                 let ttl = cfg.pending_ttl_ms;
                 match (&u.kind, &u.change_id) {
                     (UsageKind::ChangeCreated, Some(change)) => {
                         let c = acct.changes.entry(change.clone()).or_default();
                         out.paired_ttp_ms.extend(c.record_created(t, &u.team_id, ttl));
+                        dirty.insert(StateKey::Change(account_id.to_string(), change.clone()));
                     }
                     (UsageKind::ChangeDeployed, Some(change)) if u.environment.as_deref() == Some("production") => {
                         let c = acct.changes.entry(change.clone()).or_default();
                         out.paired_ttp_ms.extend(c.record_deploy(t, ttl));
+                        dirty.insert(StateKey::Change(account_id.to_string(), change.clone()));
                         // Only the first 90 days of the contract matter for onboarding.
                         let cs = dims.account(&u.account_id).and_then(|a| a.contract_start);
                         if let (Some(app), true) = (&u.app_id, cs.is_none_or(|cs| t < cs + 90 * DAY_MS)) {
-                            acct.apps.entry(app.clone()).or_default().insert(t);
+                            account_changed |= acct.apps.entry(app.clone()).or_default().insert(t);
                         }
                     }
                     _ => {}
@@ -318,18 +267,27 @@ impl Engine {
             }
             Event::Support(s) => {
                 if let Some(team_id) = &s.team_id {
-                    acct.team_mut(team_id, t);
+                    if acct.team_mut(team_id, t).1 {
+                        dirty.insert(team_key(team_id));
+                    }
                 }
                 if s.kind == SupportKind::TicketEscalated {
                     let agg = match &s.team_id {
-                        Some(team_id) => &mut acct.team_mut(team_id, t).support,
-                        None => &mut acct.account_support,
+                        Some(team_id) => {
+                            dirty.insert(team_key(team_id));
+                            &mut acct.team_mut(team_id, t).0.support
+                        }
+                        None => {
+                            account_changed = true;
+                            &mut acct.account_support
+                        }
                     };
                     agg.record_escalation(bucket, &s.event_id);
                 }
                 if let Some(ticket_id) = &s.ticket_id {
                     if s.kind.is_ticket() {
                         acct.tickets.entry(ticket_id.clone()).or_default().record(s);
+                        dirty.insert(StateKey::Ticket(account_id.to_string(), ticket_id.clone()));
                     }
                 }
                 if let (Some(score), true) =
@@ -342,8 +300,14 @@ impl Engine {
                         score,
                     };
                     match &s.team_id {
-                        Some(team_id) => acct.team_mut(team_id, t).feedback.record(r),
-                        None => acct.account_feedback.record(r),
+                        Some(team_id) => {
+                            dirty.insert(team_key(team_id));
+                            acct.team_mut(team_id, t).0.feedback.record(r);
+                        }
+                        None => {
+                            account_changed = true;
+                            acct.account_feedback.record(r);
+                        }
                     }
                 }
                 let p1_opened = s.kind == SupportKind::TicketOpened && s.priority.is_some_and(|p| p.0 == 1);
@@ -351,6 +315,9 @@ impl Engine {
                     out.alerts.push(support_escalation(s, dims, emitted_at));
                 }
             }
+        }
+        if account_changed {
+            dirty.insert(StateKey::Account(account_id.to_string()));
         }
         Ingested::Accepted
     }
@@ -425,29 +392,32 @@ impl Engine {
             let record = dims.account(account_id);
             let (weights, bands) = cfg.health.for_segment(record.and_then(|r| r.segment.as_deref()));
             // Rules with memory across ticks run first, on the mutable state.
-            // Only accounts whose bookkeeping changes are written to the changelog. Pruning
-            // does not count: it only drops what no later tick reads.
-            let mut changed = false;
+            // Only the pieces whose bookkeeping changes are written to the changelog.
+            // Pruning does not count: it only drops what no later tick reads.
+            let dirty = &mut self.dirty;
             let mut inactive: HashMap<String, Vec<String>> = HashMap::new();
             for (team_id, team) in acct.teams.iter_mut().filter(|(_, t)| t.first_seen < tick) {
                 let (users, champions_changed) = rules::update_champions(team, &w);
-                changed |= champions_changed;
+                if champions_changed {
+                    dirty.insert(StateKey::Team(account_id.clone(), team_id.clone()));
+                }
                 if !users.is_empty() {
                     inactive.insert(team_id.clone(), users);
                 }
             }
             let milestones_before = acct.milestones_done;
             let onboarding = rules::onboarding(acct, record, tick, cfg.interval_ms);
-            changed |= acct.milestones_done != milestones_before;
+            if acct.milestones_done != milestones_before {
+                dirty.insert(StateKey::Account(account_id.clone()));
+            }
             let mut entities = std::mem::take(&mut acct.entities);
             let aggs = aggregate(&w, cfg.pending_ttl_ms, account_id, acct, dims);
             for ((level, id), mut agg) in aggs {
                 let entity = EntityRef { level, id, account_id: account_id.clone() };
                 let m = agg.metrics(&cfg, &entity, dims);
-                let h = entities.entry((entity.level, entity.id.clone())).or_insert_with(|| {
-                    changed = true;
-                    EntityHealth::new(tick)
-                });
+                let key = (entity.level, entity.id.clone());
+                let created = !entities.contains_key(&key);
+                let h = entities.entry(key).or_insert_with(|| EntityHealth::new(tick));
                 let health_before = h.clone();
                 let ctx = AlertContext { entity: &entity, at: tick, emitted_at, account: record };
                 let scored = health::score(&m, &weights);
@@ -510,6 +480,7 @@ impl Engine {
                     }
                 }
 
+                let mut score_out = None;
                 if let (Some(scored), Some(band)) = (scored, band_now) {
                     if let Some(prev) = h.previous {
                         if prev.1 != band && tick >= h.first_tick + cfg.warmup_ms {
@@ -530,15 +501,17 @@ impl Engine {
                     h.previous = Some((scored.score, band));
                     if h.written != Some((scored.score, band)) {
                         h.written = Some((scored.score, band));
-                        out.scores.push(ScoreRecord { entity, at: tick, score: scored.score, band, components });
+                        score_out = Some((scored.score, band));
                     }
                 }
-                changed |= *h != health_before;
+                if created || *h != health_before {
+                    dirty.insert(StateKey::Entity(account_id.clone(), entity.level, entity.id.clone()));
+                }
+                if let Some((score, band)) = score_out {
+                    out.scores.push(ScoreRecord { entity, at: tick, score, band, components });
+                }
             }
             acct.entities = entities;
-            if changed {
-                self.dirty.insert(account_id.clone());
-            }
         }
         self.prune(tick + cfg.interval_ms, out);
     }
@@ -548,14 +521,22 @@ impl Engine {
         let ttl = self.cfg.pending_ttl_ms;
         let keep_from = self.cfg.bucket(next - RETAIN_MS);
         let esc_from = self.cfg.bucket(next - 7 * DAY_MS);
-        for a in self.accounts.values_mut() {
-            for team in a.teams.values_mut() {
-                team.users.retain(|_, s| {
+        // Pieces that go entirely are written as tombstones; the rest shrinks unwritten.
+        let dirty = &mut self.dirty;
+        for (account_id, a) in self.accounts.iter_mut() {
+            for (team_id, team) in a.teams.iter_mut() {
+                team.users.retain(|user, s| {
                     s.prune_before(keep_from);
+                    if s.is_empty() {
+                        dirty.insert(StateKey::User(account_id.clone(), team_id.clone(), user.clone()));
+                    }
                     !s.is_empty()
                 });
-                team.features.retain(|_, s| {
+                team.features.retain(|feature, s| {
                     s.prune_before(keep_from);
+                    if s.is_empty() {
+                        dirty.insert(StateKey::Feature(account_id.clone(), team_id.clone(), feature.clone()));
+                    }
                     !s.is_empty()
                 });
                 team.support.prune(esc_from);
@@ -563,14 +544,21 @@ impl Engine {
             }
             a.account_support.prune(esc_from);
             a.account_feedback.prune_before(next - 90 * DAY_MS);
-            a.changes.retain(|_, c| match c.droppable(next, ttl) {
+            a.changes.retain(|change_id, c| match c.droppable(next, ttl) {
                 Some(expired) => {
                     out.expired_changes += u64::from(expired);
+                    dirty.insert(StateKey::Change(account_id.clone(), change_id.clone()));
                     false
                 }
                 None => true,
             });
-            a.tickets.retain(|_, t| !t.expired(next - RETAIN_MS));
+            a.tickets.retain(|ticket_id, t| {
+                let expired = t.expired(next - RETAIN_MS);
+                if expired {
+                    dirty.insert(StateKey::Ticket(account_id.clone(), ticket_id.clone()));
+                }
+                !expired
+            });
         }
     }
 }

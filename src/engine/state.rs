@@ -33,8 +33,9 @@ impl SupportAgg {
     }
 }
 
-/// One team's raw activity.
-#[derive(Debug, Serialize, Deserialize)]
+/// One team's raw activity. In the changelog its activity sets are records of their own,
+/// and the rest is one record (see `changelog.rs`).
+#[derive(Debug)]
 pub(super) struct TeamState {
     /// Earliest event naming the team.
     pub(super) first_seen: i64,
@@ -44,10 +45,8 @@ pub(super) struct TeamState {
     pub(super) features: HashMap<String, ActivitySet>,
     pub(super) support: SupportAgg,
     /// Current champions: user -> spell bookkeeping.
-    #[serde(default)]
     pub(super) champions: BTreeMap<String, Champion>,
     /// NPS and CSAT answers naming the team.
-    #[serde(default)]
     pub(super) feedback: Feedback,
 }
 
@@ -107,12 +106,7 @@ pub(super) struct EntityHealth {
     /// `usage_drop` may fire (armed at first, disarmed after firing until it re-arms).
     pub(super) usage_drop_armed: bool,
     /// `magic_number_regressed` may fire (same arming rule).
-    #[serde(default = "armed")]
     pub(super) magic_armed: bool,
-}
-
-fn armed() -> bool {
-    true
 }
 
 impl EntityHealth {
@@ -121,8 +115,9 @@ impl EntityHealth {
     }
 }
 
-/// One account's state.
-#[derive(Debug, Serialize, Deserialize)]
+/// One account's state. In the changelog its teams, tickets, changes and entities are
+/// records of their own, and the rest is one record (see `changelog.rs`).
+#[derive(Debug)]
 pub(super) struct AccountState {
     /// Earliest event naming the account.
     pub(super) first_seen: i64,
@@ -130,19 +125,14 @@ pub(super) struct AccountState {
     /// Support events without a team.
     pub(super) account_support: SupportAgg,
     pub(super) tickets: HashMap<String, Ticket>,
-    #[serde(with = "as_pairs")]
     pub(super) entities: HashMap<(Level, String), EntityHealth>,
     /// Survey answers without a team.
-    #[serde(default)]
     pub(super) account_feedback: Feedback,
     /// Changes by change_id, while pairing and while in a time-to-production window.
-    #[serde(default)]
     pub(super) changes: HashMap<String, Change>,
     /// Production deploy times per app_id, within the onboarding window.
-    #[serde(default)]
     pub(super) apps: BTreeMap<String, BTreeSet<i64>>,
     /// Onboarding milestones already decided (bit 0: first app, bit 1: third app).
-    #[serde(default)]
     pub(super) milestones_done: u8,
 }
 
@@ -161,42 +151,26 @@ impl AccountState {
         }
     }
 
-    /// The team's state, created at `t` if new; `first_seen` lowered to `t`.
-    pub(super) fn team_mut(&mut self, team_id: &str, t: i64) -> &mut TeamState {
-        let team = self.teams.entry(team_id.to_string()).or_insert_with(|| TeamState {
-            first_seen: t,
+    /// The team's state, created at `t` if new; `first_seen` lowered to `t`. The flag
+    /// says whether the team's own record changed (created or `first_seen` lowered).
+    pub(super) fn team_mut(&mut self, team_id: &str, t: i64) -> (&mut TeamState, bool) {
+        let created = !self.teams.contains_key(team_id);
+        let team = self.teams.entry(team_id.to_string()).or_insert_with(|| TeamState::new(t));
+        let lowered = t < team.first_seen;
+        team.first_seen = team.first_seen.min(t);
+        (team, created || lowered)
+    }
+}
+
+impl TeamState {
+    pub(super) fn new(first_seen: i64) -> Self {
+        Self {
+            first_seen,
             users: HashMap::new(),
             features: HashMap::new(),
             support: SupportAgg::default(),
             champions: BTreeMap::new(),
             feedback: Feedback::default(),
-        });
-        team.first_seen = team.first_seen.min(t);
-        team
-    }
-}
-
-/// Serializes a map with non-string keys as a list of pairs (JSON objects need string
-/// keys).
-mod as_pairs {
-    use std::collections::HashMap;
-    use std::hash::Hash;
-
-    use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
-    pub(super) fn serialize<S: Serializer, K: Serialize, V: Serialize>(
-        m: &HashMap<K, V>,
-        s: S,
-    ) -> Result<S::Ok, S::Error> {
-        s.collect_seq(m.iter())
-    }
-
-    pub(super) fn deserialize<'de, D, K, V>(d: D) -> Result<HashMap<K, V>, D::Error>
-    where
-        D: Deserializer<'de>,
-        K: Deserialize<'de> + Eq + Hash,
-        V: Deserialize<'de>,
-    {
-        Ok(Vec::<(K, V)>::deserialize(d)?.into_iter().collect())
+        }
     }
 }

@@ -15,24 +15,35 @@
 /// assert!(!a.any_in(3, 5));
 /// assert_eq!(a.len(), 2);
 /// ```
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(transparent)]
+///
+/// Serialized as the first bucket followed by the gaps between neighbours, so that runs
+/// of adjacent buckets cost one byte each in a varint encoding.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ActivitySet {
     buckets: Vec<u32>,
 }
 
 impl ActivitySet {
-    /// Adds a bucket. In-order inserts (the common case) are O(1).
-    pub fn insert(&mut self, bucket: u32) {
+    /// Adds a bucket; returns whether it was new. In-order inserts (the common case) are
+    /// O(1).
+    pub fn insert(&mut self, bucket: u32) -> bool {
         match self.buckets.last() {
-            Some(&last) if last == bucket => {}
-            Some(&last) if last < bucket => self.buckets.push(bucket),
-            None => self.buckets.push(bucket),
-            _ => {
-                if let Err(pos) = self.buckets.binary_search(&bucket) {
-                    self.buckets.insert(pos, bucket);
-                }
+            Some(&last) if last == bucket => false,
+            Some(&last) if last < bucket => {
+                self.buckets.push(bucket);
+                true
             }
+            None => {
+                self.buckets.push(bucket);
+                true
+            }
+            _ => match self.buckets.binary_search(&bucket) {
+                Ok(_) => false,
+                Err(pos) => {
+                    self.buckets.insert(pos, bucket);
+                    true
+                }
+            },
         }
     }
 
@@ -65,6 +76,44 @@ impl ActivitySet {
     /// Whether nothing is held.
     pub fn is_empty(&self) -> bool {
         self.buckets.is_empty()
+    }
+}
+
+impl serde::Serialize for ActivitySet {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let mut seq = s.serialize_seq(Some(self.buckets.len()))?;
+        let mut prev = 0;
+        for &b in &self.buckets {
+            seq.serialize_element(&(b - prev))?;
+            prev = b;
+        }
+        seq.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for ActivitySet {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Gaps;
+        impl<'de> serde::de::Visitor<'de> for Gaps {
+            type Value = ActivitySet;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a first bucket and the gaps to the next ones")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<ActivitySet, A::Error> {
+                let mut buckets = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
+                let mut prev: u32 = 0;
+                while let Some(gap) = seq.next_element::<u32>()? {
+                    if gap == 0 && !buckets.is_empty() {
+                        return Err(serde::de::Error::custom("buckets repeat"));
+                    }
+                    prev = prev.checked_add(gap).ok_or_else(|| serde::de::Error::custom("bucket out of range"))?;
+                    buckets.push(prev);
+                }
+                Ok(ActivitySet { buckets })
+            }
+        }
+        d.deserialize_seq(Gaps)
     }
 }
 
@@ -102,5 +151,28 @@ mod tests {
         assert_eq!(a.range(0, 100), &[8, 9]);
         a.prune_before(100);
         assert!(a.is_empty());
+    }
+
+    #[test]
+    fn insert_says_whether_new() {
+        let mut a = ActivitySet::default();
+        assert!(a.insert(5));
+        assert!(!a.insert(5));
+        assert!(a.insert(2));
+        assert!(!a.insert(2));
+        assert!(a.insert(9));
+    }
+
+    #[test]
+    fn serialized_as_gaps_and_read_back() {
+        let mut a = ActivitySet::default();
+        for b in [400_000, 400_001, 400_002, 400_010] {
+            a.insert(b);
+        }
+        assert_eq!(serde_json::to_string(&a).unwrap(), "[400000,1,1,8]");
+        let back: ActivitySet = serde_json::from_str("[400000,1,1,8]").unwrap();
+        assert_eq!(back, a);
+        assert!(serde_json::from_str::<ActivitySet>("[4,0]").is_err(), "a repeated bucket is refused");
+        assert!(serde_json::from_str::<ActivitySet>("[4294967295,1]").is_err(), "overflow is refused");
     }
 }
