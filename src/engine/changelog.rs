@@ -180,7 +180,7 @@ fn decode<T: DeserializeOwned>(v: &[u8]) -> Result<T, String> {
     match v.split_first() {
         Some((&FORMAT, body)) => postcard::from_bytes(body).map_err(|e| format!("undecodable value: {e}")),
         Some((other, _)) => Err(format!(
-            "value format {other} is not {FORMAT}: the changelog was written by another cs-pulse version; delete it to rebuild the state from the inputs"
+            "value format {other} is not {FORMAT}: the changelog was written by another cs-pulse version; delete it and reset the group's input offsets to the earliest to rebuild the state from the inputs"
         )),
         None => Err("empty value".into()),
     }

@@ -432,7 +432,7 @@ fn restore_rejects_unknown_records() {
     assert!(err.to_string().contains("zzz"), "{err}");
     // A state record in an older encoding names the way out.
     let err = Engine::restore(c, vec![(b"aacme".to_vec(), Some(br#"{"first_seen":1}"#.to_vec()))]).unwrap_err();
-    assert!(err.to_string().contains("delete it to rebuild"), "{err}");
+    assert!(err.to_string().contains("delete it and reset"), "{err}");
 }
 
 /// Keys of the records taken, as text, with whether each has a value.
