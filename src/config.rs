@@ -60,8 +60,12 @@ pub struct Config {
     pub health: HealthConfig,
     /// Processing guarantee and batching.
     pub processing: ProcessingConfig,
+    /// Input encodings.
+    pub input: InputConfig,
     /// Output encoding.
     pub output: OutputConfig,
+    /// Schema registry for Avro.
+    pub schema_registry: SchemaRegistryConfig,
     /// The Prometheus endpoint.
     pub metrics: MetricsConfig,
     /// Logging.
@@ -422,7 +426,7 @@ impl Default for ProcessingConfig {
     }
 }
 
-/// Encoding of alerts and scores.
+/// Encoding of a topic's messages: alerts and scores out, events and records in.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum OutputFormat {
@@ -431,6 +435,48 @@ pub enum OutputFormat {
     Json,
     /// Avro, Confluent wire format.
     Avro,
+}
+
+/// Encoding of a topic's messages.
+pub type Format = OutputFormat;
+
+/// Input encodings: `format` for every input topic, or one per input.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct InputConfig {
+    /// Default for every input: `json` or `avro`.
+    pub format: Format,
+    /// The usage topic's encoding, when it differs from `format`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Format>,
+    /// The support topic's encoding, when it differs from `format`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub support: Option<Format>,
+    /// The accounts topic's encoding, when it differs from `format`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub accounts: Option<Format>,
+    /// The teams topic's encoding, when it differs from `format`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub teams: Option<Format>,
+}
+
+impl InputConfig {
+    /// The encodings of the usage, support, accounts and teams topics.
+    pub fn formats(&self) -> [Format; 4] {
+        [self.usage, self.support, self.accounts, self.teams].map(|f| f.unwrap_or(self.format))
+    }
+}
+
+/// A Confluent-compatible schema registry (Confluent, Apicurio's `/apis/ccompat/v7`,
+/// Redpanda, Karapace). Basic auth comes from the environment:
+/// `CS_PULSE_SCHEMA_REGISTRY_USERNAME` and `CS_PULSE_SCHEMA_REGISTRY_PASSWORD`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SchemaRegistryConfig {
+    /// Base URL, e.g. `http://127.0.0.1:8081`. Empty: no registry; Avro input is read
+    /// with cs-pulse's own schemas as the writer schemas. `CS_PULSE_SCHEMA_REGISTRY_URL`
+    /// overrides.
+    pub url: String,
 }
 
 /// Output settings.
@@ -502,13 +548,17 @@ impl Config {
         Ok(cfg)
     }
 
-    /// Applies `CS_PULSE_BOOTSTRAP_SERVERS` and `CS_PULSE_METRICS_BIND`.
+    /// Applies `CS_PULSE_BOOTSTRAP_SERVERS`, `CS_PULSE_METRICS_BIND` and
+    /// `CS_PULSE_SCHEMA_REGISTRY_URL`.
     pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) {
         if let Some(v) = get("CS_PULSE_BOOTSTRAP_SERVERS").filter(|v| !v.is_empty()) {
             self.kafka.bootstrap_servers = v;
         }
         if let Some(v) = get("CS_PULSE_METRICS_BIND").filter(|v| !v.is_empty()) {
             self.metrics.bind = v;
+        }
+        if let Some(v) = get("CS_PULSE_SCHEMA_REGISTRY_URL").filter(|v| !v.is_empty()) {
+            self.schema_registry.url = v;
         }
     }
 
@@ -582,8 +632,15 @@ impl Config {
         if self.processing.instance_id.as_deref().is_some_and(str::is_empty) {
             return Err(invalid("processing.instance_id", "must not be empty"));
         }
-        if self.output.format == OutputFormat::Avro {
-            return Err(invalid("output.format", "avro output is not available in this build; use \"json\""));
+        let url = self.schema_registry.url.trim();
+        if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(invalid("schema_registry.url", format!("'{url}' is not an http:// or https:// URL")));
+        }
+        if self.output.format == OutputFormat::Avro && url.is_empty() {
+            return Err(invalid(
+                "output.format",
+                "avro output needs schema_registry.url: consumers find the alert schema by the id cs-pulse registers",
+            ));
         }
         self.metrics
             .bind

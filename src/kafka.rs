@@ -97,12 +97,17 @@ pub struct KafkaSink {
     scores_topic: String,
     deadletter_topic: String,
     changelog_topic: String,
+    /// Avro encoding of alerts and scores (`output.format = "avro"`); JSON without.
+    avro: Option<std::sync::Arc<crate::avro::output::AvroOutput>>,
 }
 
 impl KafkaSink {
     /// Creates the producer; with `exactly_once`, a transactional one (initialised, so
     /// that an earlier incarnation with the same transactional id is fenced).
-    pub fn new(cfg: &Config) -> Result<Self, KafkaError> {
+    pub fn new(
+        cfg: &Config,
+        avro: Option<std::sync::Arc<crate::avro::output::AvroOutput>>,
+    ) -> Result<Self, KafkaError> {
         let transactional = cfg.processing.guarantee == crate::config::Guarantee::ExactlyOnce;
         let mut c = client_config(cfg);
         c.set("enable.idempotence", "true").set("linger.ms", "5").set("compression.type", "zstd");
@@ -122,7 +127,13 @@ impl KafkaSink {
             scores_topic: cfg.topics.scores.clone(),
             deadletter_topic: cfg.topics.deadletter.clone(),
             changelog_topic: cfg.changelog_topic(),
+            avro,
         })
+    }
+
+    /// The Avro encoder of alerts and scores, if any.
+    pub fn avro_output(&self) -> Option<std::sync::Arc<crate::avro::output::AvroOutput>> {
+        self.avro.clone()
     }
 
     /// Opens a transaction when exactly-once and none is open.
@@ -212,14 +223,20 @@ impl KafkaSink {
     /// Produces an alert, keyed by account_id. `trigger_ms` is the append time of the
     /// record that caused it, for the latency histogram.
     pub fn alert(&self, a: &Alert, trigger_ms: Option<i64>) -> Result<(), KafkaError> {
-        let body = encode(a)?;
+        let body = match &self.avro {
+            Some(avro) => avro.alert(a).map_err(encode_failed)?,
+            None => encode(a)?,
+        };
         let trigger = trigger_ms.filter(|t| *t > 0).map_or(0, |t| t as usize);
         self.send(&self.alerts_topic, None, Some(a.entity.account_id.as_bytes()), Some(&body), None, trigger)
     }
 
     /// Produces a score record, keyed `level:entity_id` on the compacted scores topic.
     pub fn score(&self, s: &ScoreRecord) -> Result<(), KafkaError> {
-        let body = encode(s)?;
+        let body = match &self.avro {
+            Some(avro) => avro.score(s).map_err(encode_failed)?,
+            None => encode(s)?,
+        };
         self.send(&self.scores_topic, None, Some(s.entity.score_key().as_bytes()), Some(&body), None, 0)
     }
 
@@ -276,10 +293,12 @@ impl KafkaSink {
 }
 
 fn encode(v: &impl serde::Serialize) -> Result<Vec<u8>, KafkaError> {
-    serde_json::to_vec(v).map_err(|e| {
-        tracing::error!(error = %e, "Cannot encode output record.");
-        KafkaError::MessageProduction(RDKafkaErrorCode::InvalidMessage)
-    })
+    serde_json::to_vec(v).map_err(|e| encode_failed(e.to_string()))
+}
+
+fn encode_failed(e: String) -> KafkaError {
+    tracing::error!(error = %e, "Cannot encode output record.");
+    KafkaError::MessageProduction(RDKafkaErrorCode::InvalidMessage)
 }
 
 /// Partition counts of topics, `None` for a topic that does not exist.

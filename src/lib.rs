@@ -28,6 +28,7 @@
 //! `run` drive the same core.
 
 pub mod alert;
+pub mod avro;
 pub mod config;
 pub mod decode;
 pub mod demo;

@@ -23,13 +23,14 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders, OwnedMessage};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::ClientContext;
 
+use crate::avro::AvroError;
 use crate::config::Config;
-use crate::decode::{json, DecodeError, Reason};
+use crate::decode::{DecodeError, Decoders, Reason};
 use crate::dims::Dimensions;
 use crate::engine::{Engine, EngineConfig, Ingested, Outputs};
 use crate::kafka::{client_config, partition_counts, KafkaSink, Rejection};
@@ -61,6 +62,10 @@ pub enum PipelineError {
     /// reprocesses them.
     #[error("{0}")]
     Delivery(String),
+    /// The schema registry could not be asked for a writer schema (exit 1 when retries
+    /// run out): the batch is retried, its records are not the problem.
+    #[error("schema registry: {0}")]
+    Registry(String),
 }
 
 impl PipelineError {
@@ -191,6 +196,7 @@ pub fn check_copartitioning<C: ConsumerContext>(
 struct DimsReader {
     consumer: BaseConsumer,
     accounts_topic: String,
+    decoders: Decoders,
 }
 
 impl DimsReader {
@@ -222,7 +228,7 @@ impl DimsReader {
             }
         }
         consumer.assign(&tpl)?;
-        let reader = Self { consumer, accounts_topic: cfg.topics.accounts.clone() };
+        let mut reader = Self { consumer, accounts_topic: cfg.topics.accounts.clone(), decoders: Decoders::new(cfg) };
         let started = Instant::now();
         while !pending.is_empty() {
             if started.elapsed() > DIMS_LOAD_TIMEOUT {
@@ -230,7 +236,10 @@ impl DimsReader {
                 break;
             }
             match reader.consumer.poll(Duration::from_millis(200)) {
-                Some(Ok(m)) => reader.apply(&m, dims, sink, out),
+                Some(Ok(m)) => {
+                    let m = m.detach();
+                    reader.apply(&m, dims, sink, out);
+                }
                 // The EOF error names the partition but not the topic: positions tell.
                 Some(Err(KafkaError::PartitionEOF(_))) => reader.settle(&mut pending),
                 Some(Err(e)) => tracing::warn!(error = %e, "Dimension consumer error."),
@@ -263,23 +272,41 @@ impl DimsReader {
         });
     }
 
-    fn apply(&self, m: &BorrowedMessage<'_>, dims: &mut Dimensions, sink: &KafkaSink, out: &mut RunSummary) {
+    /// Applies a record. Returns false when the schema registry could not be asked: the
+    /// partition is then rewound to the record, to be read again later.
+    fn apply(&mut self, m: &OwnedMessage, dims: &mut Dimensions, sink: &KafkaSink, out: &mut RunSummary) -> bool {
         let result = if m.topic() == self.accounts_topic {
-            json::decode_account(m.key(), m.payload()).map(|u| dims.apply_account(u))
+            self.decoders.account(m.key(), m.payload()).map(|u| dims.apply_account(u))
         } else {
-            json::decode_team(m.key(), m.payload()).map(|u| dims.apply_team(u))
+            self.decoders.team(m.key(), m.payload()).map(|u| dims.apply_team(u))
         };
         match result {
             Ok(()) => metrics().dimension_records_total.with_label_values(&[m.topic()]).inc(),
-            Err(e) => reject(sink, m, &e, out),
+            Err(AvroError::Record(e)) => reject(sink, m, &e, out),
+            Err(AvroError::Registry(e)) => {
+                tracing::warn!(topic = m.topic(), partition = m.partition(), offset = m.offset(), error = %e,
+                    "Schema registry unavailable; the dimension record will be read again.");
+                if let Err(e) =
+                    self.consumer.seek(m.topic(), m.partition(), Offset::Offset(m.offset()), METADATA_TIMEOUT)
+                {
+                    tracing::warn!(error = %e, "Cannot rewind the dimension consumer.");
+                }
+                return false;
+            }
         }
+        true
     }
 
     /// Applies whatever updates have arrived, without waiting.
-    fn poll_updates(&self, dims: &mut Dimensions, sink: &KafkaSink, out: &mut RunSummary) {
+    fn poll_updates(&mut self, dims: &mut Dimensions, sink: &KafkaSink, out: &mut RunSummary) {
         for _ in 0..10_000 {
             match self.consumer.poll(Duration::ZERO) {
-                Some(Ok(m)) => self.apply(&m, dims, sink, out),
+                Some(Ok(m)) => {
+                    let m = m.detach();
+                    if !self.apply(&m, dims, sink, out) {
+                        break;
+                    }
+                }
                 Some(Err(KafkaError::PartitionEOF(_))) => {}
                 Some(Err(e)) => tracing::warn!(error = %e, "Dimension consumer error."),
                 None => break,
@@ -422,6 +449,8 @@ struct Owned {
     watermarks: WatermarkTracker<(usize, i32)>,
     /// Next offset to commit per (topic index, partition).
     offsets: HashMap<(usize, i32), i64>,
+    /// Decoders of the usage and support topics.
+    decoders: Decoders,
 }
 
 impl Owned {
@@ -546,10 +575,11 @@ pub fn run(cfg: &Config, shutdown: &AtomicBool) -> Result<RunSummary, PipelineEr
     let partitions = check_copartitioning(&consumer, cfg)?;
     ensure_changelog(&consumer, cfg, partitions)?;
     let store = StateStore::new(cfg)?;
-    let mut sink = KafkaSink::new(cfg)?;
+    let avro_out = avro_output(cfg)?;
+    let mut sink = KafkaSink::new(cfg, avro_out.clone())?;
     let mut summary = RunSummary::default();
     let mut dims = Dimensions::default();
-    let dims_reader = DimsReader::start(cfg, &mut dims, &sink, &mut summary)?;
+    let mut dims_reader = DimsReader::start(cfg, &mut dims, &sink, &mut summary)?;
     consumer.subscribe(&[&topics[0], &topics[1]])?;
     tracing::info!(partitions, group = %cfg.kafka.group_id, "Consuming.");
     telemetry::set_ready(true);
@@ -565,6 +595,7 @@ pub fn run(cfg: &Config, shutdown: &AtomicBool) -> Result<RunSummary, PipelineEr
         )
         .require_caught_up(),
         offsets: HashMap::new(),
+        decoders: Decoders::new(cfg),
     };
     let interval = Duration::from_millis(cfg.processing.commit_interval_ms);
     let mut out = Outputs::default();
@@ -605,7 +636,8 @@ pub fn run(cfg: &Config, shutdown: &AtomicBool) -> Result<RunSummary, PipelineEr
         }
         // 2. Process it: dimension updates, records, ticks; outputs and state changes go
         // into the batch's transaction (exactly-once) or the producer (at-least-once).
-        let batch = process_batch(&buffer, &mut owned, &topics, &dims_reader, &mut dims, &sink, &mut out, &mut summary);
+        let batch =
+            process_batch(&buffer, &mut owned, &topics, &mut dims_reader, &mut dims, &sink, &mut out, &mut summary);
         let outcome = match batch {
             Ok(false) if buffer.is_empty() && owned.offsets.is_empty() => {
                 sink.poll();
@@ -616,6 +648,7 @@ pub fn run(cfg: &Config, shutdown: &AtomicBool) -> Result<RunSummary, PipelineEr
             Err(PipelineError::Kafka(e)) if sink.is_transactional() => {
                 Err(CommitFailure::Retry(format!("producing failed: {e}")))
             }
+            Err(PipelineError::Registry(e)) if sink.is_transactional() => Err(CommitFailure::Retry(e)),
             Err(e) => Err(CommitFailure::Fatal(e)),
         };
         match outcome {
@@ -652,13 +685,24 @@ pub fn run(cfg: &Config, shutdown: &AtomicBool) -> Result<RunSummary, PipelineEr
     result.map(|()| summary)
 }
 
+/// With `output.format = "avro"`, registers the output schemas (or finds their ids).
+fn avro_output(cfg: &Config) -> Result<Option<Arc<crate::avro::output::AvroOutput>>, PipelineError> {
+    if cfg.output.format != crate::config::OutputFormat::Avro {
+        return Ok(None);
+    }
+    let registry = crate::avro::registry::Registry::new(&cfg.schema_registry.url);
+    crate::avro::output::AvroOutput::register(&registry, &cfg.topics.alerts, &cfg.topics.scores)
+        .map(|o| Some(Arc::new(o)))
+        .map_err(|e| PipelineError::Registry(format!("registering the output schemas: {e}")))
+}
+
 /// Processes one polled batch. Returns whether anything was produced.
 #[allow(clippy::too_many_arguments)]
 fn process_batch(
     buffer: &[OwnedMessage],
     owned: &mut Owned,
     topics: &[String; 2],
-    dims_reader: &DimsReader,
+    dims_reader: &mut DimsReader,
     dims: &mut Dimensions,
     sink: &KafkaSink,
     out: &mut Outputs,
@@ -676,7 +720,18 @@ fn process_batch(
         }
         received[ti] += 1;
         let now = crate::time::now_ms();
-        let decoded = if ti == 0 { json::decode_usage(m.payload()) } else { json::decode_support(m.payload()) };
+        let decoded = if ti == 0 { owned.decoders.usage(m.payload()) } else { owned.decoders.support(m.payload()) };
+        let decoded = match decoded {
+            Err(AvroError::Registry(e)) => {
+                return Err(PipelineError::Registry(format!(
+                    "{e} (decoding {} partition {p} offset {})",
+                    m.topic(),
+                    m.offset()
+                )))
+            }
+            Err(AvroError::Record(e)) => Err(e),
+            Ok(ev) => Ok(ev),
+        };
         owned.offsets.insert((ti, p), m.offset() + 1);
         match decoded {
             Err(e) => {
@@ -804,7 +859,7 @@ fn recover(
     loop {
         let attempt = (|| -> Result<(), PipelineError> {
             if replace {
-                *sink = KafkaSink::new(cfg)?;
+                *sink = KafkaSink::new(cfg, sink.avro_output())?;
             }
             rewind(consumer, owned, topics, store)
         })();

@@ -1,5 +1,6 @@
-//! `cs-pulse replay`: the engine over NDJSON files, no Kafka. For backtesting a health
-//! model on history.
+//! `cs-pulse replay`: the engine over files, no Kafka. For backtesting a health model on
+//! history. Files are NDJSON, or Avro object container files when their name ends in
+//! `.avro` (read with the schema in their header, resolved against cs-pulse's).
 //!
 //! Dimension files are loaded first. Usage and support files are each read in their own
 //! line order and merged by `occurred_at` (usage first on ties), as one input partition:
@@ -14,8 +15,11 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+use crate::avro::container::{Container, ContainerError};
+use crate::avro::plan::Decoded;
+use crate::avro::Input;
 use crate::config::Config;
-use crate::decode::{json, DecodeError, Reason};
+use crate::decode::{fields, json, DecodeError, Reason, Upsert};
 use crate::dims::Dimensions;
 use crate::engine::{Engine, EngineConfig, Ingested, Outputs};
 use crate::model::Event;
@@ -104,23 +108,56 @@ struct DeadLetter<'a> {
     payload: &'a str,
 }
 
+/// An input file: NDJSON lines or an Avro container's records.
 struct Lines {
     name: &'static str,
     path: String,
     reader: Box<dyn BufRead>,
     line_no: u64,
+    avro: Option<Container>,
 }
 
+/// One record read from a file: its line (or record) number, its text for the dead-letter
+/// file (empty for Avro: the number locates it), and what it decoded to.
+type Item<T> = (u64, String, Result<T, DecodeError>);
+
 impl Lines {
-    fn open(name: &'static str, path: &Path) -> Result<Self, ReplayError> {
-        if path.extension().is_some_and(|e| e == "avro") {
-            return Err(ReplayError::Unsupported {
-                path: path.display().to_string(),
-                why: "Avro object container files are not readable by this build; convert to NDJSON".into(),
-            });
+    fn open(name: &'static str, path: &Path, input: Input) -> Result<Self, ReplayError> {
+        let shown = path.display().to_string();
+        let avro = if path.extension().is_some_and(|e| e == "avro") {
+            Some(Container::open(path, input).map_err(|e| match e {
+                ContainerError::Io(source) => ReplayError::Io { path: shown.clone(), source },
+                ContainerError::Format(why) => ReplayError::Unsupported { path: shown.clone(), why },
+            })?)
+        } else {
+            None
+        };
+        let reader: Box<dyn BufRead> = if avro.is_some() {
+            Box::new(std::io::empty())
+        } else {
+            let f = File::open(path).map_err(|source| ReplayError::Io { path: shown.clone(), source })?;
+            Box::new(BufReader::new(f))
+        };
+        Ok(Self { name, path: shown, reader, line_no: 0, avro })
+    }
+
+    /// The next record, decoded by `json` (NDJSON) or `avro` (containers).
+    fn next_item<T>(
+        &mut self,
+        json: impl FnOnce(&[u8]) -> Result<T, DecodeError>,
+        avro: impl FnOnce(&Decoded<'_>) -> Result<T, DecodeError>,
+    ) -> Result<Option<Item<T>>, ReplayError> {
+        if let Some(c) = &mut self.avro {
+            let next = c.next_with(avro).map_err(|e| match e {
+                ContainerError::Io(source) => ReplayError::Io { path: self.path.clone(), source },
+                ContainerError::Format(why) => ReplayError::Unsupported { path: self.path.clone(), why },
+            })?;
+            return Ok(next.map(|r| (c.record_no, String::new(), r)));
         }
-        let f = File::open(path).map_err(|source| ReplayError::Io { path: path.display().to_string(), source })?;
-        Ok(Self { name, path: path.display().to_string(), reader: Box::new(BufReader::new(f)), line_no: 0 })
+        Ok(self.next_line()?.map(|(no, line)| {
+            let decoded = json(line.as_bytes());
+            (no, line, decoded)
+        }))
     }
 
     /// The next non-blank line and its number.
@@ -235,7 +272,7 @@ impl Sinks {
 /// One event stream and its next decoded event.
 struct Stream {
     lines: Lines,
-    decode: fn(Option<&[u8]>) -> Result<Event, DecodeError>,
+    input: Input,
     head: Option<(u64, String, Event)>,
 }
 
@@ -243,11 +280,16 @@ impl Stream {
     /// Reads ahead to the next valid event, dead-lettering invalid lines on the way.
     fn fill(&mut self, sinks: &mut Sinks, summary: &mut ReplaySummary) -> Result<(), ReplayError> {
         while self.head.is_none() {
-            let Some((no, line)) = self.lines.next_line()? else {
+            let input = self.input;
+            let item = self.lines.next_item(
+                |b| if input == Input::Usage { json::decode_usage(Some(b)) } else { json::decode_support(Some(b)) },
+                |r| if input == Input::Usage { fields::usage(r) } else { fields::support(r) },
+            )?;
+            let Some((no, line, decoded)) = item else {
                 return Ok(());
             };
             EventsReceived { topic: self.lines.name, count: 1 }.emit();
-            match (self.decode)(Some(line.as_bytes())) {
+            match decoded {
                 Ok(ev) => self.head = Some((no, line, ev)),
                 Err(e) => sinks.reject(summary, &self.lines, no, &e, &line)?,
             }
@@ -273,9 +315,11 @@ pub fn replay(cfg: &Config, files: &ReplayFiles) -> Result<ReplaySummary, Replay
     };
     let mut dims = Dimensions::default();
     if let Some(p) = &files.accounts {
-        let mut lines = Lines::open("accounts", p)?;
-        while let Some((no, line)) = lines.next_line()? {
-            match json::decode_account(None, Some(line.as_bytes())) {
+        let mut lines = Lines::open("accounts", p, Input::Accounts)?;
+        while let Some((no, line, decoded)) =
+            lines.next_item(|b| json::decode_account(None, Some(b)), |r| fields::account(r).map(Upsert::Put))?
+        {
+            match decoded {
                 Ok(u) => {
                     dims.apply_account(u);
                     summary.dimension_records += 1;
@@ -285,9 +329,11 @@ pub fn replay(cfg: &Config, files: &ReplayFiles) -> Result<ReplaySummary, Replay
         }
     }
     if let Some(p) = &files.teams {
-        let mut lines = Lines::open("teams", p)?;
-        while let Some((no, line)) = lines.next_line()? {
-            match json::decode_team(None, Some(line.as_bytes())) {
+        let mut lines = Lines::open("teams", p, Input::Teams)?;
+        while let Some((no, line, decoded)) =
+            lines.next_item(|b| json::decode_team(None, Some(b)), |r| fields::team(r).map(Upsert::Put))?
+        {
+            match decoded {
                 Ok(u) => {
                     dims.apply_team(u);
                     summary.dimension_records += 1;
@@ -298,10 +344,10 @@ pub fn replay(cfg: &Config, files: &ReplayFiles) -> Result<ReplaySummary, Replay
     }
     let mut streams = Vec::new();
     if let Some(p) = &files.usage {
-        streams.push(Stream { lines: Lines::open("usage", p)?, decode: json::decode_usage, head: None });
+        streams.push(Stream { lines: Lines::open("usage", p, Input::Usage)?, input: Input::Usage, head: None });
     }
     if let Some(p) = &files.support {
-        streams.push(Stream { lines: Lines::open("support", p)?, decode: json::decode_support, head: None });
+        streams.push(Stream { lines: Lines::open("support", p, Input::Support)?, input: Input::Support, head: None });
     }
 
     let engine_cfg = Arc::new(EngineConfig::from_config(cfg));

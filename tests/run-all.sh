@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole cs-pulse test suite, from a fresh clone. It installs what it needs when it is
-# missing (the build's system packages and kcat), starts a real Apache Kafka 4.x broker on
+# missing (the build's system packages and kcat, and the Python clients of the Avro
+# interop tests in .cache/venv), starts a real Apache Kafka 4.x broker on
 # 127.0.0.1 (deploy/local/kafka.sh, fetched through Maven into .cache/), checks formatting
 # and lints, runs every test (unit, doc, golden replay, command line, mock cluster, and
 # the tests against the real broker), and stops the broker even when a test fails.
@@ -18,6 +19,15 @@ if [ ${#need[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
 fi
+
+# Avro interop: clients cs-pulse did not write (confluent-kafka's AvroSerializer, fastavro)
+venv=.cache/venv
+if ! "$venv/bin/python" -c 'import confluent_kafka.schema_registry.avro, fastavro' >/dev/null 2>&1; then
+  echo "==> installing the Python interop clients into $venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check "confluent-kafka[avro,schemaregistry]==2.16.1" "fastavro==1.13.1"
+fi
+export CS_PULSE_TEST_PYTHON="$PWD/$venv/bin/python"
 
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
@@ -38,6 +48,7 @@ cargo test --locked --doc
 echo "==> cargo test against the real broker at $CS_PULSE_TEST_BOOTSTRAP"
 log=$(mktemp)
 cargo test --locked --test real_kafka -- --include-ignored 2>&1 | tee "$log"
+cargo test --locked --test real_kafka_avro -- --include-ignored 2>&1 | tee -a "$log"
 # this one restarts the broker, so it runs alone, after the others
 cargo test --locked --test real_kafka_broker_restart -- --include-ignored 2>&1 | tee -a "$log"
 real=$(grep -Eo 'test result: ok\. [0-9]+ passed' "$log" | grep -Eo '[0-9]+' | awk '{s+=$1} END {print s}')

@@ -1,10 +1,12 @@
 //! JSON decoding of events and records: one UTF-8 object per message, unknown fields
-//! ignored, timestamps as epoch milliseconds or RFC 3339 strings.
+//! ignored, timestamps as epoch milliseconds or RFC 3339 strings. Validation is shared
+//! with Avro ([`super::fields`]).
 
 use serde_json::{Map, Value};
 
+use super::fields::{self, Field, Record};
 use super::{DecodeError, Reason, Upsert};
-use crate::model::{AccountRecord, Event, Priority, SupportEvent, SupportKind, TeamRecord, UsageEvent, UsageKind};
+use crate::model::{AccountRecord, Event, TeamRecord};
 
 type Obj = Map<String, Value>;
 
@@ -32,93 +34,24 @@ fn type_name(v: &Value) -> &'static str {
     }
 }
 
-fn opt_str(o: &Obj, field: &str) -> Result<Option<String>, DecodeError> {
-    match o.get(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(v) => {
-            Err(DecodeError::new(Reason::WrongType, format!("field `{field}` must be a string, got {}", type_name(v))))
+impl Record for Obj {
+    fn field(&self, name: &str) -> Field<'_> {
+        match self.get(name) {
+            None | Some(Value::Null) => Field::Absent,
+            Some(Value::String(s)) => Field::Str(s),
+            Some(Value::Number(n)) => match n.as_i64() {
+                Some(i) => Field::Int(i),
+                None => Field::Float(n.as_f64().unwrap_or(f64::NAN)),
+            },
+            Some(v) => Field::Other(type_name(v)),
         }
     }
-}
-
-/// A string that is present; an empty string counts as missing.
-fn req_str(o: &Obj, field: &str) -> Result<String, DecodeError> {
-    match opt_str(o, field)? {
-        Some(s) if !s.is_empty() => Ok(s),
-        Some(_) => Err(DecodeError::new(Reason::MissingField, format!("field `{field}` is empty"))),
-        None => Err(DecodeError::new(Reason::MissingField, format!("field `{field}` is required"))),
-    }
-}
-
-/// An optional string where "" means absent.
-fn opt_nonempty(o: &Obj, field: &str) -> Result<Option<String>, DecodeError> {
-    Ok(opt_str(o, field)?.filter(|s| !s.is_empty()))
-}
-
-fn opt_time(o: &Obj, field: &str) -> Result<Option<i64>, DecodeError> {
-    match o.get(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(n)) => match n.as_i64() {
-            Some(ms) if ms >= 0 => Ok(Some(ms)),
-            Some(ms) => Err(DecodeError::new(Reason::InvalidValue, format!("field `{field}` is {ms}, before 1970"))),
-            None => Err(DecodeError::new(
-                Reason::InvalidValue,
-                format!("field `{field}` must be whole epoch milliseconds, got {n}"),
-            )),
-        },
-        Some(Value::String(s)) => crate::time::parse_rfc3339(s).filter(|ms| *ms >= 0).map(Some).ok_or_else(|| {
-            DecodeError::new(Reason::InvalidValue, format!("field `{field}` is not an RFC 3339 timestamp: '{s}'"))
-        }),
-        Some(v) => Err(DecodeError::new(
-            Reason::WrongType,
-            format!("field `{field}` must be epoch milliseconds or an RFC 3339 string, got {}", type_name(v)),
-        )),
-    }
-}
-
-fn req_time(o: &Obj, field: &str) -> Result<i64, DecodeError> {
-    opt_time(o, field)?.ok_or_else(|| DecodeError::new(Reason::MissingField, format!("field `{field}` is required")))
-}
-
-fn opt_uint(o: &Obj, field: &str) -> Result<Option<u64>, DecodeError> {
-    match o.get(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(n)) => n.as_u64().map(Some).ok_or_else(|| {
-            DecodeError::new(Reason::InvalidValue, format!("field `{field}` must be a whole number >= 0, got {n}"))
-        }),
-        Some(v) => {
-            Err(DecodeError::new(Reason::WrongType, format!("field `{field}` must be a number, got {}", type_name(v))))
-        }
-    }
-}
-
-fn missing(field: &str, why: &str) -> DecodeError {
-    DecodeError::new(Reason::MissingField, format!("field `{field}` is required {why}"))
 }
 
 /// Decodes a usage event.
 pub fn decode_usage(bytes: Option<&[u8]>) -> Result<Event, DecodeError> {
     let o = parse_object(bytes)?;
-    let event_type = req_str(&o, "type")?;
-    let kind = match event_type.as_str() {
-        "change_created" => UsageKind::ChangeCreated,
-        "change_deployed" => UsageKind::ChangeDeployed,
-        _ => UsageKind::Other,
-    };
-    let ev = UsageEvent {
-        event_id: req_str(&o, "event_id")?,
-        occurred_at: req_time(&o, "occurred_at")?,
-        account_id: req_str(&o, "account_id")?,
-        team_id: req_str(&o, "team_id")?,
-        user_id: opt_nonempty(&o, "user_id")?,
-        feature: opt_nonempty(&o, "feature")?,
-        app_id: opt_nonempty(&o, "app_id")?,
-        change_id: opt_nonempty(&o, "change_id")?,
-        environment: opt_nonempty(&o, "environment")?,
-        event_type,
-        kind,
-    };
+    let ev = fields::usage(&o)?;
     match o.get("properties") {
         None | Some(Value::Null) => {}
         Some(Value::Object(props)) => {
@@ -136,122 +69,34 @@ pub fn decode_usage(bytes: Option<&[u8]>) -> Result<Event, DecodeError> {
             ))
         }
     }
-    match ev.kind {
-        UsageKind::ChangeCreated if ev.change_id.is_none() => {
-            return Err(missing("change_id", "for type change_created"))
-        }
-        UsageKind::ChangeDeployed => {
-            for (field, v) in [("change_id", &ev.change_id), ("environment", &ev.environment), ("app_id", &ev.app_id)] {
-                if v.is_none() {
-                    return Err(missing(field, "for type change_deployed"));
-                }
-            }
-        }
-        _ => {}
-    }
-    Ok(Event::Usage(ev))
+    Ok(ev)
 }
 
 /// Decodes a support or feedback event.
 pub fn decode_support(bytes: Option<&[u8]>) -> Result<Event, DecodeError> {
-    let o = parse_object(bytes)?;
-    let kind_s = req_str(&o, "kind")?;
-    let kind = SupportKind::parse(&kind_s).ok_or_else(|| {
-        DecodeError::new(
-            Reason::UnknownEnum,
-            format!(
-                "field `kind` is '{kind_s}', not one of ticket_opened, ticket_escalated, ticket_resolved, ticket_reopened, csat_response, nps_response"
-            ),
-        )
-    })?;
-    let event_id = req_str(&o, "event_id")?;
-    let occurred_at = req_time(&o, "occurred_at")?;
-    let account_id = req_str(&o, "account_id")?;
-    let ticket_id = opt_nonempty(&o, "ticket_id")?;
-    if kind.is_ticket() && ticket_id.is_none() {
-        return Err(missing("ticket_id", &format!("for kind {kind_s}")));
-    }
-    let priority = match opt_str(&o, "priority")? {
-        None => None,
-        Some(p) => Some(Priority::parse(&p).ok_or_else(|| {
-            DecodeError::new(Reason::UnknownEnum, format!("field `priority` is '{p}', not one of P1, P2, P3, P4"))
-        })?),
-    };
-    if matches!(kind, SupportKind::TicketOpened | SupportKind::TicketEscalated) && priority.is_none() {
-        return Err(missing("priority", &format!("for kind {kind_s}")));
-    }
-    let score = match kind {
-        SupportKind::CsatResponse | SupportKind::NpsResponse => {
-            let max = if kind == SupportKind::CsatResponse { 5 } else { 10 };
-            let min = if kind == SupportKind::CsatResponse { 1 } else { 0 };
-            let s = opt_uint(&o, "score")?.ok_or_else(|| missing("score", &format!("for kind {kind_s}")))?;
-            if s < min || s > max {
-                return Err(DecodeError::new(
-                    Reason::InvalidValue,
-                    format!("field `score` is {s}, outside {min}..={max} for kind {kind_s}"),
-                ));
-            }
-            Some(s as u8)
-        }
-        _ => None,
-    };
-    Ok(Event::Support(SupportEvent {
-        event_id,
-        occurred_at,
-        account_id,
-        team_id: opt_nonempty(&o, "team_id")?,
-        kind,
-        ticket_id,
-        priority,
-        score,
-        user_id: opt_nonempty(&o, "user_id")?,
-    }))
-}
-
-fn key_str(key: Option<&[u8]>) -> Option<String> {
-    key.and_then(|k| std::str::from_utf8(k).ok()).filter(|s| !s.is_empty()).map(str::to_string)
+    fields::support(&parse_object(bytes)?)
 }
 
 /// Decodes an account record; a null value with a key is a deletion.
 pub fn decode_account(key: Option<&[u8]>, bytes: Option<&[u8]>) -> Result<Upsert<AccountRecord>, DecodeError> {
     if bytes.is_none() {
-        return key_str(key)
-            .map(Upsert::Delete)
-            .ok_or_else(|| DecodeError::new(Reason::MissingField, "tombstone without a key"));
+        return fields::tombstone(key);
     }
-    let o = parse_object(bytes)?;
-    Ok(Upsert::Put(AccountRecord {
-        account_id: req_str(&o, "account_id")?,
-        name: opt_str(&o, "name")?,
-        segment: opt_nonempty(&o, "segment")?,
-        seats: opt_uint(&o, "seats")?,
-        contract_start: opt_time(&o, "contract_start")?,
-        renewal_date: opt_time(&o, "renewal_date")?,
-    }))
+    Ok(Upsert::Put(fields::account(&parse_object(bytes)?)?))
 }
 
 /// Decodes a team record; a null value with a key is a deletion.
 pub fn decode_team(key: Option<&[u8]>, bytes: Option<&[u8]>) -> Result<Upsert<TeamRecord>, DecodeError> {
     if bytes.is_none() {
-        return key_str(key)
-            .map(Upsert::Delete)
-            .ok_or_else(|| DecodeError::new(Reason::MissingField, "tombstone without a key"));
+        return fields::tombstone(key);
     }
-    let o = parse_object(bytes)?;
-    Ok(Upsert::Put(TeamRecord {
-        team_id: req_str(&o, "team_id")?,
-        account_id: req_str(&o, "account_id")?,
-        name: opt_str(&o, "name")?,
-        group: opt_nonempty(&o, "group")?,
-        business_unit: opt_nonempty(&o, "business_unit")?,
-        division: opt_nonempty(&o, "division")?,
-        seats: opt_uint(&o, "seats")?,
-    }))
+    Ok(Upsert::Put(fields::team(&parse_object(bytes)?)?))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::{Priority, UsageKind};
 
     fn usage(s: &str) -> Result<Event, DecodeError> {
         decode_usage(Some(s.as_bytes()))

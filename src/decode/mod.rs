@@ -1,13 +1,14 @@
 //! Decoding and validating input records. Every failure carries a short, stable reason
 //! code that goes into metrics labels and dead-letter headers.
 
+pub mod fields;
 pub mod json;
 
 /// Why a record was rejected. The `as_str()` codes are stable: they are metric label
 /// values and dead-letter header values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Reason {
-    /// Not UTF-8, not JSON, or an empty payload on an event topic.
+    /// Not UTF-8, not JSON, not Avro, or an empty payload on an event topic.
     Undecodable,
     /// Valid JSON but not an object.
     NotObject,
@@ -21,11 +22,16 @@ pub enum Reason {
     InvalidValue,
     /// The event's tick has already been evaluated.
     Late,
+    /// The Avro writer schema cannot be read as cs-pulse's schema (or a union branch the
+    /// record uses cannot).
+    IncompatibleSchema,
+    /// The Avro schema id is not in the schema registry.
+    UnknownSchema,
 }
 
 impl Reason {
     /// Every reason, for metric pre-registration.
-    pub const ALL: [Reason; 7] = [
+    pub const ALL: [Reason; 9] = [
         Reason::Undecodable,
         Reason::NotObject,
         Reason::MissingField,
@@ -33,6 +39,8 @@ impl Reason {
         Reason::UnknownEnum,
         Reason::InvalidValue,
         Reason::Late,
+        Reason::IncompatibleSchema,
+        Reason::UnknownSchema,
     ];
 
     /// The stable code.
@@ -45,6 +53,8 @@ impl Reason {
             Reason::UnknownEnum => "unknown_enum",
             Reason::InvalidValue => "invalid_value",
             Reason::Late => "late",
+            Reason::IncompatibleSchema => "incompatible_schema",
+            Reason::UnknownSchema => "unknown_schema",
         }
     }
 }
@@ -77,4 +87,78 @@ pub enum Upsert<T> {
     Put(T),
     /// Delete the record with this key.
     Delete(String),
+}
+
+/// The decoders of the four input topics, JSON or Avro as configured
+/// (`input.format` and per-input overrides), sharing one schema registry client.
+pub struct Decoders {
+    avro: [Option<crate::avro::AvroInput>; 4],
+}
+
+impl std::fmt::Debug for Decoders {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let formats = self.avro.each_ref().map(|a| if a.is_some() { "avro" } else { "json" });
+        f.debug_struct("Decoders").field("usage, support, accounts, teams", &formats).finish()
+    }
+}
+
+impl Decoders {
+    /// The decoders `cfg` asks for.
+    pub fn new(cfg: &crate::config::Config) -> Self {
+        use crate::avro::{AvroInput, Input};
+        use crate::config::Format;
+        let formats = cfg.input.formats();
+        let url = cfg.schema_registry.url.trim();
+        let registry = (!url.is_empty() && formats.contains(&Format::Avro))
+            .then(|| std::sync::Arc::new(crate::avro::registry::Registry::new(url)));
+        let inputs = [Input::Usage, Input::Support, Input::Accounts, Input::Teams];
+        let avro =
+            std::array::from_fn(|i| (formats[i] == Format::Avro).then(|| AvroInput::new(inputs[i], registry.clone())));
+        Self { avro }
+    }
+
+    /// JSON everywhere.
+    pub fn json() -> Self {
+        Self { avro: [None, None, None, None] }
+    }
+
+    /// Decodes a usage event.
+    pub fn usage(&mut self, bytes: Option<&[u8]>) -> Result<crate::model::Event, crate::avro::AvroError> {
+        match &mut self.avro[0] {
+            Some(a) => a.usage(bytes),
+            None => Ok(json::decode_usage(bytes)?),
+        }
+    }
+
+    /// Decodes a support event.
+    pub fn support(&mut self, bytes: Option<&[u8]>) -> Result<crate::model::Event, crate::avro::AvroError> {
+        match &mut self.avro[1] {
+            Some(a) => a.support(bytes),
+            None => Ok(json::decode_support(bytes)?),
+        }
+    }
+
+    /// Decodes an account record or its deletion.
+    pub fn account(
+        &mut self,
+        key: Option<&[u8]>,
+        bytes: Option<&[u8]>,
+    ) -> Result<Upsert<crate::model::AccountRecord>, crate::avro::AvroError> {
+        match &mut self.avro[2] {
+            Some(a) => a.account(key, bytes),
+            None => Ok(json::decode_account(key, bytes)?),
+        }
+    }
+
+    /// Decodes a team record or its deletion.
+    pub fn team(
+        &mut self,
+        key: Option<&[u8]>,
+        bytes: Option<&[u8]>,
+    ) -> Result<Upsert<crate::model::TeamRecord>, crate::avro::AvroError> {
+        match &mut self.avro[3] {
+            Some(a) => a.team(key, bytes),
+            None => Ok(json::decode_team(key, bytes)?),
+        }
+    }
 }

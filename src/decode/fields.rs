@@ -1,0 +1,230 @@
+//! Validation of events and records, whatever their encoding: JSON and Avro decoders
+//! present a record as named [`Field`]s, and the rules here turn it into an event or a
+//! dimension record, or reject it with a reason naming the field.
+
+use super::{DecodeError, Reason, Upsert};
+use crate::model::{AccountRecord, Event, Priority, SupportEvent, SupportKind, TeamRecord, UsageEvent, UsageKind};
+
+/// One field of a record as decoded, before validation.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Field<'a> {
+    /// Absent or null.
+    Absent,
+    /// A string (an Avro enum symbol counts as one).
+    Str(&'a str),
+    /// A whole number.
+    Int(i64),
+    /// Any other number.
+    Float(f64),
+    /// Anything else, named for the error message ("a boolean", "an array", ...).
+    Other(&'static str),
+}
+
+impl Field<'_> {
+    fn type_name(&self) -> &'static str {
+        match self {
+            Field::Absent => "null",
+            Field::Str(_) => "a string",
+            Field::Int(_) | Field::Float(_) => "a number",
+            Field::Other(t) => t,
+        }
+    }
+}
+
+/// A decoded record whose fields can be looked up by name.
+pub trait Record {
+    /// The field called `name`.
+    fn field(&self, name: &str) -> Field<'_>;
+}
+
+fn opt_str<'a, R: Record + ?Sized>(o: &'a R, field: &str) -> Result<Option<&'a str>, DecodeError> {
+    match o.field(field) {
+        Field::Absent => Ok(None),
+        Field::Str(s) => Ok(Some(s)),
+        v => {
+            Err(DecodeError::new(Reason::WrongType, format!("field `{field}` must be a string, got {}", v.type_name())))
+        }
+    }
+}
+
+/// A string that is present; an empty string counts as missing.
+fn req_str<R: Record + ?Sized>(o: &R, field: &str) -> Result<String, DecodeError> {
+    match opt_str(o, field)? {
+        Some(s) if !s.is_empty() => Ok(s.to_string()),
+        Some(_) => Err(DecodeError::new(Reason::MissingField, format!("field `{field}` is empty"))),
+        None => Err(DecodeError::new(Reason::MissingField, format!("field `{field}` is required"))),
+    }
+}
+
+/// An optional string where "" means absent.
+fn opt_nonempty<R: Record + ?Sized>(o: &R, field: &str) -> Result<Option<String>, DecodeError> {
+    Ok(opt_str(o, field)?.filter(|s| !s.is_empty()).map(str::to_string))
+}
+
+fn opt_time<R: Record + ?Sized>(o: &R, field: &str) -> Result<Option<i64>, DecodeError> {
+    match o.field(field) {
+        Field::Absent => Ok(None),
+        Field::Int(ms) if ms >= 0 => Ok(Some(ms)),
+        Field::Int(ms) => Err(DecodeError::new(Reason::InvalidValue, format!("field `{field}` is {ms}, before 1970"))),
+        Field::Float(n) => Err(DecodeError::new(
+            Reason::InvalidValue,
+            format!("field `{field}` must be whole epoch milliseconds, got {n}"),
+        )),
+        Field::Str(s) => crate::time::parse_rfc3339(s).filter(|ms| *ms >= 0).map(Some).ok_or_else(|| {
+            DecodeError::new(Reason::InvalidValue, format!("field `{field}` is not an RFC 3339 timestamp: '{s}'"))
+        }),
+        v => Err(DecodeError::new(
+            Reason::WrongType,
+            format!("field `{field}` must be epoch milliseconds or an RFC 3339 string, got {}", v.type_name()),
+        )),
+    }
+}
+
+fn req_time<R: Record + ?Sized>(o: &R, field: &str) -> Result<i64, DecodeError> {
+    opt_time(o, field)?.ok_or_else(|| DecodeError::new(Reason::MissingField, format!("field `{field}` is required")))
+}
+
+fn opt_uint<R: Record + ?Sized>(o: &R, field: &str) -> Result<Option<u64>, DecodeError> {
+    match o.field(field) {
+        Field::Absent => Ok(None),
+        Field::Int(n) if n >= 0 => Ok(Some(n as u64)),
+        Field::Int(n) => {
+            Err(DecodeError::new(Reason::InvalidValue, format!("field `{field}` must be a whole number >= 0, got {n}")))
+        }
+        Field::Float(n) => {
+            Err(DecodeError::new(Reason::InvalidValue, format!("field `{field}` must be a whole number >= 0, got {n}")))
+        }
+        v => {
+            Err(DecodeError::new(Reason::WrongType, format!("field `{field}` must be a number, got {}", v.type_name())))
+        }
+    }
+}
+
+fn missing(field: &str, why: &str) -> DecodeError {
+    DecodeError::new(Reason::MissingField, format!("field `{field}` is required {why}"))
+}
+
+/// A usage event from its fields.
+pub fn usage<R: Record + ?Sized>(o: &R) -> Result<Event, DecodeError> {
+    let event_type = req_str(o, "type")?;
+    let kind = match event_type.as_str() {
+        "change_created" => UsageKind::ChangeCreated,
+        "change_deployed" => UsageKind::ChangeDeployed,
+        _ => UsageKind::Other,
+    };
+    let ev = UsageEvent {
+        event_id: req_str(o, "event_id")?,
+        occurred_at: req_time(o, "occurred_at")?,
+        account_id: req_str(o, "account_id")?,
+        team_id: req_str(o, "team_id")?,
+        user_id: opt_nonempty(o, "user_id")?,
+        feature: opt_nonempty(o, "feature")?,
+        app_id: opt_nonempty(o, "app_id")?,
+        change_id: opt_nonempty(o, "change_id")?,
+        environment: opt_nonempty(o, "environment")?,
+        event_type,
+        kind,
+    };
+    match ev.kind {
+        UsageKind::ChangeCreated if ev.change_id.is_none() => {
+            return Err(missing("change_id", "for type change_created"))
+        }
+        UsageKind::ChangeDeployed => {
+            for (field, v) in [("change_id", &ev.change_id), ("environment", &ev.environment), ("app_id", &ev.app_id)] {
+                if v.is_none() {
+                    return Err(missing(field, "for type change_deployed"));
+                }
+            }
+        }
+        _ => {}
+    }
+    Ok(Event::Usage(ev))
+}
+
+/// A support or feedback event from its fields.
+pub fn support<R: Record + ?Sized>(o: &R) -> Result<Event, DecodeError> {
+    let kind_s = req_str(o, "kind")?;
+    let kind = SupportKind::parse(&kind_s).ok_or_else(|| {
+        DecodeError::new(
+            Reason::UnknownEnum,
+            format!(
+                "field `kind` is '{kind_s}', not one of ticket_opened, ticket_escalated, ticket_resolved, ticket_reopened, csat_response, nps_response"
+            ),
+        )
+    })?;
+    let event_id = req_str(o, "event_id")?;
+    let occurred_at = req_time(o, "occurred_at")?;
+    let account_id = req_str(o, "account_id")?;
+    let ticket_id = opt_nonempty(o, "ticket_id")?;
+    if kind.is_ticket() && ticket_id.is_none() {
+        return Err(missing("ticket_id", &format!("for kind {kind_s}")));
+    }
+    let priority = match opt_str(o, "priority")? {
+        None => None,
+        Some(p) => Some(Priority::parse(p).ok_or_else(|| {
+            DecodeError::new(Reason::UnknownEnum, format!("field `priority` is '{p}', not one of P1, P2, P3, P4"))
+        })?),
+    };
+    if matches!(kind, SupportKind::TicketOpened | SupportKind::TicketEscalated) && priority.is_none() {
+        return Err(missing("priority", &format!("for kind {kind_s}")));
+    }
+    let score = match kind {
+        SupportKind::CsatResponse | SupportKind::NpsResponse => {
+            let max = if kind == SupportKind::CsatResponse { 5 } else { 10 };
+            let min = if kind == SupportKind::CsatResponse { 1 } else { 0 };
+            let s = opt_uint(o, "score")?.ok_or_else(|| missing("score", &format!("for kind {kind_s}")))?;
+            if s < min || s > max {
+                return Err(DecodeError::new(
+                    Reason::InvalidValue,
+                    format!("field `score` is {s}, outside {min}..={max} for kind {kind_s}"),
+                ));
+            }
+            Some(s as u8)
+        }
+        _ => None,
+    };
+    Ok(Event::Support(SupportEvent {
+        event_id,
+        occurred_at,
+        account_id,
+        team_id: opt_nonempty(o, "team_id")?,
+        kind,
+        ticket_id,
+        priority,
+        score,
+        user_id: opt_nonempty(o, "user_id")?,
+    }))
+}
+
+/// The deletion a tombstone (a key with no value) stands for.
+pub fn tombstone<T>(key: Option<&[u8]>) -> Result<Upsert<T>, DecodeError> {
+    key.and_then(|k| std::str::from_utf8(k).ok())
+        .filter(|s| !s.is_empty())
+        .map(|s| Upsert::Delete(s.to_string()))
+        .ok_or_else(|| DecodeError::new(Reason::MissingField, "tombstone without a key"))
+}
+
+/// An account record from its fields.
+pub fn account<R: Record + ?Sized>(o: &R) -> Result<AccountRecord, DecodeError> {
+    Ok(AccountRecord {
+        account_id: req_str(o, "account_id")?,
+        name: opt_str(o, "name")?.map(str::to_string),
+        segment: opt_nonempty(o, "segment")?,
+        seats: opt_uint(o, "seats")?,
+        contract_start: opt_time(o, "contract_start")?,
+        renewal_date: opt_time(o, "renewal_date")?,
+    })
+}
+
+/// A team record from its fields.
+pub fn team<R: Record + ?Sized>(o: &R) -> Result<TeamRecord, DecodeError> {
+    Ok(TeamRecord {
+        team_id: req_str(o, "team_id")?,
+        account_id: req_str(o, "account_id")?,
+        name: opt_str(o, "name")?.map(str::to_string),
+        group: opt_nonempty(o, "group")?,
+        business_unit: opt_nonempty(o, "business_unit")?,
+        division: opt_nonempty(o, "division")?,
+        seats: opt_uint(o, "seats")?,
+    })
+}
