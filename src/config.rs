@@ -736,6 +736,20 @@ mod tests {
         assert!(e.contains("topics.scores"), "{e}");
         let e = parse("[health.segments.smb.bands]\ngreen = 30\n").unwrap_err().to_string();
         assert!(e.contains("health.segments.smb.bands.yellow"), "{e}");
+        let e = parse("[output]\nformat = \"avro\"\n").unwrap_err().to_string();
+        assert!(e.contains("output.format") && e.contains("schema_registry.url"), "{e}");
+        let e = parse("[schema_registry]\nurl = \"localhost:8081\"\n").unwrap_err().to_string();
+        assert!(e.contains("schema_registry.url"), "{e}");
+        let e = parse("[input]\nusage = \"protobuf\"\n").unwrap_err().to_string();
+        assert!(e.contains("protobuf"), "{e}");
+    }
+
+    #[test]
+    fn input_formats_default_to_input_format() {
+        let c = parse("[input]\nformat = \"avro\"\nteams = \"json\"\n").unwrap();
+        use super::OutputFormat::{Avro, Json};
+        assert_eq!(c.input.formats(), [Avro, Avro, Avro, Json]);
+        assert_eq!(Config::default().input.formats(), [Json; 4]);
     }
 
     #[test]

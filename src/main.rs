@@ -68,7 +68,8 @@ enum Command {
     },
     /// Run the engine over files, without Kafka, for backtesting a health model.
     ///
-    /// Inputs are NDJSON, one object per line. Dimension files load first; usage and
+    /// Inputs are NDJSON, one object per line, or Avro object container files when the
+    /// name ends in `.avro`. Dimension files load first; usage and
     /// support are merged by occurred_at. Any input flag may be omitted.
     Replay {
         /// Usage events.
