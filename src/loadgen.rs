@@ -213,9 +213,11 @@ pub fn run(cfg: &Config, opts: &GenOptions) -> Result<GenSummary, GenError> {
         summary.dimension_records += 1;
     }
     let mut last_progress = Instant::now();
+    let mut days_written = opts.days;
     'days: for day in 0..opts.days {
         for r in gen.day(day) {
             if opts.max_events.is_some_and(|m| summary.events >= m) {
+                days_written = day + 1;
                 break 'days;
             }
             emit(&r)?;
@@ -247,8 +249,9 @@ pub fn run(cfg: &Config, opts: &GenOptions) -> Result<GenSummary, GenError> {
         }
     }
     // Bring every partition's event time to the same end, so that consumers' watermarks
-    // meet there.
-    let end = summary.last_event_ms.max(gen.start_ms() + opts.days * DAY_MS - 1000);
+    // meet there: the end of the last day written (stopping early at `--events` does not
+    // leave an empty stretch of days for consumers to evaluate).
+    let end = summary.last_event_ms.max(gen.start_ms() + days_written * DAY_MS - 1000);
     for r in gen.closing_records(end) {
         emit(&r)?;
         summary.events += 1;

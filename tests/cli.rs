@@ -80,3 +80,23 @@ fn unknown_subcommand_exits_2_and_help_teaches() {
         assert!(text.contains(word), "help lacks {word}: {text}");
     }
 }
+
+/// `gen --events` stops early; its closing events (which bring every partition to the
+/// same event time) then sit at the end of the last day written, not of `--days`.
+#[test]
+fn gen_closes_at_the_end_of_the_last_day_written() {
+    let dir = std::env::temp_dir().join(format!("cs-pulse-cli-{}-gen", std::process::id()));
+    let d = dir.to_str().unwrap();
+    let out = cs_pulse(&["gen", "--no-kafka", "--ndjson-dir", d, "--accounts", "2", "--events", "50", "--days", "400"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let usage = std::fs::read_to_string(dir.join("usage.ndjson")).unwrap();
+    let max = usage
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v["occurred_at"].as_i64())
+        .max()
+        .unwrap();
+    let start = cs_pulse::demo::generator::DEFAULT_START_MS;
+    assert_eq!(max, start + 86_400_000 - 1000, "closing events at the end of day 1");
+    std::fs::remove_dir_all(&dir).ok();
+}
