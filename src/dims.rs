@@ -1,6 +1,8 @@
 //! Dimension tables: accounts and teams, from their compacted topics or files.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
+
+use crate::engine::HashMap;
 
 use crate::decode::Upsert;
 use crate::model::{AccountRecord, TeamRecord};

@@ -1,7 +1,9 @@
 //! Roll-up at a tick: every team's raw state, read as of the tick, unioned into the
 //! entities it counts for (team, group, business unit, division, account).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::{HashMap, HashSet};
 
 use super::state::{AccountState, Feedback, TeamState};
 use super::EngineConfig;
@@ -137,21 +139,25 @@ fn names(t: &TeamRecord, level: Level) -> Option<&str> {
     }
 }
 
+/// An entity of an account at a tick: its level and id, borrowed from the state or the
+/// dimension tables.
+pub(super) type Key<'a> = (Level, &'a str);
+
 /// The entities a team's data counts for: itself, its ancestors named by its record, and
 /// the account.
-pub(super) fn lineage(account_id: &str, team_id: Option<&str>, dims: &Dimensions) -> Vec<(Level, String)> {
+pub(super) fn lineage<'a>(account_id: &'a str, team_id: Option<&'a str>, dims: &'a Dimensions) -> Vec<Key<'a>> {
     let mut out = Vec::with_capacity(5);
     if let Some(team_id) = team_id {
-        out.push((Level::Team, team_id.to_string()));
+        out.push((Level::Team, team_id));
         if let Some(rec) = dims.team(account_id, team_id) {
             for level in [Level::Group, Level::BusinessUnit, Level::Division] {
                 if let Some(name) = names(rec, level) {
-                    out.push((level, name.to_string()));
+                    out.push((level, name));
                 }
             }
         }
     }
-    out.push((Level::Account, account_id.to_string()));
+    out.push((Level::Account, account_id));
     out
 }
 
@@ -173,21 +179,29 @@ pub(super) fn distinct_days(buckets: &[u32], granularity_ms: i64) -> usize {
 pub(super) fn aggregate<'a>(
     w: &Windows,
     ttl_ms: i64,
-    account_id: &str,
+    account_id: &'a str,
     acct: &'a AccountState,
-    dims: &Dimensions,
-) -> BTreeMap<(Level, String), Agg<'a>> {
-    let mut aggs: BTreeMap<(Level, String), Agg<'a>> = BTreeMap::new();
-    let account = aggs.entry((Level::Account, account_id.to_string())).or_default();
+    dims: &'a Dimensions,
+) -> BTreeMap<Key<'a>, Agg<'a>> {
+    let mut aggs: BTreeMap<Key<'a>, Agg<'a>> = BTreeMap::new();
+    let account = aggs.entry((Level::Account, account_id)).or_default();
     account.escalations_7d += acct.account_support.escalations_in(w.d7, w.hi);
     account.add_feedback(&acct.account_feedback, w.tick);
+    // Each team's lineage, computed once for its own data, its tickets and its changes.
+    let mut lineages: HashMap<&'a str, Vec<Key<'a>>> =
+        HashMap::with_capacity_and_hasher(acct.teams.len(), Default::default());
     for (team_id, team) in acct.teams.iter().filter(|(_, t)| t.first_seen < w.tick) {
-        let keys = lineage(account_id, Some(team_id), dims);
-        add_team(w, team, &keys, &mut aggs);
+        let keys = lineages.entry(team_id.as_str()).or_insert_with(|| lineage(account_id, Some(team_id), dims));
+        add_team(w, team, keys, &mut aggs);
     }
+    let account_only = [(Level::Account, account_id)];
     for ticket in acct.tickets.values() {
         if let Some((priority, team_id)) = ticket.open_at(w.tick) {
-            for key in lineage(account_id, team_id, dims) {
+            let keys: &[Key<'a>] = match team_id {
+                Some(t) => lineages.entry(t).or_insert_with(|| lineage(account_id, Some(t), dims)),
+                None => &account_only,
+            };
+            for key in keys {
                 if let Some(agg) = aggs.get_mut(&key) {
                     agg.open_tickets[usize::from(priority.0.clamp(1, 4) - 1)] += 1;
                 }
@@ -203,8 +217,9 @@ pub(super) fn aggregate<'a>(
         } else {
             continue;
         };
-        for key in lineage(account_id, Some(team), dims) {
-            if let Some(agg) = aggs.get_mut(&key) {
+        let keys = lineages.entry(team).or_insert_with(|| lineage(account_id, Some(team), dims));
+        for key in keys.iter() {
+            if let Some(agg) = aggs.get_mut(key) {
                 if earlier {
                     agg.ttp_earlier.push(ttp);
                 } else {
@@ -216,12 +231,7 @@ pub(super) fn aggregate<'a>(
     aggs
 }
 
-fn add_team<'a>(
-    w: &Windows,
-    team: &'a TeamState,
-    keys: &[(Level, String)],
-    aggs: &mut BTreeMap<(Level, String), Agg<'a>>,
-) {
+fn add_team<'a>(w: &Windows, team: &'a TeamState, keys: &[Key<'a>], aggs: &mut BTreeMap<Key<'a>, Agg<'a>>) {
     let mut flags_of: Vec<(&'a str, u8)> = Vec::with_capacity(team.users.len());
     for (user, set) in &team.users {
         let mut f = 0;
@@ -247,7 +257,7 @@ fn add_team<'a>(
     let champions: Vec<(&'a str, bool)> =
         team.champions.keys().map(|u| (u.as_str(), team.users.get(u).is_some_and(|s| s.any_in(w.d14, w.hi)))).collect();
     for key in keys {
-        let agg = aggs.entry(key.clone()).or_default();
+        let agg = aggs.entry(*key).or_default();
         for (user, f) in &flags_of {
             *agg.users.entry(user).or_insert(0) |= f;
         }

@@ -38,7 +38,7 @@ use crate::model::Level;
 pub(super) const FORMAT: u8 = 1;
 
 /// Which piece of an engine's state a changelog record holds.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(super) enum StateKey {
     Account(String),
     Team(String, String),
@@ -194,6 +194,7 @@ impl Engine {
     pub fn take_changes(&mut self) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
         let keys = std::mem::take(&mut self.dirty);
         let mut out = Vec::with_capacity(keys.len() + 1);
+        // Any order: records of different keys are independent.
         for key in keys {
             let value = self.value_of(&key);
             out.push((key.encode(), value));

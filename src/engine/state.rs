@@ -1,6 +1,8 @@
 //! The state an engine holds per account and team.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::HashMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -121,7 +123,7 @@ impl EntityHealth {
 pub(super) struct AccountState {
     /// Earliest event naming the account.
     pub(super) first_seen: i64,
-    pub(super) teams: BTreeMap<String, TeamState>,
+    pub(super) teams: HashMap<String, TeamState>,
     /// Support events without a team.
     pub(super) account_support: SupportAgg,
     pub(super) tickets: HashMap<String, Ticket>,
@@ -140,12 +142,12 @@ impl AccountState {
     pub(super) fn new(first_seen: i64) -> Self {
         Self {
             first_seen,
-            teams: BTreeMap::new(),
+            teams: HashMap::default(),
             account_support: SupportAgg::default(),
-            tickets: HashMap::new(),
-            entities: HashMap::new(),
+            tickets: HashMap::default(),
+            entities: HashMap::default(),
             account_feedback: Feedback::default(),
-            changes: HashMap::new(),
+            changes: HashMap::default(),
             apps: BTreeMap::new(),
             milestones_done: 0,
         }
@@ -166,8 +168,8 @@ impl TeamState {
     pub(super) fn new(first_seen: i64) -> Self {
         Self {
             first_seen,
-            users: HashMap::new(),
-            features: HashMap::new(),
+            users: HashMap::default(),
+            features: HashMap::default(),
             support: SupportAgg::default(),
             champions: BTreeMap::new(),
             feedback: Feedback::default(),

@@ -2,6 +2,7 @@ use super::*;
 use crate::config::{Config, Weights};
 use crate::decode::Upsert;
 use crate::model::{AccountRecord, Priority, SupportEvent, TeamRecord, UsageEvent, UsageKind};
+use std::collections::BTreeSet;
 
 const D: i64 = DAY_MS;
 /// A Monday well after the epoch, so that 28-day windows never clip at 0.
@@ -133,7 +134,7 @@ fn metrics_windows() {
     let acct = &r.engine.accounts["a"];
     let mut aggs = aggregate(&w, c.pending_ttl_ms, "a", acct, &r.dims);
     let team = EntityRef { level: Level::Team, id: "t".into(), account_id: "a".into() };
-    let m = aggs.get_mut(&(Level::Team, "t".to_string())).expect("team").metrics(&c, &team, &r.dims);
+    let m = aggs.get_mut(&(Level::Team, "t")).expect("team").metrics(&c, &team, &r.dims);
     assert_eq!((m.active_users_1d, m.active_users_7d, m.active_users_28d, m.active_users_7d_earlier), (1, 2, 3, 1));
 }
 
@@ -435,9 +436,12 @@ fn restore_rejects_unknown_records() {
     assert!(err.to_string().contains("delete it and reset"), "{err}");
 }
 
-/// Keys of the records taken, as text, with whether each has a value.
+/// Keys of the records taken, as text, with whether each has a value, in key order.
 fn changed_keys(e: &mut Engine) -> Vec<(String, bool)> {
-    e.take_changes().into_iter().map(|(k, v)| (k.escape_ascii().to_string(), v.is_some())).collect()
+    let mut keys: Vec<(String, bool)> =
+        e.take_changes().into_iter().map(|(k, v)| (k.escape_ascii().to_string(), v.is_some())).collect();
+    keys.sort();
+    keys
 }
 
 #[test]
