@@ -202,7 +202,7 @@ pub(super) fn aggregate<'a>(
                 None => &account_only,
             };
             for key in keys {
-                if let Some(agg) = aggs.get_mut(&key) {
+                if let Some(agg) = aggs.get_mut(key) {
                     agg.open_tickets[usize::from(priority.0.clamp(1, 4) - 1)] += 1;
                 }
             }
