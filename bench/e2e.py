@@ -299,6 +299,14 @@ def latency(bootstrap, logdir, rate, seconds, core):
 
     t = threading.Thread(target=probe)
     t.start()
+    lags = []
+
+    def sample_lag():
+        while not stop_probe.is_set():
+            lags.append(metric_sum(port, "cs_pulse_consumer_lag") or 0)
+            time.sleep(1)
+
+    threading.Thread(target=sample_lag, daemon=True).start()
     gen_cfg = cfg
     log(f"latency: producing {rate}/s for {seconds} s")
     subprocess.run(
@@ -310,6 +318,7 @@ def latency(bootstrap, logdir, rate, seconds, core):
     stop_probe.set()
     t.join()
     hist = metric_sum(port, "cs_pulse_event_to_alert_latency_seconds_count")
+    hist_sum = metric_sum(port, "cs_pulse_event_to_alert_latency_seconds_sum")
     stop(run)
     delete_topics(bootstrap, prefix)
     lat = sorted(alerted[e] - appended[e] for e in alerted if e in appended)
@@ -320,7 +329,13 @@ def latency(bootstrap, logdir, rate, seconds, core):
         return lat[min(len(lat) - 1, int(q * len(lat)))]
 
     return {"rate": rate, "seconds": seconds, "samples": len(lat), "p50_ms": pct(0.5), "p99_ms": pct(0.99),
-            "max_ms": lat[-1], "tickets": len(appended), "cs_pulse_histogram_count": hist}
+            "max_ms": lat[-1], "tickets": len(appended), "cs_pulse_histogram_count": hist,
+            "cs_pulse_mean_ms": (hist_sum / hist * 1000) if hist else None,
+            "max_consumer_lag": max(lags, default=0), "median_consumer_lag": sorted(lags)[len(lags) // 2] if lags else 0}
+
+
+class SkipThroughput(Exception):
+    """No throughput contender was asked for."""
 
 
 def table(results, ceiling_rate):
@@ -349,13 +364,16 @@ def main():
     ap.add_argument("--no-latency", action="store_true")
     ap.add_argument("--python", default=os.path.join(ROOT, ".cache/venv-bench/bin/python"))
     args = ap.parse_args()
-    only = set(args.only.split(","))
+    only = set(filter(None, args.only.split(",")))
     logdir = tempfile.mkdtemp(prefix="cs-pulse-e2e-")
     prefix = f"bench-{int(time.time())}"
     core_broker, core_app = 0, 1
     pid = pin_broker(core_broker)
     log(f"broker pid {pid} pinned to core {core_broker}; contenders on core {core_app}; logs in {logdir}")
+    results, usage, support, lat, ceiling_rate = [], 0, 0, None, None
     try:
+        if not only:
+            raise SkipThroughput
         create_topics(args.bootstrap, prefix, 4)
         cfg = os.path.join(logdir, "gen.toml")
         with open(cfg, "w") as f:
@@ -383,6 +401,9 @@ def main():
         if "quix" in only:
             results.append(quix(args.bootstrap, prefix, usage, core_app, logdir, args.python))
         ceiling_rate = next((r["events"] / r["seconds"] for r in results if r["name"].startswith("ceiling")), None)
+    except SkipThroughput:
+        pass
+    try:
         lat = None if args.no_latency else latency(
             args.bootstrap, logdir, args.latency_rate, args.latency_seconds, core_app)
     finally:
@@ -399,7 +420,8 @@ def main():
         else:
             print(f"alert latency at {lat['rate']:,} events/s for {lat['seconds']} s (P1 ticket append -> "
                   f"support_escalation readable, read_committed): p50 {lat['p50_ms']:.0f} ms, "
-                  f"p99 {lat['p99_ms']:.0f} ms, max {lat['max_ms']:.0f} ms over {lat['samples']} tickets")
+                  f"p99 {lat['p99_ms']:.0f} ms, max {lat['max_ms']:.0f} ms over {lat['samples']} tickets; "
+                  f"consumer lag median {lat['median_consumer_lag']:,.0f}, max {lat['max_consumer_lag']:,.0f} records")
     with open(os.path.join(ROOT, "target/bench-e2e.json"), "w") as f:
         json.dump({"results": results, "latency": lat, "usage": usage, "support": support}, f, indent=1)
 

@@ -431,7 +431,8 @@ impl Engine {
                 let health_before = h.clone();
                 let ctx = AlertContext { entity: &entity, at: tick, emitted_at, account: record };
                 let scored = health::score(&m, &weights);
-                let components = scored.as_ref().map(|s| s.component_map()).unwrap_or_default();
+                // Only alerts and changed scores carry the components: built on demand.
+                let components = || scored.as_ref().map(|s| s.component_map()).unwrap_or_default();
                 let band_now = scored.as_ref().map(|s| health::band_for(h.previous.map(|p| p.1), s.score, &bands));
                 let info = scored.as_ref().zip(band_now).map(|(s, band)| HealthInfo {
                     score: s.score,
@@ -440,7 +441,7 @@ impl Engine {
                     previous_band: h.previous.map(|p| p.1),
                 });
                 let mut fire = |kind: AlertKind, severity: Severity, reasons: Vec<String>, details| {
-                    let body = AlertBody { health: info.clone(), components: components.clone(), reasons, details };
+                    let body = AlertBody { health: info.clone(), components: components(), reasons, details };
                     out.alerts.push(alert::build(kind, severity, ctx, body));
                 };
 
@@ -491,7 +492,7 @@ impl Engine {
                 }
 
                 let mut score_out = None;
-                if let (Some(scored), Some(band)) = (scored, band_now) {
+                if let (Some(scored), Some(band)) = (scored.as_ref(), band_now) {
                     if let Some(prev) = h.previous {
                         if prev.1 != band && tick >= h.first_tick + cfg.warmup_ms {
                             let severity = match (prev.1, band) {
@@ -504,7 +505,7 @@ impl Engine {
                             details.insert("previous_score".into(), json!(prev.0));
                             details.insert("active_users_7d".into(), json!(m.active_users_7d));
                             details.insert("active_users_28d".into(), json!(m.active_users_28d));
-                            let reasons = alert::band_change_reasons(prev, (scored.score, band), &scored, &m);
+                            let reasons = alert::band_change_reasons(prev, (scored.score, band), scored, &m);
                             fire(AlertKind::HealthBandChanged, severity, reasons, details);
                         }
                     }
@@ -518,7 +519,7 @@ impl Engine {
                     dirty.insert(StateKey::Entity(account_id.clone(), entity.level, entity.id.clone()));
                 }
                 if let Some((score, band)) = score_out {
-                    out.scores.push(ScoreRecord { entity, at: tick, score, band, components });
+                    out.scores.push(ScoreRecord { entity, at: tick, score, band, components: components() });
                 }
             }
             acct.entities = entities;

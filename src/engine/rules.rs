@@ -18,7 +18,9 @@ use crate::time::{format_rfc3339, DAY_MS};
 pub(super) fn update_champions(team: &mut TeamState, w: &Windows) -> (Vec<String>, bool) {
     let mut changed = false;
     for (user, set) in &team.users {
-        if !team.champions.contains_key(user) && distinct_days(set.range(w.d28, w.hi), w.granularity_ms) >= 10 {
+        // Ten distinct days need ten buckets at least: most users are ruled out cheaply.
+        let recent = set.range(w.d28, w.hi);
+        if recent.len() >= 10 && !team.champions.contains_key(user) && distinct_days(recent, w.granularity_ms) >= 10 {
             team.champions.insert(user.clone(), Champion::default());
             changed = true;
         }
@@ -105,7 +107,7 @@ pub(super) fn onboarding(
         acct.apps.iter().filter_map(|(app, times)| times.range(cs..tick).next().map(|d| (*d, app.as_str()))).collect();
     firsts.sort();
     let count = firsts.len();
-    let start = format_rfc3339(cs)[..10].to_string();
+    let start = || format_rfc3339(cs)[..10].to_string();
     let mut out = Vec::new();
     for (days, kind, severity) in
         [(60, AlertKind::OnboardingAtRisk, Severity::Warning), (90, AlertKind::OnboardingMissed, Severity::Critical)]
@@ -118,7 +120,7 @@ pub(super) fn onboarding(
                 kind,
                 severity,
                 reasons: vec![
-                    format!("{days} days after the contract started ({start}) no application is in production."),
+                    format!("{days} days after the contract started ({}) no application is in production.", start()),
                     "Customers that reach production in their first 90 days renew; book a technical onboarding session.".into(),
                 ],
                 details,
