@@ -35,6 +35,9 @@ pub struct GenOptions {
     pub create_topics: Option<i32>,
     /// Print a progress line every second.
     pub progress: bool,
+    /// Event times are the wall clock: each event's `occurred_at` is the moment it is
+    /// written (the storylines keep their order, not their days). For latency tests.
+    pub live: bool,
 }
 
 /// What `gen` wrote.
@@ -85,6 +88,19 @@ pub fn create_topic(cfg: &Config, name: &str, partitions: i32, compact: bool) ->
         }
     }
     wait_for_topics(cfg, &[name])
+}
+
+/// The record with its event time moved to now.
+fn at_now(mut r: GenRecord) -> GenRecord {
+    let now = crate::time::now_ms();
+    if let Ok(serde_json::Value::Object(mut o)) = serde_json::from_slice::<serde_json::Value>(&r.payload) {
+        o.insert("occurred_at".into(), serde_json::Value::from(now));
+        if let Ok(p) = serde_json::to_vec(&o) {
+            r.payload = p;
+            r.at = now;
+        }
+    }
+    r
 }
 
 impl Files {
@@ -220,6 +236,7 @@ pub fn run(cfg: &Config, opts: &GenOptions) -> Result<GenSummary, GenError> {
                 days_written = day + 1;
                 break 'days;
             }
+            let r = if opts.live { at_now(r) } else { r };
             emit(&r)?;
             summary.events += 1;
             summary.last_event_ms = summary.last_event_ms.max(r.at);
@@ -250,13 +267,16 @@ pub fn run(cfg: &Config, opts: &GenOptions) -> Result<GenSummary, GenError> {
     }
     // Bring every partition's event time to the same end, so that consumers' watermarks
     // meet there: the end of the last day written (stopping early at `--events` does not
-    // leave an empty stretch of days for consumers to evaluate).
-    let end = summary.last_event_ms.max(gen.start_ms() + days_written * DAY_MS - 1000);
-    for r in gen.closing_records(end) {
-        emit(&r)?;
-        summary.events += 1;
+    // leave an empty stretch of days for consumers to evaluate). Live event times need
+    // no closing: the wall clock moves on.
+    if !opts.live {
+        let end = summary.last_event_ms.max(gen.start_ms() + days_written * DAY_MS - 1000);
+        for r in gen.closing_records(end) {
+            emit(&r)?;
+            summary.events += 1;
+        }
+        summary.last_event_ms = end;
     }
-    summary.last_event_ms = end;
     if let Some(p) = &producer {
         p.flush(Duration::from_secs(120))?;
     }

@@ -142,6 +142,10 @@ enum Command {
         /// Write only the NDJSON files, not to Kafka.
         #[arg(long, requires = "ndjson_dir")]
         no_kafka: bool,
+        /// Stamp each event with the wall clock as it is written, instead of the simulated
+        /// days (for latency tests: ticks then come once an hour, as in production).
+        #[arg(long)]
+        live: bool,
         /// Optional configuration (topic names, kafka.client properties).
         #[arg(long, short)]
         config: Option<PathBuf>,
@@ -289,6 +293,7 @@ fn main() -> ExitCode {
             create_topics,
             ndjson_dir,
             no_kafka,
+            live,
             config,
         } => {
             let mut cfg = match load_config(config.as_ref()) {
@@ -309,6 +314,7 @@ fn main() -> ExitCode {
                 ndjson_dir,
                 create_topics,
                 progress: true,
+                live,
             };
             match cs_pulse::loadgen::run(&cfg, &opts) {
                 Ok(s) => {

@@ -100,3 +100,28 @@ fn gen_closes_at_the_end_of_the_last_day_written() {
     assert_eq!(max, start + 86_400_000 - 1000, "closing events at the end of day 1");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// `gen --live` stamps events with the wall clock as they are written.
+#[test]
+fn gen_live_stamps_events_with_the_wall_clock() {
+    let dir = std::env::temp_dir().join(format!("cs-pulse-cli-{}-live", std::process::id()));
+    let d = dir.to_str().unwrap();
+    let before = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let out = cs_pulse(&["gen", "--no-kafka", "--ndjson-dir", d, "--accounts", "2", "--events", "30", "--live"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let after = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let times: Vec<i64> = ["usage", "support"]
+        .iter()
+        .flat_map(|f| {
+            std::fs::read_to_string(dir.join(format!("{f}.ndjson")))
+                .unwrap_or_default()
+                .lines()
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(&l).ok()?["occurred_at"].as_i64())
+        .collect();
+    assert_eq!(times.len(), 30, "no closing events in live mode");
+    assert!(times.iter().all(|t| (before..=after).contains(t)), "{times:?} not in {before}..={after}");
+    std::fs::remove_dir_all(&dir).ok();
+}
