@@ -26,13 +26,7 @@ struct Data {
 fn data(accounts: u64, days: i64) -> Data {
     let scale = Scale { accounts, teams_per_account: 5, users_per_team: 3 };
     let mut gen = Generator::scaled(3, DEFAULT_START_MS, scale);
-    let mut dims = Dimensions::default();
-    for r in gen.dimension_records() {
-        match r.input {
-            Input::Accounts => dims.apply_account(json::decode_account(None, Some(&r.payload)).expect("account")),
-            _ => dims.apply_team(json::decode_team(None, Some(&r.payload)).expect("team")),
-        }
-    }
+    let dims = gen.dimensions();
     let mut records = Vec::new();
     for day in 0..days {
         records.extend(gen.day(day).into_iter().filter(|r| matches!(r.input, Input::Usage | Input::Support)));

@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 use cs_pulse::config::Config;
 use cs_pulse::decode::json;
 use cs_pulse::demo::generator::{Generator, Input, Scale, DEFAULT_START_MS};
-use cs_pulse::dims::Dimensions;
 use cs_pulse::engine::{Engine, EngineConfig, Outputs};
 use rdkafka::admin::{AdminClient, AdminOptions};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
@@ -26,13 +25,7 @@ fn main() {
     let cfg = Config::default();
     let engine_cfg = Arc::new(EngineConfig::from_config(&cfg));
     let mut gen = Generator::scaled(1, DEFAULT_START_MS, scale);
-    let mut dims = Dimensions::default();
-    for r in gen.dimension_records() {
-        match r.input {
-            Input::Accounts => dims.apply_account(json::decode_account(None, Some(&r.payload)).expect("account")),
-            _ => dims.apply_team(json::decode_team(None, Some(&r.payload)).expect("team")),
-        }
-    }
+    let dims = gen.dimensions();
     let mut engine = Engine::new(Arc::clone(&engine_cfg));
     let mut out = Outputs::default();
     let (mut events, mut batches) = (0u64, 0u64);

@@ -369,6 +369,27 @@ impl Generator {
         out
     }
 
+    /// The dimension tables the account and team records make (for benchmarks and tests
+    /// that drive the engine without Kafka).
+    pub fn dimensions(&self) -> crate::dims::Dimensions {
+        let mut dims = crate::dims::Dimensions::default();
+        for r in self.dimension_records() {
+            match r.input {
+                Input::Accounts => {
+                    if let Ok(a) = crate::decode::json::decode_account(None, Some(&r.payload)) {
+                        dims.apply_account(a);
+                    }
+                }
+                _ => {
+                    if let Ok(t) = crate::decode::json::decode_team(None, Some(&r.payload)) {
+                        dims.apply_team(t);
+                    }
+                }
+            }
+        }
+        dims
+    }
+
     /// Account and team records.
     pub fn dimension_records(&self) -> Vec<GenRecord> {
         let mut out = Vec::new();

@@ -510,13 +510,7 @@ fn restore_from_compacted_changelog_continues_identically_on_the_demo_storylines
     config.adoption.key_features = KEY_FEATURES.iter().map(|s| s.to_string()).collect();
     let c = Arc::new(EngineConfig::from_config(&config));
     let mut gen = Generator::new(42, DEFAULT_START_MS);
-    let mut dims = Dimensions::default();
-    for r in gen.dimension_records() {
-        match r.input {
-            Input::Accounts => dims.apply_account(json::decode_account(None, Some(&r.payload)).unwrap()),
-            _ => dims.apply_team(json::decode_team(None, Some(&r.payload)).unwrap()),
-        }
-    }
+    let dims = gen.dimensions();
     let events: Vec<Event> = (0..60)
         .flat_map(|d| gen.day(d))
         .filter_map(|r| match r.input {
