@@ -70,6 +70,7 @@ fn main() {
     compacted.sort_unstable_by_key(|r| r.0);
     let compacted_bytes: u64 = compacted.iter().map(|(_, k, v)| (k.len() + v.len()) as u64).sum();
     let size = engine.state_size();
+    let bytes = engine.state_bytes();
     let records: Records = compacted.iter().map(|(_, k, v)| (k.clone(), Some(v.clone()))).collect();
     let n = records.len();
     let t = Instant::now();
@@ -88,6 +89,12 @@ fn main() {
     println!(
         "  state                        {} accounts, {} teams, {} (team, user) activity sets",
         size.accounts, size.teams, size.user_activity
+    );
+    println!(
+        "  state in memory (approx.)    {:.0} bytes per active user (activity sets), {:.0} bytes per team (own state), {:.0} bytes per team all in",
+        bytes.user_activity as f64 / size.user_activity as f64,
+        bytes.teams as f64 / size.teams as f64,
+        (bytes.user_activity + bytes.teams + bytes.accounts) as f64 / size.teams as f64
     );
     println!(
         "  changelog written            {changelog_records} records, {changelog_bytes} bytes: {:.1} bytes per input event",

@@ -141,6 +141,17 @@ pub struct StateSize {
     pub tickets: u64,
 }
 
+/// Approximate heap bytes of an engine's state, by part.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StateBytes {
+    /// Accounts outside their teams: tickets, changes, entity health, answers.
+    pub accounts: usize,
+    /// Teams outside their users: features, escalations, champions, answers.
+    pub teams: usize,
+    /// Per-user activity sets, with their keys and hash table slots.
+    pub user_activity: usize,
+}
+
 /// The state of one input partition (a co-partitioned usage/support pair) and the rules
 /// that run over it.
 #[derive(Debug)]
@@ -375,6 +386,21 @@ impl Engine {
             s.user_activity += a.teams.values().map(|t| t.users.len() as u64).sum::<u64>();
         }
         s
+    }
+
+    /// Approximate heap bytes of the state (see `state::heap`): teams' own state, users'
+    /// activity, and the rest of the accounts'.
+    pub fn state_bytes(&self) -> StateBytes {
+        let mut b = StateBytes::default();
+        for (id, a) in &self.accounts {
+            b.accounts += id.len() + state::heap::account(a);
+            for (team_id, t) in &a.teams {
+                let (own, users) = state::heap::team(t);
+                b.teams += team_id.len() + own;
+                b.user_activity += users;
+            }
+        }
+        b
     }
 
     /// Entities by (level, band) at their last evaluation.

@@ -176,3 +176,68 @@ impl TeamState {
         }
     }
 }
+
+/// Approximate heap bytes of state: capacities of strings, vectors and hash tables (one
+/// control byte per slot), and B-tree entries at their size. Allocator overhead is left
+/// out.
+pub(super) mod heap {
+    use std::collections::BTreeMap;
+    use std::mem::size_of;
+
+    use super::{AccountState, Feedback, SupportAgg, TeamState};
+    use crate::engine::HashMap;
+
+    fn string(s: &str) -> usize {
+        s.len()
+    }
+
+    fn table<K, V>(m: &HashMap<K, V>) -> usize {
+        m.capacity() * (size_of::<(K, V)>() + 1)
+    }
+
+    fn btree<K, V>(m: &BTreeMap<K, V>) -> usize {
+        m.len() * size_of::<(K, V)>()
+    }
+
+    fn support(s: &SupportAgg) -> usize {
+        btree(&s.escalations)
+            + s.escalations
+                .values()
+                .map(|ids| ids.len() * size_of::<String>() + ids.iter().map(|i| i.len()).sum::<usize>())
+                .sum::<usize>()
+    }
+
+    fn feedback(f: &Feedback) -> usize {
+        f.responses.capacity() * size_of::<super::Response>()
+            + f.responses.iter().map(|r| r.event_id.len()).sum::<usize>()
+    }
+
+    /// The team's own bytes and its users' activity bytes.
+    pub(in crate::engine) fn team(t: &TeamState) -> (usize, usize) {
+        let users =
+            table(&t.users) + t.users.iter().map(|(u, s)| string(u) + s.len() * size_of::<u32>()).sum::<usize>();
+        let own = table(&t.features)
+            + t.features.iter().map(|(f, s)| string(f) + s.len() * size_of::<u32>()).sum::<usize>()
+            + support(&t.support)
+            + btree(&t.champions)
+            + t.champions.keys().map(|u| u.len()).sum::<usize>()
+            + feedback(&t.feedback);
+        (own, users)
+    }
+
+    /// The account's bytes outside its teams.
+    pub(in crate::engine) fn account(a: &AccountState) -> usize {
+        size_of::<AccountState>()
+            + table(&a.teams)
+            + support(&a.account_support)
+            + table(&a.tickets)
+            + a.tickets.iter().map(|(k, t)| k.len() + t.heap_bytes()).sum::<usize>()
+            + table(&a.entities)
+            + a.entities.keys().map(|(_, id)| id.len()).sum::<usize>()
+            + feedback(&a.account_feedback)
+            + table(&a.changes)
+            + a.changes.iter().map(|(k, c)| k.len() + c.created.as_ref().map_or(0, |(_, t)| t.len())).sum::<usize>()
+            + btree(&a.apps)
+            + a.apps.iter().map(|(k, v)| k.len() + v.len() * size_of::<i64>()).sum::<usize>()
+    }
+}

@@ -21,6 +21,12 @@ pub(super) struct Ticket {
 }
 
 impl Ticket {
+    /// Heap bytes of the ticket's events.
+    pub(super) fn heap_bytes(&self) -> usize {
+        self.events.capacity() * std::mem::size_of::<TicketEvent>()
+            + self.events.iter().map(|e| e.event_id.len() + e.team_id.as_ref().map_or(0, String::len)).sum::<usize>()
+    }
+
     pub(super) fn record(&mut self, s: &SupportEvent) {
         let ev = TicketEvent {
             at: s.occurred_at,
