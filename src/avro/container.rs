@@ -8,7 +8,7 @@ use std::path::Path;
 
 use apache_avro::{Codec, Schema};
 
-use super::plan::{Cursor, Decoded, Plan};
+use super::plan::{zigzag, Cursor, Decoded, Plan};
 use super::{reader, Input};
 use crate::decode::DecodeError;
 
@@ -50,7 +50,7 @@ fn read_long(r: &mut impl Read) -> Result<Option<i64>, ContainerError> {
         }
         n |= u64::from(byte[0] & 0x7f) << shift;
         if byte[0] & 0x80 == 0 {
-            return Ok(Some((n >> 1) as i64 ^ -((n & 1) as i64)));
+            return Ok(Some(zigzag(n)));
         }
         shift += 7;
         if shift > 63 {

@@ -384,7 +384,7 @@ impl<'a> Cursor<'a> {
                 return Err(Fail::Data("an Avro number runs over 10 bytes".into()));
             }
         }
-        Ok((n >> 1) as i64 ^ -((n & 1) as i64))
+        Ok(zigzag(n))
     }
 
     fn run(&mut self) -> Result<&'a [u8], Fail> {
@@ -474,6 +474,11 @@ impl<'a> Cursor<'a> {
             }
         })
     }
+}
+
+/// An Avro long from its zigzag-encoded varint value.
+pub(crate) fn zigzag(n: u64) -> i64 {
+    (n >> 1) as i64 ^ -((n & 1) as i64)
 }
 
 fn bad_branch(i: i64) -> Fail {

@@ -96,6 +96,11 @@ impl Run {
     fn alerts(&self, kind: AlertKind) -> Vec<&Alert> {
         self.out.alerts.iter().filter(|a| a.kind == kind).collect()
     }
+
+    /// The days after T0 on which team-level alerts of `kind` fired.
+    fn team_alert_days(&self, kind: AlertKind) -> Vec<i64> {
+        self.alerts(kind).iter().filter(|a| a.entity.level == Level::Team).map(|a| (a.at - T0) / D).collect()
+    }
 }
 
 #[test]
@@ -255,12 +260,7 @@ fn usage_drop_rearms_at_ninety_percent() {
     // users of week k are active on day 7k; at daily tick d the current week is
     // [d-7, d) and the earlier one [d-14, d-7)
     r.advance(T0 + 35 * D);
-    let fired: Vec<i64> = r
-        .alerts(AlertKind::UsageDrop)
-        .iter()
-        .filter(|a| a.entity.level == Level::Team)
-        .map(|a| (a.at - T0) / D)
-        .collect();
+    let fired = r.team_alert_days(AlertKind::UsageDrop);
     // day 8: 10 -> 7 fires (70 <= 70); day 15: 7 -> 6 neither fires (disarmed) nor
     // re-arms (60 < 63); day 22: 6 -> 9 re-arms (90 >= 54); day 29: 9 -> 6 fires (60 <= 63).
     assert_eq!(fired, vec![8, 29]);
@@ -652,12 +652,7 @@ fn magic_number_regressed_fires_once_and_rearms() {
         ));
     }
     r.advance(T0 + 112 * D);
-    let fired: Vec<i64> = r
-        .alerts(AlertKind::MagicNumberRegressed)
-        .iter()
-        .filter(|a| a.entity.level == Level::Team)
-        .map(|a| (a.at - T0) / D)
-        .collect();
+    let fired = r.team_alert_days(AlertKind::MagicNumberRegressed);
     assert_eq!(fired.len(), 2, "{fired:?}");
     let first = r.alerts(AlertKind::MagicNumberRegressed)[0].clone();
     assert!(first.reasons[0].starts_with("p50 time to production rose from 2.0 hours to 2."), "{:?}", first.reasons);
