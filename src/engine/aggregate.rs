@@ -161,12 +161,12 @@ pub(super) fn lineage<'a>(account_id: &'a str, team_id: Option<&'a str>, dims: &
     out
 }
 
-/// Distinct UTC days with a bucket in `[lo, hi)`.
-pub(super) fn distinct_days(buckets: &[u32], granularity_ms: i64) -> usize {
+/// Distinct UTC days of buckets given in order.
+pub(super) fn distinct_days(buckets: impl Iterator<Item = u32>, granularity_ms: i64) -> usize {
     let mut days = 0;
     let mut last = None;
     for b in buckets {
-        let day = (i64::from(*b) * granularity_ms).div_euclid(DAY_MS);
+        let day = (i64::from(b) * granularity_ms).div_euclid(DAY_MS);
         if last != Some(day) {
             days += 1;
             last = Some(day);

@@ -19,8 +19,10 @@ pub(super) fn update_champions(team: &mut TeamState, w: &Windows) -> (Vec<String
     let mut changed = false;
     for (user, set) in &team.users {
         // Ten distinct days need ten buckets at least: most users are ruled out cheaply.
-        let recent = set.range(w.d28, w.hi);
-        if recent.len() >= 10 && !team.champions.contains_key(user) && distinct_days(recent, w.granularity_ms) >= 10 {
+        if set.count_in(w.d28, w.hi) >= 10
+            && !team.champions.contains_key(user)
+            && distinct_days(set.iter_in(w.d28, w.hi), w.granularity_ms) >= 10
+        {
             team.champions.insert(user.clone(), Champion::default());
             changed = true;
         }
@@ -46,7 +48,7 @@ pub(super) fn update_champions(team: &mut TeamState, w: &Windows) -> (Vec<String
 
 /// The last activity of a user in a team before the tick, epoch ms (bucket start).
 pub(super) fn last_active(team: &TeamState, user: &str, w: &Windows) -> Option<i64> {
-    team.users.get(user).and_then(|s| s.range(0, w.hi).last()).map(|b| i64::from(*b) * w.granularity_ms)
+    team.users.get(user).and_then(|s| s.last_before(w.hi)).map(|b| i64::from(b) * w.granularity_ms)
 }
 
 /// The content of a `champion_inactive` alert.

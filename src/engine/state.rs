@@ -214,10 +214,9 @@ pub(super) mod heap {
 
     /// The team's own bytes and its users' activity bytes.
     pub(in crate::engine) fn team(t: &TeamState) -> (usize, usize) {
-        let users =
-            table(&t.users) + t.users.iter().map(|(u, s)| string(u) + s.len() * size_of::<u32>()).sum::<usize>();
+        let users = table(&t.users) + t.users.iter().map(|(u, s)| string(u) + s.heap_bytes()).sum::<usize>();
         let own = table(&t.features)
-            + t.features.iter().map(|(f, s)| string(f) + s.len() * size_of::<u32>()).sum::<usize>()
+            + t.features.iter().map(|(f, s)| string(f) + s.heap_bytes()).sum::<usize>()
             + support(&t.support)
             + btree(&t.champions)
             + t.champions.keys().map(|u| u.len()).sum::<usize>()
