@@ -351,7 +351,7 @@ pub fn replay(cfg: &Config, files: &ReplayFiles) -> Result<ReplaySummary, Replay
     }
 
     let engine_cfg = Arc::new(EngineConfig::from_config(cfg));
-    let mut engine = Engine::new(engine_cfg);
+    let mut engine = Engine::new(engine_cfg).without_changelog();
     let lateness_ms = cfg.time.allowed_lateness_secs as i64 * 1000;
     // Files have no wall clock: one partition that is never idle.
     let mut watermarks = WatermarkTracker::new(lateness_ms, i64::MAX);

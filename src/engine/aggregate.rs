@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::{HashMap, HashSet};
 
-use super::state::{AccountState, Feedback, TeamState};
+use super::state::{AccountState, Feedback, TeamState, UserIds};
 use super::EngineConfig;
 use crate::dims::Dimensions;
 use crate::health::EntityMetrics;
@@ -49,8 +49,9 @@ const ACTIVE_7D_EARLIER: u8 = 8;
 /// One entity's inputs at a tick, unioned over its teams.
 #[derive(Default)]
 pub(super) struct Agg<'a> {
-    /// user -> which windows they were active in (bit flags), OR-ed over teams.
-    users: HashMap<&'a str, u8>,
+    /// (user number, the windows they were active in as bit flags), once per team the
+    /// user is in: OR-ed together by user when the metrics are read.
+    users: Vec<(u32, u8)>,
     features: BTreeSet<&'a str>,
     pub(super) open_tickets: [u64; 4],
     pub(super) escalations_7d: u64,
@@ -66,16 +67,16 @@ pub(super) struct Agg<'a> {
 
 impl Agg<'_> {
     pub(super) fn metrics(&mut self, cfg: &EngineConfig, e: &EntityRef, dims: &Dimensions) -> EntityMetrics {
-        let count = |flag: u8| self.users.values().filter(|f| *f & flag != 0).count() as u64;
+        let [d1, d7, d28, d7_earlier] = self.count_users();
         self.ttp_now.sort_unstable();
         self.ttp_earlier.sort_unstable();
         let [promoters, detractors, nps_n] = self.nps;
         let [csat_sum, csat_n] = self.csat;
         EntityMetrics {
-            active_users_1d: count(ACTIVE_1D),
-            active_users_7d: count(ACTIVE_7D),
-            active_users_28d: count(ACTIVE_28D),
-            active_users_7d_earlier: count(ACTIVE_7D_EARLIER),
+            active_users_1d: d1,
+            active_users_7d: d7,
+            active_users_28d: d28,
+            active_users_7d_earlier: d7_earlier,
             seats: seats_of(e, dims),
             key_features_used: self.features.len() as u64,
             key_features_total: cfg.key_features.len() as u64,
@@ -93,6 +94,19 @@ impl Agg<'_> {
             champions: self.champions.len() as u64,
             active_champions: self.active_champions.len() as u64,
         }
+    }
+
+    /// Distinct users active in each window: 1d, 7d, 28d, the earlier 7d.
+    fn count_users(&mut self) -> [u64; 4] {
+        self.users.sort_unstable_by_key(|(n, _)| *n);
+        let mut counts = [0u64; 4];
+        for run in self.users.chunk_by(|a, b| a.0 == b.0) {
+            let flags = run.iter().fold(0, |f, (_, g)| f | g);
+            for (i, flag) in [ACTIVE_1D, ACTIVE_7D, ACTIVE_28D, ACTIVE_7D_EARLIER].into_iter().enumerate() {
+                counts[i] += u64::from(flags & flag != 0);
+            }
+        }
+        counts
     }
 
     fn add_feedback(&mut self, f: &Feedback, tick: i64) {
@@ -191,8 +205,8 @@ pub(super) fn aggregate<'a>(
     let mut lineages: HashMap<&'a str, Vec<Key<'a>>> =
         HashMap::with_capacity_and_hasher(acct.teams.len(), Default::default());
     for (team_id, team) in acct.teams.iter().filter(|(_, t)| t.first_seen < w.tick) {
-        let keys = lineages.entry(team_id.as_str()).or_insert_with(|| lineage(account_id, Some(team_id), dims));
-        add_team(w, team, keys, &mut aggs);
+        let keys = lineages.entry(&**team_id).or_insert_with(|| lineage(account_id, Some(team_id), dims));
+        add_team(w, team, &acct.user_ids, keys, &mut aggs);
     }
     let account_only = [(Level::Account, account_id)];
     for ticket in acct.tickets.values() {
@@ -231,9 +245,15 @@ pub(super) fn aggregate<'a>(
     aggs
 }
 
-fn add_team<'a>(w: &Windows, team: &'a TeamState, keys: &[Key<'a>], aggs: &mut BTreeMap<Key<'a>, Agg<'a>>) {
-    let mut flags_of: Vec<(&'a str, u8)> = Vec::with_capacity(team.users.len());
-    for (user, set) in &team.users {
+fn add_team<'a>(
+    w: &Windows,
+    team: &'a TeamState,
+    ids: &UserIds,
+    keys: &[Key<'a>],
+    aggs: &mut BTreeMap<Key<'a>, Agg<'a>>,
+) {
+    let mut flags_of: Vec<(u32, u8)> = Vec::with_capacity(team.users.len());
+    for (n, set) in &team.users {
         let mut f = 0;
         if set.any_in(w.d1, w.hi) {
             f |= ACTIVE_1D;
@@ -248,19 +268,17 @@ fn add_team<'a>(w: &Windows, team: &'a TeamState, keys: &[Key<'a>], aggs: &mut B
             f |= ACTIVE_7D_EARLIER;
         }
         if f != 0 {
-            flags_of.push((user.as_str(), f));
+            flags_of.push((*n, f));
         }
     }
     let features: Vec<&'a str> =
         team.features.iter().filter(|(_, s)| s.any_in(w.d28, w.hi)).map(|(f, _)| f.as_str()).collect();
     let escalations = team.support.escalations_in(w.d7, w.hi);
-    let champions: Vec<(&'a str, bool)> =
-        team.champions.keys().map(|u| (u.as_str(), team.users.get(u).is_some_and(|s| s.any_in(w.d14, w.hi)))).collect();
+    let active = |u: &str| ids.get(u).and_then(|n| team.users.get(&n)).is_some_and(|s| s.any_in(w.d14, w.hi));
+    let champions: Vec<(&'a str, bool)> = team.champions.keys().map(|u| (u.as_str(), active(u))).collect();
     for key in keys {
         let agg = aggs.entry(*key).or_default();
-        for (user, f) in &flags_of {
-            *agg.users.entry(user).or_insert(0) |= f;
-        }
+        agg.users.extend_from_slice(&flags_of);
         agg.features.extend(features.iter().copied());
         agg.escalations_7d += escalations;
         for (user, active) in &champions {

@@ -30,7 +30,7 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::state::{AccountState, Champion, EntityHealth, Feedback, SupportAgg, TeamState};
+use super::state::{AccountState, Champion, EntityHealth, Feedback, Id, SupportAgg, TeamState};
 use super::{Engine, EngineConfig, EngineMeta, Outputs, RestoreError, META_KEY};
 use crate::model::Level;
 
@@ -40,13 +40,29 @@ pub(super) const FORMAT: u8 = 1;
 /// Which piece of an engine's state a changelog record holds.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(super) enum StateKey {
-    Account(String),
-    Team(String, String),
-    User(String, String, String),
-    Feature(String, String, String),
-    Change(String, String),
-    Ticket(String, String),
-    Entity(String, Level, String),
+    Account(Id),
+    Team(Id, Id),
+    User(Id, Id, Id),
+    Feature(Id, Id, String),
+    Change(Id, String),
+    Ticket(Id, String),
+    Entity(Id, Level, String),
+}
+
+/// The pieces of state changed since the changelog was last read, when it is kept.
+#[derive(Debug)]
+pub(super) struct Dirty {
+    pub(super) on: bool,
+    pub(super) keys: super::HashSet<StateKey>,
+}
+
+impl Dirty {
+    /// Marks the piece `key` names (built only when the changelog is kept).
+    pub(super) fn mark(&mut self, key: impl FnOnce() -> StateKey) {
+        if self.on {
+            self.keys.insert(key());
+        }
+    }
 }
 
 type AccountCore = (i64, SupportAgg, Feedback, BTreeMap<String, BTreeSet<i64>>, u8);
@@ -123,8 +139,14 @@ impl StateKey {
                 push_part(&mut k, a);
                 k.extend_from_slice(t.as_bytes());
             }
-            StateKey::User(a, t, x) | StateKey::Feature(a, t, x) => {
-                k.push(if matches!(self, StateKey::User(..)) { b'u' } else { b'f' });
+            StateKey::User(a, t, x) => {
+                k.push(b'u');
+                push_part(&mut k, a);
+                push_part(&mut k, t);
+                k.extend_from_slice(x.as_bytes());
+            }
+            StateKey::Feature(a, t, x) => {
+                k.push(b'f');
                 push_part(&mut k, a);
                 push_part(&mut k, t);
                 k.extend_from_slice(x.as_bytes());
@@ -148,13 +170,13 @@ impl StateKey {
         let (&tag, rest) = key.split_first().ok_or("empty key")?;
         let mut r = KeyReader { rest };
         Ok(match tag {
-            b'a' => StateKey::Account(r.last()?),
-            b't' => StateKey::Team(r.part()?, r.last()?),
-            b'u' => StateKey::User(r.part()?, r.part()?, r.last()?),
-            b'f' => StateKey::Feature(r.part()?, r.part()?, r.last()?),
-            b'c' => StateKey::Change(r.part()?, r.last()?),
-            b'k' => StateKey::Ticket(r.part()?, r.last()?),
-            b'e' => StateKey::Entity(r.part()?, r.level()?, r.last()?),
+            b'a' => StateKey::Account(r.last()?.into()),
+            b't' => StateKey::Team(r.part()?.into(), r.last()?.into()),
+            b'u' => StateKey::User(r.part()?.into(), r.part()?.into(), r.last()?.into()),
+            b'f' => StateKey::Feature(r.part()?.into(), r.part()?.into(), r.last()?),
+            b'c' => StateKey::Change(r.part()?.into(), r.last()?),
+            b'k' => StateKey::Ticket(r.part()?.into(), r.last()?),
+            b'e' => StateKey::Entity(r.part()?.into(), r.level()?, r.last()?),
             _ => return Err("unknown key".into()),
         })
     }
@@ -192,7 +214,7 @@ impl Engine {
     /// piece that is gone, and the engine's bookkeeping ([`META_KEY`]) when it moved.
     /// Empty when nothing changed.
     pub fn take_changes(&mut self) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
-        let keys = std::mem::take(&mut self.dirty);
+        let keys = std::mem::take(&mut self.dirty.keys);
         let mut out = Vec::with_capacity(keys.len() + 1);
         // Any order: records of different keys are independent.
         for key in keys {
@@ -222,14 +244,14 @@ impl Engine {
                 acct.milestones_done,
             )),
             StateKey::Team(_, t) => {
-                let team = acct.teams.get(t)?;
+                let team = acct.teams.get(&**t)?;
                 encode(&(team.first_seen, &team.support, &team.champions, &team.feedback))
             }
-            StateKey::User(_, t, u) => encode(acct.teams.get(t)?.users.get(u)?),
-            StateKey::Feature(_, t, f) => encode(acct.teams.get(t)?.features.get(f)?),
+            StateKey::User(_, t, u) => encode(acct.teams.get(&**t)?.users.get(&acct.user_ids.get(u)?)?),
+            StateKey::Feature(_, t, f) => encode(acct.teams.get(&**t)?.features.get(f)?),
             StateKey::Change(_, c) => encode(acct.changes.get(c)?),
             StateKey::Ticket(_, k) => encode(acct.tickets.get(k)?),
-            StateKey::Entity(_, level, id) => encode(acct.entities.get(&(*level, id.clone()))?),
+            StateKey::Entity(_, level, id) => encode(acct.entities.get(*level, id)?),
         }
     }
 
@@ -255,9 +277,10 @@ impl Engine {
         }
         // What the last tick pruned without writing a record goes now.
         if let (Some(next), Some(_)) = (engine.next_tick, engine.last_evaluated) {
-            engine.prune(next, &mut Outputs::default());
+            engine.prune(next, true, &mut Outputs::default());
+            engine.last_pruned = engine.last_evaluated;
         }
-        engine.dirty.clear();
+        engine.dirty.keys.clear();
         engine.meta_dirty = false;
         Ok(engine)
     }
@@ -269,7 +292,9 @@ impl Engine {
         };
         // Records of an account's pieces may precede its own record: placeholders are
         // filled in when it comes.
-        let acct = self.accounts.entry(key.account().to_string()).or_insert_with(|| AccountState::new(i64::MAX));
+        let account_id = key.account();
+        let acct = super::state::entry(&mut self.accounts, account_id, |id| AccountState::new(id, i64::MAX)).0;
+        let placeholder = |t: &Id| TeamState::new(Arc::clone(t), i64::MAX);
         match key {
             StateKey::Account(_) => {
                 let (first_seen, support, feedback, apps, milestones): AccountCore = decode(v)?;
@@ -281,17 +306,21 @@ impl Engine {
             }
             StateKey::Team(_, t) => {
                 let (first_seen, support, champions, feedback): TeamCore = decode(v)?;
-                let team = acct.teams.entry(t).or_insert_with(|| TeamState::new(i64::MAX));
+                let team = acct.teams.entry(Arc::clone(&t)).or_insert_with(|| placeholder(&t));
                 team.first_seen = first_seen;
                 team.support = support;
                 team.champions = champions;
                 team.feedback = feedback;
             }
             StateKey::User(_, t, u) => {
-                acct.teams.entry(t).or_insert_with(|| TeamState::new(i64::MAX)).users.insert(u, decode(v)?);
+                let set = decode(v)?;
+                let team = acct.teams.entry(Arc::clone(&t)).or_insert_with(|| placeholder(&t));
+                let held = acct.user_ids.get(&u).filter(|n| team.users.contains_key(n));
+                let n = held.unwrap_or_else(|| acct.user_ids.hold(&u));
+                team.users.insert(n, set);
             }
             StateKey::Feature(_, t, f) => {
-                acct.teams.entry(t).or_insert_with(|| TeamState::new(i64::MAX)).features.insert(f, decode(v)?);
+                acct.teams.entry(Arc::clone(&t)).or_insert_with(|| placeholder(&t)).features.insert(f, decode(v)?);
             }
             StateKey::Change(_, c) => {
                 acct.changes.insert(c, decode(v)?);
@@ -301,7 +330,7 @@ impl Engine {
             }
             StateKey::Entity(_, level, id) => {
                 let h: EntityHealth = decode(v)?;
-                acct.entities.insert((level, id), h);
+                acct.entities.insert(level, id, h);
             }
         }
         Ok(())
@@ -309,22 +338,29 @@ impl Engine {
 
     fn forget(&mut self, key: StateKey) {
         if let StateKey::Account(a) = &key {
-            self.accounts.remove(a);
+            self.accounts.remove(&**a);
             return;
         }
         let Some(acct) = self.accounts.get_mut(key.account()) else { return };
         match key {
             StateKey::Account(_) => {}
             StateKey::Team(_, t) => {
-                acct.teams.remove(&t);
+                if let Some(team) = acct.teams.remove(&*t) {
+                    for n in team.users.keys() {
+                        acct.user_ids.release(*n);
+                    }
+                }
             }
             StateKey::User(_, t, u) => {
-                if let Some(team) = acct.teams.get_mut(&t) {
-                    team.users.remove(&u);
+                let n = acct.user_ids.get(&u);
+                if let (Some(team), Some(n)) = (acct.teams.get_mut(&*t), n) {
+                    if team.users.remove(&n).is_some() {
+                        acct.user_ids.release(n);
+                    }
                 }
             }
             StateKey::Feature(_, t, f) => {
-                if let Some(team) = acct.teams.get_mut(&t) {
+                if let Some(team) = acct.teams.get_mut(&*t) {
                     team.features.remove(&f);
                 }
             }
@@ -335,7 +371,7 @@ impl Engine {
                 acct.tickets.remove(&k);
             }
             StateKey::Entity(_, level, id) => {
-                acct.entities.remove(&(level, id));
+                acct.entities.remove(level, &id);
             }
         }
     }
@@ -350,10 +386,10 @@ mod tests {
         let long = "x".repeat(300);
         for key in [
             StateKey::Account("acme".into()),
-            StateKey::Account(String::new()),
+            StateKey::Account("".into()),
             StateKey::Team("a/b".into(), "t\u{0}1".into()),
-            StateKey::User(long.clone(), "team".into(), "u\u{1f}é".into()),
-            StateKey::Feature("acme".into(), long.clone(), "deploys".into()),
+            StateKey::User(long.as_str().into(), "team".into(), "u\u{1f}é".into()),
+            StateKey::Feature("acme".into(), long.as_str().into(), "deploys".into()),
             StateKey::Change("acme".into(), "chg-1".into()),
             StateKey::Ticket("acme".into(), "T-9".into()),
             StateKey::Entity("acme".into(), Level::BusinessUnit, "Platform".into()),

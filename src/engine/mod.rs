@@ -20,10 +20,11 @@ use std::collections::BTreeMap;
 
 /// Hash maps of the engine's state and evaluation: foldhash, several times faster than
 /// SipHash on short ids, which the profile showed on every event and entity. (cs-pulse
-/// hashes only its own state's keys; iteration order never reaches an output.)
-pub type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+/// hashes only its own state's keys; iteration order never reaches an output.) hashbrown's
+/// own map, for `entry_ref`: an id is copied into the state only when it is new.
+pub type HashMap<K, V> = hashbrown::HashMap<K, V, foldhash::fast::RandomState>;
 /// See [`HashMap`].
-pub type HashSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
+pub type HashSet<K> = hashbrown::HashSet<K, foldhash::fast::RandomState>;
 use std::sync::Arc;
 
 use serde_json::json;
@@ -36,10 +37,11 @@ use crate::model::{
     Alert, AlertKind, Band, EntityRef, Event, HealthInfo, Level, ScoreRecord, Severity, SupportKind, UsageKind,
 };
 use crate::time::DAY_MS;
+use crate::window::ActivitySet;
 
 use aggregate::{aggregate, Windows};
-use changelog::StateKey;
-use state::{AccountState, EntityHealth, Response};
+use changelog::{Dirty, StateKey};
+use state::{AccountState, EntityHealth, Id, Response};
 
 /// How long per-user activity is kept behind the current tick: the longest window read.
 const RETAIN_MS: i64 = 30 * DAY_MS;
@@ -158,11 +160,13 @@ pub struct StateBytes {
 pub struct Engine {
     cfg: Arc<EngineConfig>,
     /// By account id; evaluated in id order, so that outputs are in a stable order.
-    accounts: HashMap<String, AccountState>,
+    accounts: HashMap<Id, AccountState>,
     next_tick: Option<i64>,
     last_evaluated: Option<i64>,
     /// Pieces of state changed since the last [`Engine::take_changes`].
-    dirty: HashSet<StateKey>,
+    dirty: Dirty,
+    /// The last tick that pruned state.
+    last_pruned: Option<i64>,
     /// The highest event time read from each input of this partition (usage, support):
     /// the partition's watermark survives a restart with its state.
     input_max: [Option<i64>; 2],
@@ -192,17 +196,25 @@ pub struct RestoreError {
 }
 
 impl Engine {
-    /// An empty engine.
+    /// An empty engine that keeps its changelog (see [`Engine::take_changes`]).
     pub fn new(cfg: Arc<EngineConfig>) -> Self {
         Self {
             cfg,
             accounts: HashMap::default(),
             next_tick: None,
             last_evaluated: None,
-            dirty: HashSet::default(),
+            dirty: Dirty { on: true, keys: HashSet::default() },
+            last_pruned: None,
             input_max: [None, None],
             meta_dirty: false,
         }
+    }
+
+    /// The engine without its changelog, for a caller that never reads it (`replay`):
+    /// changed pieces are not remembered.
+    pub fn without_changelog(mut self) -> Self {
+        self.dirty = Dirty { on: false, keys: HashSet::default() };
+        self
     }
 
     /// Records the event time of a record read from input `input` (0 usage, 1 support).
@@ -238,43 +250,45 @@ impl Engine {
         let cfg = Arc::clone(&self.cfg);
         let bucket = cfg.bucket(t);
         let account_id = ev.account_id();
-        let mut account_changed = false;
-        if !self.accounts.contains_key(account_id) {
-            self.accounts.insert(account_id.to_string(), AccountState::new(t));
-            account_changed = true;
-        }
         let dirty = &mut self.dirty;
-        let Some(acct) = self.accounts.get_mut(account_id) else { return Ingested::Accepted };
+        let (acct, mut account_changed) = state::entry(&mut self.accounts, account_id, |id| AccountState::new(id, t));
         account_changed |= t < acct.first_seen;
         acct.first_seen = acct.first_seen.min(t);
-        let team_key = |team: &str| StateKey::Team(account_id.to_string(), team.to_string());
+        let aid = Arc::clone(&acct.id);
+        let team_key = |team: &state::TeamState| StateKey::Team(Arc::clone(&aid), Arc::clone(&team.id));
         match ev {
             Event::Usage(u) => {
-                let (team, team_changed) = acct.team_mut(&u.team_id, t);
+                let (team, team_changed) = state::team_mut(&mut acct.teams, &u.team_id, t);
                 if team_changed {
-                    dirty.insert(team_key(&u.team_id));
+                    dirty.mark(|| team_key(team));
                 }
                 if let Some(user) = &u.user_id {
-                    if team.users.entry(user.clone()).or_default().insert(bucket) {
-                        dirty.insert(StateKey::User(account_id.to_string(), u.team_id.clone(), user.clone()));
+                    let n = acct.user_ids.number(user);
+                    let set = team.users.entry(n).or_insert_with(|| {
+                        acct.user_ids.add_holder(n);
+                        ActivitySet::default()
+                    });
+                    if set.insert(bucket) {
+                        let user = acct.user_ids.name(n);
+                        dirty.mark(|| StateKey::User(Arc::clone(&aid), Arc::clone(&team.id), Arc::clone(user)));
                     }
                 }
                 if let Some(f) = u.feature.as_ref().filter(|f| cfg.key_features.contains(f)) {
-                    if team.features.entry(f.clone()).or_default().insert(bucket) {
-                        dirty.insert(StateKey::Feature(account_id.to_string(), u.team_id.clone(), f.clone()));
+                    if team.features.entry_ref(f.as_str()).or_default().insert(bucket) {
+                        dirty.mark(|| StateKey::Feature(Arc::clone(&aid), Arc::clone(&team.id), f.clone()));
                     }
                 }
                 let ttl = cfg.pending_ttl_ms;
                 match (&u.kind, &u.change_id) {
                     (UsageKind::ChangeCreated, Some(change)) => {
-                        let c = acct.changes.entry(change.clone()).or_default();
+                        let c = acct.changes.entry_ref(change.as_str()).or_default();
                         out.paired_ttp_ms.extend(c.record_created(t, &u.team_id, ttl));
-                        dirty.insert(StateKey::Change(account_id.to_string(), change.clone()));
+                        dirty.mark(|| StateKey::Change(Arc::clone(&aid), change.clone()));
                     }
                     (UsageKind::ChangeDeployed, Some(change)) if u.environment.as_deref() == Some("production") => {
-                        let c = acct.changes.entry(change.clone()).or_default();
+                        let c = acct.changes.entry_ref(change.as_str()).or_default();
                         out.paired_ttp_ms.extend(c.record_deploy(t, ttl));
-                        dirty.insert(StateKey::Change(account_id.to_string(), change.clone()));
+                        dirty.mark(|| StateKey::Change(Arc::clone(&aid), change.clone()));
                         // Only the first 90 days of the contract matter for onboarding.
                         let cs = dims.account(&u.account_id).and_then(|a| a.contract_start);
                         if let (Some(app), true) = (&u.app_id, cs.is_none_or(|cs| t < cs + 90 * DAY_MS)) {
@@ -286,15 +300,17 @@ impl Engine {
             }
             Event::Support(s) => {
                 if let Some(team_id) = &s.team_id {
-                    if acct.team_mut(team_id, t).1 {
-                        dirty.insert(team_key(team_id));
+                    let (team, changed) = acct.team_mut(team_id, t);
+                    if changed {
+                        dirty.mark(|| team_key(team));
                     }
                 }
                 if s.kind == SupportKind::TicketEscalated {
                     let agg = match &s.team_id {
                         Some(team_id) => {
-                            dirty.insert(team_key(team_id));
-                            &mut acct.team_mut(team_id, t).0.support
+                            let team = acct.team_mut(team_id, t).0;
+                            dirty.mark(|| team_key(team));
+                            &mut team.support
                         }
                         None => {
                             account_changed = true;
@@ -305,8 +321,8 @@ impl Engine {
                 }
                 if let Some(ticket_id) = &s.ticket_id {
                     if s.kind.is_ticket() {
-                        acct.tickets.entry(ticket_id.clone()).or_default().record(s);
-                        dirty.insert(StateKey::Ticket(account_id.to_string(), ticket_id.clone()));
+                        acct.tickets.entry_ref(ticket_id.as_str()).or_default().record(s);
+                        dirty.mark(|| StateKey::Ticket(Arc::clone(&aid), ticket_id.clone()));
                     }
                 }
                 if let (Some(score), true) =
@@ -320,8 +336,9 @@ impl Engine {
                     };
                     match &s.team_id {
                         Some(team_id) => {
-                            dirty.insert(team_key(team_id));
-                            acct.team_mut(team_id, t).0.feedback.record(r);
+                            let team = acct.team_mut(team_id, t).0;
+                            dirty.mark(|| team_key(team));
+                            team.feedback.record(r);
                         }
                         None => {
                             account_changed = true;
@@ -336,7 +353,7 @@ impl Engine {
             }
         }
         if account_changed {
-            dirty.insert(StateKey::Account(account_id.to_string()));
+            dirty.mark(|| StateKey::Account(aid));
         }
         Ingested::Accepted
     }
@@ -394,6 +411,7 @@ impl Engine {
         let mut b = StateBytes::default();
         for (id, a) in &self.accounts {
             b.accounts += id.len() + state::heap::account(a);
+            b.user_activity += state::heap::user_ids(a);
             for (team_id, t) in &a.teams {
                 let (own, users) = state::heap::team(t);
                 b.teams += team_id.len() + own;
@@ -407,9 +425,9 @@ impl Engine {
     pub fn band_counts(&self) -> std::collections::HashMap<(Level, Band), u64> {
         let mut m = std::collections::HashMap::new();
         for a in self.accounts.values() {
-            for ((level, _), h) in &a.entities {
+            for (level, _, h) in a.entities.iter() {
                 if let Some((_, band)) = h.previous {
-                    *m.entry((*level, band)).or_insert(0) += 1;
+                    *m.entry((level, band)).or_insert(0) += 1;
                 }
             }
         }
@@ -419,7 +437,7 @@ impl Engine {
     fn evaluate(&mut self, tick: i64, dims: &Dimensions, emitted_at: i64, out: &mut Outputs) {
         let cfg = Arc::clone(&self.cfg);
         let w = Windows::new(&cfg, tick);
-        let mut accounts: Vec<(&String, &mut AccountState)> = self.accounts.iter_mut().collect();
+        let mut accounts: Vec<(&Id, &mut AccountState)> = self.accounts.iter_mut().collect();
         accounts.sort_unstable_by(|a, b| a.0.cmp(b.0));
         for (account_id, acct) in accounts {
             if acct.first_seen >= tick {
@@ -431,29 +449,27 @@ impl Engine {
             // Only the pieces whose bookkeeping changes are written to the changelog.
             // Pruning does not count: it only drops what no later tick reads.
             let dirty = &mut self.dirty;
-            let mut inactive: HashMap<String, Vec<String>> = HashMap::default();
-            for (team_id, team) in acct.teams.iter_mut().filter(|(_, t)| t.first_seen < tick) {
-                let (users, champions_changed) = rules::update_champions(team, &w);
+            let mut inactive: HashMap<Id, Vec<String>> = HashMap::default();
+            for team in acct.teams.values_mut().filter(|t| t.first_seen < tick) {
+                let (users, champions_changed) = rules::update_champions(team, &acct.user_ids, &w);
                 if champions_changed {
-                    dirty.insert(StateKey::Team(account_id.clone(), team_id.clone()));
+                    dirty.mark(|| StateKey::Team(Arc::clone(account_id), Arc::clone(&team.id)));
                 }
                 if !users.is_empty() {
-                    inactive.insert(team_id.clone(), users);
+                    inactive.insert(Arc::clone(&team.id), users);
                 }
             }
             let milestones_before = acct.milestones_done;
             let onboarding = rules::onboarding(acct, record, tick, cfg.interval_ms);
             if acct.milestones_done != milestones_before {
-                dirty.insert(StateKey::Account(account_id.clone()));
+                dirty.mark(|| StateKey::Account(Arc::clone(account_id)));
             }
             let mut entities = std::mem::take(&mut acct.entities);
             let aggs = aggregate(&w, cfg.pending_ttl_ms, account_id, acct, dims);
             for ((level, id), mut agg) in aggs {
-                let entity = EntityRef { level, id: id.to_string(), account_id: account_id.clone() };
+                let entity = EntityRef { level, id: id.to_string(), account_id: account_id.to_string() };
                 let m = agg.metrics(&cfg, &entity, dims);
-                let key = (entity.level, entity.id.clone());
-                let created = !entities.contains_key(&key);
-                let h = entities.entry(key).or_insert_with(|| EntityHealth::new(tick));
+                let (h, created) = entities.get_or_insert(level, id, || EntityHealth::new(tick));
                 let health_before = h.clone();
                 let ctx = AlertContext { entity: &entity, at: tick, emitted_at, account: record };
                 let scored = health::score(&m, &weights);
@@ -503,10 +519,17 @@ impl Engine {
                     }
                 }
 
-                if let Some(users) = inactive.get(&entity.id).filter(|_| entity.level == Level::Team) {
-                    if let Some(team) = acct.teams.get(&entity.id) {
-                        let (severity, reasons, details) =
-                            rules::champion_inactive(&entity.id, team, users, m.champions, m.active_champions, &w);
+                if let Some(users) = inactive.get(entity.id.as_str()).filter(|_| entity.level == Level::Team) {
+                    if let Some(team) = acct.teams.get(entity.id.as_str()) {
+                        let (severity, reasons, details) = rules::champion_inactive(
+                            &entity.id,
+                            team,
+                            &acct.user_ids,
+                            users,
+                            m.champions,
+                            m.active_champions,
+                            &w,
+                        );
                         fire(AlertKind::ChampionInactive, severity, reasons, details);
                     }
                 }
@@ -542,7 +565,7 @@ impl Engine {
                     }
                 }
                 if created || *h != health_before {
-                    dirty.insert(StateKey::Entity(account_id.clone(), entity.level, entity.id.clone()));
+                    dirty.mark(|| StateKey::Entity(Arc::clone(account_id), entity.level, entity.id.clone()));
                 }
                 if let Some((score, band)) = score_out {
                     out.scores.push(ScoreRecord { entity, at: tick, score, band, components: components() });
@@ -550,32 +573,48 @@ impl Engine {
             }
             acct.entities = entities;
         }
-        self.prune(tick + cfg.interval_ms, out);
+        let all = self.last_pruned.is_none_or(|p| tick - p >= DAY_MS);
+        if all {
+            self.last_pruned = Some(tick);
+        }
+        self.prune(tick + cfg.interval_ms, all, out);
     }
 
-    /// Drops what no future tick at or after `next` can read.
-    fn prune(&mut self, next: i64, out: &mut Outputs) {
+    /// Drops what no future tick at or after `next` can read. Activity sets, the bulk of
+    /// the state and read only through bounded windows, are pruned once a day of ticks
+    /// (`all`); changes and tickets, whose presence decides how later events pair and
+    /// count, at every tick.
+    fn prune(&mut self, next: i64, all: bool, out: &mut Outputs) {
         let ttl = self.cfg.pending_ttl_ms;
         let keep_from = self.cfg.bucket(next - RETAIN_MS);
         let esc_from = self.cfg.bucket(next - 7 * DAY_MS);
         // Pieces that go entirely are written as tombstones; the rest shrinks unwritten.
         let dirty = &mut self.dirty;
         for (account_id, a) in self.accounts.iter_mut() {
-            for (team_id, team) in a.teams.iter_mut() {
-                team.users.retain(|user, s| {
-                    s.prune_before(keep_from);
-                    if s.is_empty() {
-                        dirty.insert(StateKey::User(account_id.clone(), team_id.clone(), user.clone()));
-                    }
-                    !s.is_empty()
-                });
-                team.features.retain(|feature, s| {
-                    s.prune_before(keep_from);
-                    if s.is_empty() {
-                        dirty.insert(StateKey::Feature(account_id.clone(), team_id.clone(), feature.clone()));
-                    }
-                    !s.is_empty()
-                });
+            for team in a.teams.values_mut() {
+                if all {
+                    let user_ids = &mut a.user_ids;
+                    team.users.retain(|n, s| {
+                        s.prune_before(keep_from);
+                        if s.is_empty() {
+                            let user = user_ids.name(*n);
+                            dirty.mark(|| {
+                                StateKey::User(Arc::clone(account_id), Arc::clone(&team.id), Arc::clone(user))
+                            });
+                            user_ids.release(*n);
+                        }
+                        !s.is_empty()
+                    });
+                    team.features.retain(|feature, s| {
+                        s.prune_before(keep_from);
+                        if s.is_empty() {
+                            dirty.mark(|| {
+                                StateKey::Feature(Arc::clone(account_id), Arc::clone(&team.id), feature.clone())
+                            });
+                        }
+                        !s.is_empty()
+                    });
+                }
                 team.support.prune(esc_from);
                 team.feedback.prune_before(next - 90 * DAY_MS);
             }
@@ -584,7 +623,7 @@ impl Engine {
             a.changes.retain(|change_id, c| match c.droppable(next, ttl) {
                 Some(expired) => {
                     out.expired_changes += u64::from(expired);
-                    dirty.insert(StateKey::Change(account_id.clone(), change_id.clone()));
+                    dirty.mark(|| StateKey::Change(Arc::clone(account_id), change_id.clone()));
                     false
                 }
                 None => true,
@@ -592,7 +631,7 @@ impl Engine {
             a.tickets.retain(|ticket_id, t| {
                 let expired = t.expired(next - RETAIN_MS);
                 if expired {
-                    dirty.insert(StateKey::Ticket(account_id.clone(), ticket_id.clone()));
+                    dirty.mark(|| StateKey::Ticket(Arc::clone(account_id), ticket_id.clone()));
                 }
                 !expired
             });

@@ -4,7 +4,7 @@
 use serde_json::{json, Map, Value};
 
 use super::aggregate::{distinct_days, Windows};
-use super::state::{AccountState, Champion, TeamState};
+use super::state::{AccountState, Champion, TeamState, UserIds};
 use crate::magic::human_duration;
 use crate::model::{AccountRecord, AlertKind, Severity};
 use crate::time::{format_rfc3339, DAY_MS};
@@ -15,25 +15,26 @@ use crate::time::{format_rfc3339, DAY_MS};
 /// A user becomes a champion when active on 10 or more distinct UTC days in
 /// `[T-28d, T)`, and stays one until a tick with no activity in `[T-30d, T)`.
 /// The second value says whether the team's champion bookkeeping changed.
-pub(super) fn update_champions(team: &mut TeamState, w: &Windows) -> (Vec<String>, bool) {
+pub(super) fn update_champions(team: &mut TeamState, ids: &UserIds, w: &Windows) -> (Vec<String>, bool) {
     let mut changed = false;
-    for (user, set) in &team.users {
+    for (n, set) in &team.users {
         // Ten distinct days need ten buckets at least: most users are ruled out cheaply.
         if set.count_in(w.d28, w.hi) >= 10
-            && !team.champions.contains_key(user)
+            && !team.champions.contains_key(&**ids.name(*n))
             && distinct_days(set.iter_in(w.d28, w.hi), w.granularity_ms) >= 10
         {
-            team.champions.insert(user.clone(), Champion::default());
+            team.champions.insert(ids.name(*n).to_string(), Champion::default());
             changed = true;
         }
     }
     let users = &team.users;
+    let set_of = |u: &str| ids.get(u).and_then(|n| users.get(&n));
     let before = team.champions.len();
-    team.champions.retain(|u, _| users.get(u).is_some_and(|s| s.any_in(w.d30, w.hi)));
+    team.champions.retain(|u, _| set_of(u).is_some_and(|s| s.any_in(w.d30, w.hi)));
     changed |= team.champions.len() != before;
     let mut newly_inactive = Vec::new();
     for (user, ch) in team.champions.iter_mut() {
-        let active = users.get(user).is_some_and(|s| s.any_in(w.d14, w.hi));
+        let active = set_of(user).is_some_and(|s| s.any_in(w.d14, w.hi));
         if active && ch.inactive_alerted {
             ch.inactive_alerted = false;
             changed = true;
@@ -47,14 +48,16 @@ pub(super) fn update_champions(team: &mut TeamState, w: &Windows) -> (Vec<String
 }
 
 /// The last activity of a user in a team before the tick, epoch ms (bucket start).
-pub(super) fn last_active(team: &TeamState, user: &str, w: &Windows) -> Option<i64> {
-    team.users.get(user).and_then(|s| s.last_before(w.hi)).map(|b| i64::from(b) * w.granularity_ms)
+pub(super) fn last_active(team: &TeamState, ids: &UserIds, user: &str, w: &Windows) -> Option<i64> {
+    let set = ids.get(user).and_then(|n| team.users.get(&n))?;
+    set.last_before(w.hi).map(|b| i64::from(b) * w.granularity_ms)
 }
 
 /// The content of a `champion_inactive` alert.
 pub(super) fn champion_inactive(
     team_id: &str,
     team: &TeamState,
+    ids: &UserIds,
     users: &[String],
     champions: u64,
     active: u64,
@@ -62,8 +65,9 @@ pub(super) fn champion_inactive(
 ) -> (Severity, Vec<String>, Map<String, Value>) {
     let mut reasons = Vec::new();
     for u in users {
-        let last =
-            last_active(team, u, w).map(|t| format_rfc3339(t)[..10].to_string()).unwrap_or_else(|| "unknown".into());
+        let last = last_active(team, ids, u, w)
+            .map(|t| format_rfc3339(t)[..10].to_string())
+            .unwrap_or_else(|| "unknown".into());
         reasons
             .push(format!("Champion {u} of team {team_id} has not used the product for 14 days (last active {last})."));
     }

@@ -1,6 +1,7 @@
 //! The state an engine holds per account and team.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use super::HashMap;
 
@@ -35,14 +36,101 @@ impl SupportAgg {
     }
 }
 
+/// An id held in state (account, team, user): shared by the maps that index by it and the
+/// changelog keys that name it, so that marking a piece changed copies no string.
+pub(super) type Id = Arc<str>;
+
+/// An account's user ids, each held once and referred to by a number, so that per-team
+/// activity and roll-ups key on a `u32` instead of hashing and comparing strings. A
+/// number is freed for reuse when no team of the account holds activity of its user.
+#[derive(Debug, Default)]
+pub(super) struct UserIds {
+    index: HashMap<Id, u32>,
+    names: Vec<Id>,
+    holders: Vec<u32>,
+    free: Vec<u32>,
+}
+
+impl UserIds {
+    /// The user's number, if held.
+    pub(super) fn get(&self, name: &str) -> Option<u32> {
+        self.index.get(name).copied()
+    }
+
+    /// The user's id. `n` must be a number this table gave out and has not freed.
+    pub(super) fn name(&self, n: u32) -> &Id {
+        &self.names[n as usize]
+    }
+
+    /// The user's number, with one more holder; numbered if new.
+    pub(super) fn hold(&mut self, name: &str) -> u32 {
+        let n = self.number(name);
+        self.holders[n as usize] += 1;
+        n
+    }
+
+    /// One more holder of a number given out.
+    pub(super) fn add_holder(&mut self, n: u32) {
+        self.holders[n as usize] += 1;
+    }
+
+    /// The user's number; numbered if new, with no holder yet: the caller adds one.
+    pub(super) fn number(&mut self, name: &str) -> u32 {
+        match self.index.get(name) {
+            Some(&n) => n,
+            None => {
+                let id: Id = Arc::from(name);
+                let n = match self.free.pop() {
+                    Some(n) => {
+                        self.names[n as usize] = Arc::clone(&id);
+                        n
+                    }
+                    None => {
+                        self.names.push(Arc::clone(&id));
+                        self.holders.push(0);
+                        (self.names.len() - 1) as u32
+                    }
+                };
+                self.index.insert(id, n);
+                n
+            }
+        }
+    }
+
+    /// One holder fewer; the number is freed with the last.
+    pub(super) fn release(&mut self, n: u32) {
+        let holders = &mut self.holders[n as usize];
+        *holders = holders.saturating_sub(1);
+        if *holders == 0 {
+            self.index.remove(&self.names[n as usize]);
+            self.names[n as usize] = Arc::from("");
+            self.free.push(n);
+        }
+    }
+
+    /// Numbers held.
+    #[cfg(test)]
+    pub(super) fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    fn heap_bytes(&self) -> usize {
+        heap::table(&self.index)
+            + self.index.keys().map(|k| k.len() + 16).sum::<usize>()
+            + self.names.capacity() * std::mem::size_of::<Id>()
+            + (self.holders.capacity() + self.free.capacity()) * std::mem::size_of::<u32>()
+    }
+}
+
 /// One team's raw activity. In the changelog its activity sets are records of their own,
 /// and the rest is one record (see `changelog.rs`).
 #[derive(Debug)]
 pub(super) struct TeamState {
+    pub(super) id: Id,
     /// Earliest event naming the team.
     pub(super) first_seen: i64,
-    /// user_id -> buckets with usage.
-    pub(super) users: HashMap<String, ActivitySet>,
+    /// user number (see [`UserIds`]) -> buckets with usage.
+    pub(super) users: HashMap<u32, ActivitySet>,
     /// key feature -> buckets with use.
     pub(super) features: HashMap<String, ActivitySet>,
     pub(super) support: SupportAgg,
@@ -117,17 +205,62 @@ impl EntityHealth {
     }
 }
 
+/// Health bookkeeping of an account's entities, by level (in [`Level::ALL`] order) and id.
+#[derive(Debug, Default)]
+pub(super) struct Entities([HashMap<String, EntityHealth>; 5]);
+
+impl Entities {
+    fn level(level: Level) -> usize {
+        Level::ALL.iter().position(|l| *l == level).unwrap_or(0)
+    }
+
+    pub(super) fn get(&self, level: Level, id: &str) -> Option<&EntityHealth> {
+        self.0[Self::level(level)].get(id)
+    }
+
+    /// The entity's bookkeeping, created by `new` if absent; the flag says whether it was.
+    pub(super) fn get_or_insert(
+        &mut self,
+        level: Level,
+        id: &str,
+        new: impl FnOnce() -> EntityHealth,
+    ) -> (&mut EntityHealth, bool) {
+        let map = &mut self.0[Self::level(level)];
+        let created = !map.contains_key(id);
+        (map.entry_ref(id).or_insert_with(new), created)
+    }
+
+    pub(super) fn insert(&mut self, level: Level, id: String, h: EntityHealth) {
+        self.0[Self::level(level)].insert(id, h);
+    }
+
+    pub(super) fn remove(&mut self, level: Level, id: &str) {
+        self.0[Self::level(level)].remove(id);
+    }
+
+    pub(super) fn iter(&self) -> impl Iterator<Item = (Level, &String, &EntityHealth)> {
+        Level::ALL.iter().zip(&self.0).flat_map(|(level, m)| m.iter().map(move |(id, h)| (*level, id, h)))
+    }
+
+    fn heap_bytes(&self) -> usize {
+        self.0.iter().map(|m| heap::table(m) + m.keys().map(String::len).sum::<usize>()).sum()
+    }
+}
+
 /// One account's state. In the changelog its teams, tickets, changes and entities are
 /// records of their own, and the rest is one record (see `changelog.rs`).
 #[derive(Debug)]
 pub(super) struct AccountState {
+    pub(super) id: Id,
     /// Earliest event naming the account.
     pub(super) first_seen: i64,
-    pub(super) teams: HashMap<String, TeamState>,
+    pub(super) teams: HashMap<Id, TeamState>,
+    /// The numbers the teams' user activity is keyed by.
+    pub(super) user_ids: UserIds,
     /// Support events without a team.
     pub(super) account_support: SupportAgg,
     pub(super) tickets: HashMap<String, Ticket>,
-    pub(super) entities: HashMap<(Level, String), EntityHealth>,
+    pub(super) entities: Entities,
     /// Survey answers without a team.
     pub(super) account_feedback: Feedback,
     /// Changes by change_id, while pairing and while in a time-to-production window.
@@ -139,13 +272,15 @@ pub(super) struct AccountState {
 }
 
 impl AccountState {
-    pub(super) fn new(first_seen: i64) -> Self {
+    pub(super) fn new(id: Id, first_seen: i64) -> Self {
         Self {
+            id,
             first_seen,
             teams: HashMap::default(),
+            user_ids: UserIds::default(),
             account_support: SupportAgg::default(),
             tickets: HashMap::default(),
-            entities: HashMap::default(),
+            entities: Entities::default(),
             account_feedback: Feedback::default(),
             changes: HashMap::default(),
             apps: BTreeMap::new(),
@@ -156,17 +291,33 @@ impl AccountState {
     /// The team's state, created at `t` if new; `first_seen` lowered to `t`. The flag
     /// says whether the team's own record changed (created or `first_seen` lowered).
     pub(super) fn team_mut(&mut self, team_id: &str, t: i64) -> (&mut TeamState, bool) {
-        let created = !self.teams.contains_key(team_id);
-        let team = self.teams.entry(team_id.to_string()).or_insert_with(|| TeamState::new(t));
-        let lowered = t < team.first_seen;
-        team.first_seen = team.first_seen.min(t);
-        (team, created || lowered)
+        team_mut(&mut self.teams, team_id, t)
     }
 }
 
+/// The value under `key`, inserted with `new` if absent (the flag says so). The key is
+/// copied only then; otherwise the map's own key is shared.
+pub(super) fn entry<'m, V>(map: &'m mut HashMap<Id, V>, key: &str, new: impl FnOnce(Id) -> V) -> (&'m mut V, bool) {
+    let (id, created) = match map.get_key_value(key) {
+        Some((id, _)) => (Arc::clone(id), false),
+        None => (Id::from(key), true),
+    };
+    (map.entry(Arc::clone(&id)).or_insert_with(|| new(id)), created)
+}
+
+/// [`AccountState::team_mut`] on the teams alone, for callers that hold other fields of
+/// the account too.
+pub(super) fn team_mut<'a>(teams: &'a mut HashMap<Id, TeamState>, team_id: &str, t: i64) -> (&'a mut TeamState, bool) {
+    let (team, created) = entry(teams, team_id, |id| TeamState::new(id, t));
+    let lowered = t < team.first_seen;
+    team.first_seen = team.first_seen.min(t);
+    (team, created || lowered)
+}
+
 impl TeamState {
-    pub(super) fn new(first_seen: i64) -> Self {
+    pub(super) fn new(id: Id, first_seen: i64) -> Self {
         Self {
+            id,
             first_seen,
             users: HashMap::default(),
             features: HashMap::default(),
@@ -186,12 +337,13 @@ pub(super) mod heap {
 
     use super::{AccountState, Feedback, SupportAgg, TeamState};
     use crate::engine::HashMap;
+    use crate::window::ActivitySet;
 
     fn string(s: &str) -> usize {
         s.len()
     }
 
-    fn table<K, V>(m: &HashMap<K, V>) -> usize {
+    pub(super) fn table<K, V>(m: &HashMap<K, V>) -> usize {
         m.capacity() * (size_of::<(K, V)>() + 1)
     }
 
@@ -212,9 +364,14 @@ pub(super) mod heap {
             + f.responses.iter().map(|r| r.event_id.len()).sum::<usize>()
     }
 
+    /// The account's user ids (shared by its teams).
+    pub(in crate::engine) fn user_ids(a: &AccountState) -> usize {
+        a.user_ids.heap_bytes()
+    }
+
     /// The team's own bytes and its users' activity bytes.
     pub(in crate::engine) fn team(t: &TeamState) -> (usize, usize) {
-        let users = table(&t.users) + t.users.iter().map(|(u, s)| string(u) + s.heap_bytes()).sum::<usize>();
+        let users = table(&t.users) + t.users.values().map(ActivitySet::heap_bytes).sum::<usize>();
         let own = table(&t.features)
             + t.features.iter().map(|(f, s)| string(f) + s.heap_bytes()).sum::<usize>()
             + support(&t.support)
@@ -231,12 +388,34 @@ pub(super) mod heap {
             + support(&a.account_support)
             + table(&a.tickets)
             + a.tickets.iter().map(|(k, t)| k.len() + t.heap_bytes()).sum::<usize>()
-            + table(&a.entities)
-            + a.entities.keys().map(|(_, id)| id.len()).sum::<usize>()
+            + a.entities.heap_bytes()
             + feedback(&a.account_feedback)
             + table(&a.changes)
             + a.changes.iter().map(|(k, c)| k.len() + c.created.as_ref().map_or(0, |(_, t)| t.len())).sum::<usize>()
             + btree(&a.apps)
             + a.apps.iter().map(|(k, v)| k.len() + v.len() * size_of::<i64>()).sum::<usize>()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::UserIds;
+
+    #[test]
+    fn user_numbers_are_freed_with_their_last_holder_and_reused() {
+        let mut ids = UserIds::default();
+        let a = ids.hold("ada");
+        assert_eq!(ids.hold("ada"), a, "one number per user");
+        let b = ids.hold("bob");
+        assert_ne!(a, b);
+        assert_eq!((ids.get("ada"), ids.len()), (Some(a), 2));
+        ids.release(a);
+        assert_eq!(ids.get("ada"), Some(a), "a holder is left");
+        ids.release(a);
+        assert_eq!((ids.get("ada"), ids.len()), (None, 1));
+        let c = ids.hold("cy");
+        assert_eq!(c, a, "a freed number is given out again");
+        assert_eq!(&**ids.name(c), "cy");
+        assert_eq!(&**ids.name(b), "bob");
     }
 }
