@@ -1,6 +1,7 @@
 //! The state an engine holds per account and team.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::hash::BuildHasher;
 use std::sync::Arc;
 
 use super::HashMap;
@@ -45,16 +46,23 @@ pub(super) type Id = Arc<str>;
 /// number is freed for reuse when no team of the account holds activity of its user.
 #[derive(Debug, Default)]
 pub(super) struct UserIds {
-    index: HashMap<Id, u32>,
+    /// Numbers, found by the hash of their name.
+    index: hashbrown::HashTable<u32>,
+    hasher: foldhash::fast::RandomState,
+    /// By number; "" where freed.
     names: Vec<Id>,
     holders: Vec<u32>,
     free: Vec<u32>,
 }
 
 impl UserIds {
+    fn hash(&self, name: &str) -> u64 {
+        self.hasher.hash_one(name)
+    }
+
     /// The user's number, if held.
     pub(super) fn get(&self, name: &str) -> Option<u32> {
-        self.index.get(name).copied()
+        self.index.find(self.hash(name), |&n| *self.names[n as usize] == *name).copied()
     }
 
     /// The user's id. `n` must be a number this table gave out and has not freed.
@@ -76,25 +84,25 @@ impl UserIds {
 
     /// The user's number; numbered if new, with no holder yet: the caller adds one.
     pub(super) fn number(&mut self, name: &str) -> u32 {
-        match self.index.get(name) {
-            Some(&n) => n,
-            None => {
-                let id: Id = Arc::from(name);
-                let n = match self.free.pop() {
-                    Some(n) => {
-                        self.names[n as usize] = Arc::clone(&id);
-                        n
-                    }
-                    None => {
-                        self.names.push(Arc::clone(&id));
-                        self.holders.push(0);
-                        (self.names.len() - 1) as u32
-                    }
-                };
-                self.index.insert(id, n);
+        let hash = self.hash(name);
+        let Self { index, hasher, names, holders, free } = self;
+        if let Some(&n) = index.find(hash, |&n| *names[n as usize] == *name) {
+            return n;
+        }
+        let id: Id = Arc::from(name);
+        let n = match free.pop() {
+            Some(n) => {
+                names[n as usize] = id;
                 n
             }
-        }
+            None => {
+                names.push(id);
+                holders.push(0);
+                (names.len() - 1) as u32
+            }
+        };
+        index.insert_unique(hash, n, |&m| hasher.hash_one(&*names[m as usize]));
+        n
     }
 
     /// One holder fewer; the number is freed with the last.
@@ -102,7 +110,10 @@ impl UserIds {
         let holders = &mut self.holders[n as usize];
         *holders = holders.saturating_sub(1);
         if *holders == 0 {
-            self.index.remove(&self.names[n as usize]);
+            let hash = self.hash(&self.names[n as usize]);
+            if let Ok(entry) = self.index.find_entry(hash, |&m| m == n) {
+                entry.remove();
+            }
             self.names[n as usize] = Arc::from("");
             self.free.push(n);
         }
@@ -115,8 +126,10 @@ impl UserIds {
     }
 
     fn heap_bytes(&self) -> usize {
-        heap::table(&self.index)
-            + self.index.keys().map(|k| k.len() + 16).sum::<usize>()
+        // a slot of the index is a u32 and a control byte; an Arc<str> is two counts and
+        // the text
+        self.index.capacity() * 5
+            + self.names.iter().map(|k| k.len() + 16).sum::<usize>()
             + self.names.capacity() * std::mem::size_of::<Id>()
             + (self.holders.capacity() + self.free.capacity()) * std::mem::size_of::<u32>()
     }

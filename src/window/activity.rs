@@ -26,7 +26,8 @@
 /// of adjacent buckets cost one byte each in a varint encoding.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ActivitySet {
-    words: Vec<u64>,
+    /// Exactly as long as needed: a new word (at most one per 32 buckets) reallocates.
+    words: Box<[u64]>,
 }
 
 const WORD_BITS: u32 = 32;
@@ -60,12 +61,12 @@ impl ActivitySet {
             Some(&last) if word_of(last) > word => match self.words.binary_search_by_key(&word, |&e| word_of(e)) {
                 Ok(pos) => pos,
                 Err(pos) => {
-                    self.words.insert(pos, entry(word, bit));
+                    self.edit(|w| w.insert(pos, entry(word, bit)));
                     return true;
                 }
             },
             _ => {
-                self.words.push(entry(word, bit));
+                self.edit(|w| w.push(entry(word, bit)));
                 return true;
             }
         };
@@ -112,17 +113,19 @@ impl ActivitySet {
     /// Drops buckets before `lo`.
     pub fn prune_before(&mut self, lo: u32) {
         let word = lo / WORD_BITS;
-        let i = self.words.partition_point(|&e| word_of(e) < word);
-        if i > 0 {
-            self.words.drain(..i);
-        }
-        if let Some(e) = self.words.first_mut().filter(|e| word_of(**e) == word) {
+        let mut i = self.words.partition_point(|&e| word_of(e) < word);
+        if let Some(e) = self.words.get_mut(i).filter(|e| word_of(**e) == word) {
             let kept = mask_of(*e) & !((1u32 << (lo % WORD_BITS)) - 1);
             if kept == 0 {
-                self.words.remove(0);
+                i += 1;
             } else {
                 *e = entry(word, kept);
             }
+        }
+        if i > 0 {
+            self.edit(|w| {
+                w.drain(..i);
+            });
         }
     }
 
@@ -138,7 +141,13 @@ impl ActivitySet {
 
     /// Heap bytes held.
     pub fn heap_bytes(&self) -> usize {
-        self.words.capacity() * std::mem::size_of::<u64>()
+        self.words.len() * std::mem::size_of::<u64>()
+    }
+
+    fn edit(&mut self, f: impl FnOnce(&mut Vec<u64>)) {
+        let mut words = std::mem::take(&mut self.words).into_vec();
+        f(&mut words);
+        self.words = words.into_boxed_slice();
     }
 
     fn all(&self) -> impl Iterator<Item = u32> + '_ {
@@ -299,7 +308,7 @@ mod tests {
             a.insert(b);
         }
         a.insert(96);
-        assert_eq!(a.heap_bytes() / 8, a.words.capacity());
+        assert_eq!(a.heap_bytes(), 16);
         assert_eq!(a.words.len(), 2, "32 adjacent buckets in one word, the 33rd in a second");
     }
 }
