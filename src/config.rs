@@ -516,8 +516,11 @@ pub enum LogFormat {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
-    /// `human` or `json`.
+    /// `human` or `json`. `CS_PULSE_LOG_FORMAT` overrides.
     pub format: LogFormat,
+    /// A `CS_PULSE_LOG_FORMAT` value that is neither, refused by [`Config::validate`].
+    #[serde(skip)]
+    pub bad_env_format: Option<String>,
 }
 
 impl Config {
@@ -548,9 +551,20 @@ impl Config {
         Ok(cfg)
     }
 
-    /// Applies `CS_PULSE_BOOTSTRAP_SERVERS`, `CS_PULSE_METRICS_BIND` and
-    /// `CS_PULSE_SCHEMA_REGISTRY_URL`.
+    /// Applies `CS_PULSE_BOOTSTRAP_SERVERS`, `CS_PULSE_GROUP_ID`, `CS_PULSE_METRICS_BIND`,
+    /// `CS_PULSE_SCHEMA_REGISTRY_URL` and `CS_PULSE_LOG_FORMAT` (`human` or `json`; any
+    /// other value is refused by [`Config::validate`]).
     pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) {
+        if let Some(v) = get("CS_PULSE_GROUP_ID").filter(|v| !v.is_empty()) {
+            self.kafka.group_id = v;
+        }
+        if let Some(v) = get("CS_PULSE_LOG_FORMAT").filter(|v| !v.is_empty()) {
+            match v.trim().to_ascii_lowercase().as_str() {
+                "json" => self.log.format = LogFormat::Json,
+                "human" => self.log.format = LogFormat::Human,
+                _ => self.log.bad_env_format = Some(v),
+            }
+        }
         if let Some(v) = get("CS_PULSE_BOOTSTRAP_SERVERS").filter(|v| !v.is_empty()) {
             self.kafka.bootstrap_servers = v;
         }
@@ -564,6 +578,9 @@ impl Config {
 
     /// Checks values and the rules that span keys. The error names the key and says why.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(v) = &self.log.bad_env_format {
+            return Err(invalid("CS_PULSE_LOG_FORMAT", format!("is {v:?}; it must be \"human\" or \"json\"")));
+        }
         if self.kafka.bootstrap_servers.trim().is_empty() {
             return Err(invalid("kafka.bootstrap_servers", "must not be empty"));
         }
@@ -771,6 +788,21 @@ mod tests {
         c.apply_env(|k| (k == "CS_PULSE_BOOTSTRAP_SERVERS").then(|| "127.0.0.1:19092".to_string()));
         assert_eq!(c.kafka.bootstrap_servers, "127.0.0.1:19092");
         assert_eq!(c.metrics.bind, "127.0.0.1:9464");
+    }
+
+    #[test]
+    fn log_format_and_group_from_the_environment() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+        };
+        let mut c = Config::default();
+        c.apply_env(env(&[("CS_PULSE_LOG_FORMAT", "JSON"), ("CS_PULSE_GROUP_ID", "cs-pulse-eu")]));
+        assert_eq!((c.log.format, c.kafka.group_id.as_str()), (LogFormat::Json, "cs-pulse-eu"));
+        assert!(c.validate().is_ok());
+        let mut c = Config::default();
+        c.apply_env(env(&[("CS_PULSE_LOG_FORMAT", "yaml")]));
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("CS_PULSE_LOG_FORMAT") && err.contains("\"yaml\""), "{err}");
     }
 
     #[test]

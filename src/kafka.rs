@@ -60,7 +60,7 @@ impl ProducerContext for DeliveryContext {
                 self.failures.fetch_add(1, Ordering::SeqCst);
                 crate::telemetry::metrics().output_errors_total.inc();
                 use rdkafka::Message;
-                tracing::error!(topic = msg.topic(), error = %e, "Output record not acknowledged.");
+                tracing::error!(topic = msg.topic(), partition = msg.partition(), error = %e, "Output record not acknowledged.");
             }
         }
     }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole cs-pulse test suite, from a fresh clone. It installs what it needs when it is
 # missing (the build's system packages and kcat, and the Python clients of the Avro
-# interop tests in .cache/venv), starts a real Apache Kafka 4.x broker on
+# interop tests in .cache/venv, and Debian's prometheus for the metrics and rules tests),
+# starts a real Apache Kafka 4.x broker on
 # 127.0.0.1 (deploy/local/kafka.sh, fetched through Maven into .cache/), checks formatting
 # and lints, runs every test (unit, doc, golden replay, command line, mock cluster, and
 # the tests against the real broker), and stops the broker even when a test fails.
@@ -10,14 +11,24 @@ cd "$(dirname "$0")/.."
 started=$(date +%s)
 
 need=()
-for pkg in cmake libssl-dev libcurl4-openssl-dev pkg-config kcat; do
+# prometheus: Debian's server and promtool, for tests/prometheus.rs
+for pkg in cmake libssl-dev libcurl4-openssl-dev pkg-config kcat prometheus; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then
   echo "==> installing system packages: ${need[*]}"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+  # Install only: no service may start (Prometheus's would listen beyond loopback). The
+  # tests start their own Prometheus on 127.0.0.1.
+  policy=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+    $SUDO chmod +x /usr/sbin/policy-rc.d
+    policy=1
+  fi
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  if [ -n "$policy" ]; then $SUDO rm -f /usr/sbin/policy-rc.d; fi
 fi
 
 # Avro interop: clients cs-pulse did not write (confluent-kafka's AvroSerializer, fastavro)
@@ -49,9 +60,10 @@ echo "==> cargo test against the real broker at $CS_PULSE_TEST_BOOTSTRAP"
 log=$(mktemp)
 cargo test --locked --test real_kafka -- --include-ignored 2>&1 | tee "$log"
 cargo test --locked --test real_kafka_avro -- --include-ignored 2>&1 | tee -a "$log"
+cargo test --locked --test prometheus -- --include-ignored 2>&1 | tee -a "$log"
 # this one restarts the broker, so it runs alone, after the others
 cargo test --locked --test real_kafka_broker_restart -- --include-ignored 2>&1 | tee -a "$log"
 real=$(grep -Eo 'test result: ok\. [0-9]+ passed' "$log" | grep -Eo '[0-9]+' | awk '{s+=$1} END {print s}')
 rm -f "$log"
-echo "==> ${real:-0} tests ran against the real Apache Kafka broker"
+echo "==> ${real:-0} tests ran against the real Apache Kafka broker and Debian's Prometheus tools"
 echo "==> all tests passed in $(( $(date +%s) - started )) s"

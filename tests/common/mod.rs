@@ -111,12 +111,18 @@ pub struct RunProcess {
 
 impl RunProcess {
     pub fn start(config: &Path, log: PathBuf, metrics_port: u16) -> Result<Self> {
+        Self::start_with_env(config, log, metrics_port, &[])
+    }
+
+    /// Like [`RunProcess::start`], with more environment (later pairs win).
+    pub fn start_with_env(config: &Path, log: PathBuf, metrics_port: u16, env: &[(&str, &str)]) -> Result<Self> {
         let f = std::fs::File::create(&log)?;
         let child = cs_pulse()
             .args(["run", "--config"])
             .arg(config)
             .env("NO_COLOR", "1")
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::from(f.try_clone()?))
             .stderr(Stdio::from(f))
             .spawn()?;
