@@ -8,6 +8,9 @@ records, pinned to one core (`taskset`), with the broker pinned to the other:
   ceiling         a librdkafka consumer (Rust) that only reads and counts the records
   cs-pulse EOS    `cs-pulse run`, processing.guarantee = exactly_once
   cs-pulse ALO    `cs-pulse run`, processing.guarantee = at_least_once
+  cs-pulse live   exactly_once again, on a second preload whose event times are the
+                  wall clock (`gen --live`): hourly ticks then come once an hour, as in
+                  production, instead of once per ~100,000 records of simulated days
   Kafka Streams   distinct active users per team per day (bench/kstreams), exactly_once_v2
   Quix Streams    the same aggregation (bench/quix), exactly-once
 
@@ -209,13 +212,13 @@ def ceiling(bootstrap, prefix, events, core, logdir):
     }
 
 
-def cs_pulse(bootstrap, prefix, events, core, logdir, guarantee):
+def cs_pulse(bootstrap, prefix, events, core, logdir, guarantee, note=""):
     port = free_port()
-    cfg = os.path.join(logdir, f"cs-pulse-{guarantee}.toml")
+    cfg = os.path.join(logdir, f"cs-pulse-{prefix}-{guarantee}.toml")
     with open(cfg, "w") as f:
         f.write(config_text(bootstrap, prefix, f"{prefix}-{guarantee}", port, guarantee))
     env = dict(os.environ, RUST_LOG="warn")
-    label = "cs-pulse exactly_once" if guarantee == "exactly_once" else "cs-pulse at_least_once"
+    label = ("cs-pulse exactly_once" if guarantee == "exactly_once" else "cs-pulse at_least_once") + note
 
     def done(p, lines):
         n = metric_sum(port, "cs_pulse_events_total")
@@ -363,7 +366,7 @@ def main():
     ap.add_argument("--bootstrap", default="127.0.0.1:19092")
     ap.add_argument("--events", type=int, default=5_000_000, help="usage and support events to preload")
     ap.add_argument("--accounts", type=int, default=20_000, help="accounts (5 teams, 10 users each)")
-    ap.add_argument("--only", default="ceiling,eos,alo,kstreams,quix", help="contenders, comma-separated")
+    ap.add_argument("--only", default="ceiling,eos,alo,kstreams,quix,eos-live", help="contenders, comma-separated")
     ap.add_argument("--latency-rate", type=int, default=50_000)
     ap.add_argument("--latency-seconds", type=int, default=60)
     ap.add_argument("--no-latency", action="store_true")
@@ -405,6 +408,20 @@ def main():
             results.append(kstreams(args.bootstrap, prefix, usage, core_app, logdir))
         if "quix" in only:
             results.append(quix(args.bootstrap, prefix, usage, core_app, logdir, args.python))
+        if "eos-live" in only:
+            live = f"{prefix}-live"
+            create_topics(args.bootstrap, live, 4)
+            with open(cfg, "w") as f:
+                f.write(config_text(args.bootstrap, live, f"{live}-gen", free_port(), "at_least_once"))
+            log(f"preloading {args.events:,} events with event times at the wall clock")
+            subprocess.run(
+                [BIN, "gen", "--config", cfg, "--accounts", str(args.accounts), "--teams", "5", "--users", "10",
+                 "--days", "400", "--events", str(args.events), "--seed", "1", "--live"],
+                stdout=subprocess.DEVNULL, stderr=open(os.path.join(logdir, "gen-live.log"), "w"), check=True,
+            )
+            live_total = record_count(args.bootstrap, f"{live}.usage") + record_count(args.bootstrap, f"{live}.support")
+            results.append(cs_pulse(args.bootstrap, live, live_total, core_app, logdir, "exactly_once",
+                                    ", live event times"))
         ceiling_rate = next((r["events"] / r["seconds"] for r in results if r["name"].startswith("ceiling")), None)
     except SkipThroughput:
         pass
@@ -414,7 +431,7 @@ def main():
             for live in (True, False)
         ]
     finally:
-        delete_topics(args.bootstrap, prefix)
+        delete_topics(args.bootstrap, prefix)  # the live preload's topics too: same prefix
         if pid:
             subprocess.run(["taskset", "-a", "-p", "-c", "0-%d" % (os.cpu_count() - 1), pid], capture_output=True)
     print(f"\ncs-pulse end-to-end benchmark: {usage:,} usage + {support:,} support events, "

@@ -31,12 +31,13 @@ if [ ${#need[@]} -gt 0 ]; then
   if [ -n "$policy" ]; then $SUDO rm -f /usr/sbin/policy-rc.d; fi
 fi
 
-# Avro interop: clients cs-pulse did not write (confluent-kafka's AvroSerializer, fastavro)
+# Avro interop: clients cs-pulse did not write (confluent-kafka's AvroSerializer, fastavro);
+# PyYAML for the deployment files' consistency check (tests/deploy.rs)
 venv=.cache/venv
-if ! "$venv/bin/python" -c 'import confluent_kafka.schema_registry.avro, fastavro' >/dev/null 2>&1; then
+if ! "$venv/bin/python" -c 'import confluent_kafka.schema_registry.avro, fastavro, yaml' >/dev/null 2>&1; then
   echo "==> installing the Python interop clients into $venv"
   python3 -m venv "$venv"
-  "$venv/bin/pip" install -q --disable-pip-version-check "confluent-kafka[avro,schemaregistry]==2.16.1" "fastavro==1.13.1"
+  "$venv/bin/pip" install -q --disable-pip-version-check "confluent-kafka[avro,schemaregistry]==2.16.1" "fastavro==1.13.1" "pyyaml==6.0.3"
 fi
 export CS_PULSE_TEST_PYTHON="$PWD/$venv/bin/python"
 
@@ -61,6 +62,7 @@ log=$(mktemp)
 cargo test --locked --test real_kafka -- --include-ignored 2>&1 | tee "$log"
 cargo test --locked --test real_kafka_avro -- --include-ignored 2>&1 | tee -a "$log"
 cargo test --locked --test prometheus -- --include-ignored 2>&1 | tee -a "$log"
+cargo test --locked --test deploy -- --include-ignored
 # this one restarts the broker, so it runs alone, after the others
 cargo test --locked --test real_kafka_broker_restart -- --include-ignored 2>&1 | tee -a "$log"
 real=$(grep -Eo 'test result: ok\. [0-9]+ passed' "$log" | grep -Eo '[0-9]+' | awk '{s+=$1} END {print s}')
