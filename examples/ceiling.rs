@@ -24,6 +24,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .set("group.id", format!("cs-pulse-ceiling-{}", std::process::id()))
         .set("enable.auto.commit", "false")
         .set("isolation.level", "read_committed")
+        // as cs-pulse sets it: never wait a second for a full prefetch queue to drain
+        .set("fetch.queue.backoff.ms", "10")
         .create()?;
     let mut tpl = TopicPartitionList::new();
     let mut ends = std::collections::HashMap::new();

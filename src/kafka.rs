@@ -153,6 +153,9 @@ impl KafkaSink {
         group: &rdkafka::consumer::ConsumerGroupMetadata,
     ) -> Result<(), KafkaError> {
         self.ensure_txn()?;
+        // Serve the delivery reports first: with event-based delivery reports,
+        // librdkafka's own wait inside the commit counts the unserved ones as outstanding.
+        self.wait_acknowledged(Duration::from_secs(60))?;
         if offsets.count() > 0 {
             self.producer.send_offsets_to_transaction(offsets, group, Duration::from_secs(30))?;
         }
@@ -213,7 +216,10 @@ impl KafkaSink {
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
                     // Back-pressure: serve delivery reports until the queue has room.
                     record = r;
-                    self.producer.poll(Duration::from_millis(10));
+                    self.producer.poll(Duration::ZERO);
+                    if self.producer.in_flight_count() > 0 {
+                        self.producer.poll(Duration::from_millis(1));
+                    }
                 }
                 Err((e, _)) => return Err(e),
             }
@@ -276,7 +282,7 @@ impl KafkaSink {
     /// Waits until every output is acknowledged. Fails when any was not.
     pub fn flush(&self, timeout: Duration) -> Result<(), String> {
         let before = self.producer.context().failures.load(Ordering::SeqCst);
-        if let Err(e) = self.producer.flush(timeout) {
+        if let Err(e) = self.wait_acknowledged(timeout) {
             return Err(format!("outputs not acknowledged within {timeout:?}: {e}"));
         }
         let after = self.producer.context().failures.swap(0, Ordering::SeqCst);
@@ -289,6 +295,23 @@ impl KafkaSink {
     /// Serves delivery reports without blocking.
     pub fn poll(&self) {
         self.producer.poll(Duration::ZERO);
+    }
+
+    /// Serves delivery reports until every record sent has been acknowledged or has
+    /// failed, for at most `timeout`. (rdkafka's `flush` waits in 100 ms polls that
+    /// always run to their end: a tenth of a second per batch.)
+    fn wait_acknowledged(&self, timeout: Duration) -> Result<(), KafkaError> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            self.producer.poll(Duration::ZERO);
+            if self.producer.in_flight_count() == 0 {
+                return Ok(());
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(KafkaError::Flush(RDKafkaErrorCode::OperationTimedOut));
+            }
+            self.producer.poll(Duration::from_millis(1));
+        }
     }
 }
 

@@ -17,7 +17,7 @@
 //! support topic feed engine N, and the range assignor gives both to the same member.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -44,6 +44,8 @@ const DIMS_LOAD_TIMEOUT: Duration = Duration::from_secs(120);
 /// Ticks one partition evaluates per batch: bounds a batch's duration (and, exactly-once,
 /// its transaction's) while the pipeline catches up on a backlog.
 const MAX_TICKS_PER_BATCH: usize = 24;
+/// How long a batch may poll while the consumer works off a backlog larger than a batch.
+const CATCH_UP_WINDOW: Duration = Duration::from_secs(1);
 /// Transactions recovered in a row before `run` gives up.
 const MAX_RECOVERIES: u32 = 10;
 /// How long one recovery keeps retrying while the cluster is unreachable.
@@ -104,6 +106,9 @@ struct PipelineContext {
     /// (topic index, partition) -> the consumer has read all the partition holds, from
     /// the latest statistics.
     caught_up: Mutex<HashMap<(usize, i32), bool>>,
+    /// Records between the position and the end, summed over the partitions being
+    /// fetched, from the latest statistics.
+    backlog: AtomicI64,
 }
 
 fn tpl_elements(tpl: &TopicPartitionList) -> Vec<(String, i32)> {
@@ -114,6 +119,7 @@ impl ClientContext for PipelineContext {
     fn stats(&self, stats: Statistics) {
         let m = metrics();
         let mut caught_up = Vec::new();
+        let mut backlog = 0;
         for (ti, topic) in self.input_topics.iter().enumerate() {
             let Some(t) = stats.topics.get(topic) else { continue };
             for (p, ps) in &t.partitions {
@@ -126,6 +132,9 @@ impl ClientContext for PipelineContext {
                 let lag = if ps.app_offset >= 0 { (hi - ps.app_offset).max(0) } else { ps.consumer_lag };
                 if lag >= 0 {
                     m.consumer_lag.with_label_values(&[topic, &p.to_string()]).set(lag);
+                    if ps.fetch_state == "active" {
+                        backlog += lag;
+                    }
                 }
                 // Before the first record of this session the position is the committed
                 // offset.
@@ -137,6 +146,7 @@ impl ClientContext for PipelineContext {
         if let Ok(mut map) = self.caught_up.lock() {
             map.extend(caught_up);
         }
+        self.backlog.store(backlog, Ordering::Relaxed);
     }
 }
 
@@ -557,6 +567,7 @@ pub fn run(cfg: &Config, shutdown: &AtomicBool) -> Result<RunSummary, PipelineEr
         events: Mutex::new(Vec::new()),
         input_topics: topics.clone(),
         caught_up: Mutex::new(HashMap::new()),
+        backlog: AtomicI64::new(0),
     };
     let mut consumer_cfg = client_config(cfg);
     consumer_cfg
@@ -566,7 +577,12 @@ pub fn run(cfg: &Config, shutdown: &AtomicBool) -> Result<RunSummary, PipelineEr
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("isolation.level", "read_committed")
-        .set("statistics.interval.ms", "1000");
+        .set("statistics.interval.ms", "1000")
+        // When its prefetch queue is full, librdkafka pauses fetching for this long
+        // (default 1 s): a batch drains the queue far sooner, and then waited for the
+        // rest of the second. Measured: 5 million records in 38 s with the default,
+        // 20.5 s with 10 ms.
+        .set("fetch.queue.backoff.ms", "10");
     if let Some(id) = &cfg.processing.instance_id {
         // Static membership: a restarted instance takes its partitions back at once.
         consumer_cfg.set("group.instance.id", id);
@@ -599,7 +615,6 @@ pub fn run(cfg: &Config, shutdown: &AtomicBool) -> Result<RunSummary, PipelineEr
     };
     let interval = Duration::from_millis(cfg.processing.commit_interval_ms);
     let mut out = Outputs::default();
-    let mut buffer: Vec<OwnedMessage> = Vec::new();
     let mut recoveries = 0u32;
     let mut last_state_metrics = Instant::now() - STATE_METRICS_EVERY;
     let result = loop {
@@ -610,10 +625,18 @@ pub fn run(cfg: &Config, shutdown: &AtomicBool) -> Result<RunSummary, PipelineEr
         // 1. Poll a batch. Nothing is processed while polling, and no transaction is
         // open: a rebalance here (its callbacks run inside poll) finds the previous batch
         // committed, and what was polled before it is read again from the committed
-        // offsets by whoever owns the partition now.
-        buffer.clear();
+        // offsets by whoever owns the partition now. The messages are librdkafka's own,
+        // borrowed: nothing is copied per record. While a backlog is worked off, batches
+        // run longer than the commit interval (up to max_batch_records): fewer
+        // transactions for the same records, when latency is queueing anyway.
+        let window = if consumer.context().backlog.load(Ordering::Relaxed) > cfg.processing.max_batch_records as i64 {
+            interval.max(CATCH_UP_WINDOW)
+        } else {
+            interval
+        };
+        let mut buffer = Vec::with_capacity(cfg.processing.max_batch_records.min(65_536));
         while buffer.len() < cfg.processing.max_batch_records && !shutdown.load(Ordering::SeqCst) {
-            let remaining = interval.saturating_sub(started.elapsed());
+            let remaining = window.saturating_sub(started.elapsed());
             if remaining.is_zero() {
                 break;
             }
@@ -624,7 +647,7 @@ pub fn run(cfg: &Config, shutdown: &AtomicBool) -> Result<RunSummary, PipelineEr
             match msg {
                 None => {}
                 Some(Err(e)) => tracing::warn!(error = %e, "Consumer error."),
-                Some(Ok(m)) => buffer.push(m.detach()),
+                Some(Ok(m)) => buffer.push(m),
             }
         }
         if drain_rebalances(&consumer, &mut owned, &topics, &store)? {
@@ -703,8 +726,8 @@ fn avro_output(cfg: &Config) -> Result<Option<Arc<crate::avro::output::AvroOutpu
 
 /// Processes one polled batch. Returns whether anything was produced.
 #[allow(clippy::too_many_arguments)]
-fn process_batch(
-    buffer: &[OwnedMessage],
+fn process_batch<M: Message>(
+    buffer: &[M],
     owned: &mut Owned,
     topics: &[String; 2],
     dims_reader: &mut DimsReader,
@@ -717,14 +740,18 @@ fn process_batch(
     dims_reader.poll_updates(dims, sink, summary);
     let mut received: [u64; 2] = [0, 0];
     let mut produced = false;
-    for m in buffer {
+    let mut now = crate::time::now_ms();
+    for (i, m) in buffer.iter().enumerate() {
         let Some(ti) = topics.iter().position(|t| t == m.topic()) else { continue };
         let p = m.partition();
         if !owned.assigned.contains(&(ti, p)) {
             continue;
         }
         received[ti] += 1;
-        let now = crate::time::now_ms();
+        // The wall clock, for idleness and emitted_at: read every 1,024 records, not each.
+        if i % 1024 == 1023 {
+            now = crate::time::now_ms();
+        }
         let decoded = if ti == 0 { owned.decoders.usage(m.payload()) } else { owned.decoders.support(m.payload()) };
         let decoded = match decoded {
             Err(AvroError::Registry(e)) => {

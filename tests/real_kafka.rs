@@ -309,7 +309,7 @@ fn exactly_once_through_five_kill_9s() -> Result {
     let days = 35;
     let mut gen = cs_pulse()
         .args(["gen", "--accounts", "120", "--teams", "4", "--users", "8", "--days", &days.to_string()])
-        .args(["--seed", "5", "--rate", "40000", "--ndjson-dir"])
+        .args(["--seed", "5", "--rate", "8000", "--ndjson-dir"])
         .arg(&dir)
         .arg("--config")
         .arg(&config)
@@ -317,7 +317,8 @@ fn exactly_once_through_five_kill_9s() -> Result {
         .spawn()?;
     let mut run = RunProcess::start(&config, dir.join("run-0.log"), port)?;
     // five kill -9s at pseudo-random moments while records are being processed,
-    // restarting each time
+    // restarting each time (gen writes at 8,000 events/s, about 30 s in all, so that
+    // every instance has records left to read when it is killed)
     let pauses = [700u64, 1_300, 400, 1_900, 1_000];
     let mut read_at_kill = Vec::new();
     for (i, pause) in pauses.iter().enumerate() {
