@@ -2,48 +2,239 @@
 //! ignored, timestamps as epoch milliseconds or RFC 3339 strings. Validation is shared
 //! with Avro ([`super::fields`]).
 
-use serde_json::{Map, Value};
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use super::fields::{self, Field, Record};
 use super::{DecodeError, Reason, Upsert};
 use crate::model::{AccountRecord, Event, TeamRecord};
 
-type Obj = Map<String, Value>;
+/// A JSON object's top-level fields, borrowed from the message where no escape had to be
+/// undone: decoding builds no tree and copies no string. A repeated name counts with its
+/// last value, as in a JSON map.
+#[derive(Debug)]
+struct Obj<'a> {
+    fields: Vec<(Cow<'a, str>, Val<'a>)>,
+}
 
-fn parse_object(bytes: Option<&[u8]>) -> Result<Obj, DecodeError> {
+/// A field's value. Nested objects keep only their entries' types (for `properties`);
+/// arrays and deeper levels are skipped.
+#[derive(Debug)]
+enum Val<'a> {
+    Null,
+    Bool,
+    Int(i64),
+    Float(f64),
+    Str(Cow<'a, str>),
+    Array,
+    Object(Vec<(Cow<'a, str>, &'static str)>),
+}
+
+impl Val<'_> {
+    fn type_name(&self) -> &'static str {
+        match self {
+            Val::Null => "null",
+            Val::Bool => "a boolean",
+            Val::Int(_) | Val::Float(_) => "a number",
+            Val::Str(_) => "a string",
+            Val::Array => "an array",
+            Val::Object(_) => "an object",
+        }
+    }
+}
+
+impl<'a> Obj<'a> {
+    fn get(&self, name: &str) -> Option<&Val<'a>> {
+        self.fields.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v)
+    }
+}
+
+/// The message as a whole: an object, or the kind of JSON value it is instead.
+enum Top<'a> {
+    Object(Obj<'a>),
+    Other(&'static str),
+}
+
+/// Visits the message: an object's fields, or the kind of value it is instead.
+struct TopVisitor;
+
+impl<'de> Visitor<'de> for TopVisitor {
+    type Value = Top<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Top<'de>, A::Error> {
+        let mut fields = Vec::with_capacity(12);
+        while let Some(Key(k)) = map.next_key()? {
+            fields.push((k, map.next_value::<FieldValue>()?.0));
+        }
+        Ok(Top::Object(Obj { fields }))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Top<'de>, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Top::Other("an array"))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Top<'de>, E> {
+        Ok(Top::Other("null"))
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Top<'de>, E> {
+        Ok(Top::Other("a boolean"))
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Top<'de>, E> {
+        Ok(Top::Other("a number"))
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Top<'de>, E> {
+        Ok(Top::Other("a number"))
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Top<'de>, E> {
+        Ok(Top::Other("a number"))
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Top<'de>, E> {
+        Ok(Top::Other("a string"))
+    }
+}
+
+impl<'de> de::Deserialize<'de> for Top<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(TopVisitor)
+    }
+}
+
+/// A field of the message.
+struct FieldValue<'a>(Val<'a>);
+
+impl<'de> de::Deserialize<'de> for FieldValue<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = FieldValue<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<FieldValue<'de>, E> {
+                Ok(FieldValue(Val::Null))
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<FieldValue<'de>, E> {
+                Ok(FieldValue(Val::Bool))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<FieldValue<'de>, E> {
+                Ok(FieldValue(Val::Int(v)))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<FieldValue<'de>, E> {
+                Ok(FieldValue(i64::try_from(v).map_or(Val::Float(v as f64), Val::Int)))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<FieldValue<'de>, E> {
+                Ok(FieldValue(Val::Float(v)))
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<FieldValue<'de>, E> {
+                Ok(FieldValue(Val::Str(Cow::Borrowed(v))))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<FieldValue<'de>, E> {
+                Ok(FieldValue(Val::Str(Cow::Owned(v.to_string()))))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<FieldValue<'de>, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(FieldValue(Val::Array))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<FieldValue<'de>, A::Error> {
+                let mut entries = Vec::new();
+                while let Some(Key(k)) = map.next_key()? {
+                    entries.push((k, map.next_value::<TypeOnly>()?.0));
+                }
+                Ok(FieldValue(Val::Object(entries)))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// The type of a nested value, its content skipped.
+struct TypeOnly(&'static str);
+
+impl<'de> de::Deserialize<'de> for TypeOnly {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = TypeOnly;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<TypeOnly, E> {
+                Ok(TypeOnly("null"))
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<TypeOnly, E> {
+                Ok(TypeOnly("a boolean"))
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<TypeOnly, E> {
+                Ok(TypeOnly("a number"))
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<TypeOnly, E> {
+                Ok(TypeOnly("a number"))
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<TypeOnly, E> {
+                Ok(TypeOnly("a number"))
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<TypeOnly, E> {
+                Ok(TypeOnly("a string"))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<TypeOnly, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(TypeOnly("an array"))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<TypeOnly, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(TypeOnly("an object"))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// An object key, borrowed when it has no escapes.
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de> de::Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct K;
+        impl<'de> Visitor<'de> for K {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a key")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v.to_string())))
+            }
+        }
+        d.deserialize_str(K)
+    }
+}
+
+fn parse_object(bytes: Option<&[u8]>) -> Result<Obj<'_>, DecodeError> {
     let bytes = match bytes {
         Some(b) if !b.is_empty() => b,
         _ => return Err(DecodeError::new(Reason::Undecodable, "empty payload")),
     };
-    let value: Value =
-        serde_json::from_slice(bytes).map_err(|e| DecodeError::new(Reason::Undecodable, format!("not JSON: {e}")))?;
-    match value {
-        Value::Object(o) => Ok(o),
-        other => Err(DecodeError::new(Reason::NotObject, format!("expected a JSON object, got {}", type_name(&other)))),
+    match serde_json::from_slice::<Top<'_>>(bytes) {
+        Ok(Top::Object(o)) => Ok(o),
+        Ok(Top::Other(kind)) => Err(DecodeError::new(Reason::NotObject, format!("expected a JSON object, got {kind}"))),
+        Err(e) => Err(DecodeError::new(Reason::Undecodable, format!("not JSON: {e}"))),
     }
 }
 
-fn type_name(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
-impl Record for Obj {
+impl Record for Obj<'_> {
     fn field(&self, name: &str) -> Field<'_> {
         match self.get(name) {
-            None | Some(Value::Null) => Field::Absent,
-            Some(Value::String(s)) => Field::Str(s),
-            Some(Value::Number(n)) => match n.as_i64() {
-                Some(i) => Field::Int(i),
-                None => Field::Float(n.as_f64().unwrap_or(f64::NAN)),
-            },
-            Some(v) => Field::Other(type_name(v)),
+            None | Some(Val::Null) => Field::Absent,
+            Some(Val::Str(s)) => Field::Str(s),
+            Some(Val::Int(i)) => Field::Int(*i),
+            Some(Val::Float(f)) => Field::Float(*f),
+            Some(v) => Field::Other(v.type_name()),
         }
     }
 }
@@ -53,19 +244,28 @@ pub fn decode_usage(bytes: Option<&[u8]>) -> Result<Event, DecodeError> {
     let o = parse_object(bytes)?;
     let ev = fields::usage(&o)?;
     match o.get("properties") {
-        None | Some(Value::Null) => {}
-        Some(Value::Object(props)) => {
-            if let Some((k, v)) = props.iter().find(|(_, v)| !v.is_string()) {
+        None | Some(Val::Null) => {}
+        Some(Val::Object(props)) => {
+            // As a JSON map reads it: a repeated name counts with its last value, and the
+            // first offending name in sorted order is the one named.
+            let last = |i: usize, k: &str| !props[i + 1..].iter().any(|(k2, _)| k2 == k);
+            let bad = props
+                .iter()
+                .enumerate()
+                .filter(|(i, (k, t))| *t != "a string" && last(*i, k))
+                .map(|(_, e)| e)
+                .min_by(|a, b| a.0.cmp(&b.0));
+            if let Some((k, t)) = bad {
                 return Err(DecodeError::new(
                     Reason::WrongType,
-                    format!("field `properties.{k}` must be a string, got {}", type_name(v)),
+                    format!("field `properties.{k}` must be a string, got {t}"),
                 ));
             }
         }
         Some(v) => {
             return Err(DecodeError::new(
                 Reason::WrongType,
-                format!("field `properties` must be an object of strings, got {}", type_name(v)),
+                format!("field `properties` must be an object of strings, got {}", v.type_name()),
             ))
         }
     }
@@ -112,6 +312,32 @@ mod tests {
         assert_eq!(u.occurred_at, 1_767_225_600_000);
         assert_eq!(u.kind, UsageKind::ChangeDeployed);
         assert_eq!(u.user_id.as_deref(), Some("u"));
+    }
+
+    #[test]
+    fn read_as_a_json_map_reads_it() {
+        // escapes undone, a repeated name counts with its last value, nested levels skipped
+        let Event::Usage(u) = usage(
+            r#"{"event_id":"first","occurred_at":5,"account_id":"a","team_id":"t\u00e9\"q","user_id":"u","type":"ping","event_id":"last","x":{"y":[{"z":1}]}}"#,
+        )
+        .unwrap() else {
+            panic!("not usage")
+        };
+        assert_eq!((u.event_id.as_str(), u.team_id.as_str()), ("last", "té\"q"));
+        // the first offending property in name order is the one named
+        let err = usage(
+            r#"{"event_id":"e","occurred_at":5,"account_id":"a","team_id":"t","type":"ping","properties":{"z":1,"b":"ok","m":[2],"b":true}}"#,
+        )
+        .unwrap_err();
+        assert_eq!(err.detail, "field `properties.b` must be a string, got a boolean");
+        let err = usage(
+            r#"{"event_id":"e","occurred_at":5,"account_id":"a","team_id":"t","type":"ping","properties":{"z":1,"b":true,"b":"ok"}}"#,
+        )
+        .unwrap_err();
+        assert_eq!(err.detail, "field `properties.z` must be a string, got a number");
+        assert_eq!(usage("[1,2]").unwrap_err().detail, "expected a JSON object, got an array");
+        assert_eq!(usage("\"x\"").unwrap_err().detail, "expected a JSON object, got a string");
+        assert_eq!(usage("{} trailing").unwrap_err().reason, Reason::Undecodable);
     }
 
     #[test]
