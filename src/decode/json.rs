@@ -19,8 +19,8 @@ struct Obj<'a> {
     fields: Vec<(Cow<'a, str>, Val<'a>)>,
 }
 
-/// A field's value. Nested objects keep only their entries' types (for `properties`);
-/// arrays and deeper levels are skipped.
+/// A JSON value. The message's own object keeps its fields whole; a nested object keeps
+/// only its entries' types (for `properties`); arrays are skipped.
 #[derive(Debug)]
 enum Val<'a> {
     Null,
@@ -30,6 +30,7 @@ enum Val<'a> {
     Str(Cow<'a, str>),
     Array,
     Object(Vec<(Cow<'a, str>, &'static str)>),
+    Fields(Obj<'a>),
 }
 
 impl Val<'_> {
@@ -40,7 +41,7 @@ impl Val<'_> {
             Val::Int(_) | Val::Float(_) => "a number",
             Val::Str(_) => "a string",
             Val::Array => "an array",
-            Val::Object(_) => "an object",
+            Val::Object(_) | Val::Fields(_) => "an object",
         }
     }
 }
@@ -51,145 +52,62 @@ impl<'a> Obj<'a> {
     }
 }
 
-/// The message as a whole: an object, or the kind of JSON value it is instead.
-enum Top<'a> {
-    Object(Obj<'a>),
-    Other(&'static str),
+/// Reads one value; `top` for the message itself.
+struct ValSeed {
+    top: bool,
 }
 
-/// Visits the message: an object's fields, or the kind of value it is instead.
-struct TopVisitor;
+impl<'de> de::DeserializeSeed<'de> for ValSeed {
+    type Value = Val<'de>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Val<'de>, D::Error> {
+        d.deserialize_any(self)
+    }
+}
 
-impl<'de> Visitor<'de> for TopVisitor {
-    type Value = Top<'de>;
+impl<'de> Visitor<'de> for ValSeed {
+    type Value = Val<'de>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON object")
+        f.write_str("any JSON value")
     }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Top<'de>, A::Error> {
-        let mut fields = Vec::with_capacity(12);
-        while let Some(Key(k)) = map.next_key()? {
-            fields.push((k, map.next_value::<FieldValue>()?.0));
-        }
-        Ok(Top::Object(Obj { fields }))
+    fn visit_unit<E: de::Error>(self) -> Result<Val<'de>, E> {
+        Ok(Val::Null)
     }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Top<'de>, A::Error> {
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Val<'de>, E> {
+        Ok(Val::Bool)
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Val<'de>, E> {
+        Ok(Val::Int(v))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Val<'de>, E> {
+        Ok(i64::try_from(v).map_or(Val::Float(v as f64), Val::Int))
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Val<'de>, E> {
+        Ok(Val::Float(v))
+    }
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Val<'de>, E> {
+        Ok(Val::Str(Cow::Borrowed(v)))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Val<'de>, E> {
+        Ok(Val::Str(Cow::Owned(v.to_string())))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Val<'de>, A::Error> {
         while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(Top::Other("an array"))
+        Ok(Val::Array)
     }
-    fn visit_unit<E: de::Error>(self) -> Result<Top<'de>, E> {
-        Ok(Top::Other("null"))
-    }
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Top<'de>, E> {
-        Ok(Top::Other("a boolean"))
-    }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Top<'de>, E> {
-        Ok(Top::Other("a number"))
-    }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Top<'de>, E> {
-        Ok(Top::Other("a number"))
-    }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Top<'de>, E> {
-        Ok(Top::Other("a number"))
-    }
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<Top<'de>, E> {
-        Ok(Top::Other("a string"))
-    }
-}
-
-impl<'de> de::Deserialize<'de> for Top<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(TopVisitor)
-    }
-}
-
-/// A field of the message.
-struct FieldValue<'a>(Val<'a>);
-
-impl<'de> de::Deserialize<'de> for FieldValue<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = FieldValue<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("any JSON value")
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Val<'de>, A::Error> {
+        if self.top {
+            let mut fields = Vec::with_capacity(12);
+            while let Some(Key(k)) = map.next_key()? {
+                fields.push((k, map.next_value_seed(ValSeed { top: false })?));
             }
-            fn visit_unit<E: de::Error>(self) -> Result<FieldValue<'de>, E> {
-                Ok(FieldValue(Val::Null))
-            }
-            fn visit_bool<E: de::Error>(self, _: bool) -> Result<FieldValue<'de>, E> {
-                Ok(FieldValue(Val::Bool))
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<FieldValue<'de>, E> {
-                Ok(FieldValue(Val::Int(v)))
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<FieldValue<'de>, E> {
-                Ok(FieldValue(i64::try_from(v).map_or(Val::Float(v as f64), Val::Int)))
-            }
-            fn visit_f64<E: de::Error>(self, v: f64) -> Result<FieldValue<'de>, E> {
-                Ok(FieldValue(Val::Float(v)))
-            }
-            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<FieldValue<'de>, E> {
-                Ok(FieldValue(Val::Str(Cow::Borrowed(v))))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<FieldValue<'de>, E> {
-                Ok(FieldValue(Val::Str(Cow::Owned(v.to_string()))))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<FieldValue<'de>, A::Error> {
-                while seq.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(FieldValue(Val::Array))
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<FieldValue<'de>, A::Error> {
-                let mut entries = Vec::new();
-                while let Some(Key(k)) = map.next_key()? {
-                    entries.push((k, map.next_value::<TypeOnly>()?.0));
-                }
-                Ok(FieldValue(Val::Object(entries)))
-            }
+            return Ok(Val::Fields(Obj { fields }));
         }
-        d.deserialize_any(V)
-    }
-}
-
-/// The type of a nested value, its content skipped.
-struct TypeOnly(&'static str);
-
-impl<'de> de::Deserialize<'de> for TypeOnly {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = TypeOnly;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("any JSON value")
-            }
-            fn visit_unit<E: de::Error>(self) -> Result<TypeOnly, E> {
-                Ok(TypeOnly("null"))
-            }
-            fn visit_bool<E: de::Error>(self, _: bool) -> Result<TypeOnly, E> {
-                Ok(TypeOnly("a boolean"))
-            }
-            fn visit_i64<E: de::Error>(self, _: i64) -> Result<TypeOnly, E> {
-                Ok(TypeOnly("a number"))
-            }
-            fn visit_u64<E: de::Error>(self, _: u64) -> Result<TypeOnly, E> {
-                Ok(TypeOnly("a number"))
-            }
-            fn visit_f64<E: de::Error>(self, _: f64) -> Result<TypeOnly, E> {
-                Ok(TypeOnly("a number"))
-            }
-            fn visit_str<E: de::Error>(self, _: &str) -> Result<TypeOnly, E> {
-                Ok(TypeOnly("a string"))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<TypeOnly, A::Error> {
-                while seq.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(TypeOnly("an array"))
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<TypeOnly, A::Error> {
-                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-                Ok(TypeOnly("an object"))
-            }
+        let mut entries = Vec::new();
+        while let Some(Key(k)) = map.next_key()? {
+            entries.push((k, map.next_value_seed(ValSeed { top: false })?.type_name()));
         }
-        d.deserialize_any(V)
+        Ok(Val::Object(entries))
     }
 }
 
@@ -220,9 +138,13 @@ fn parse_object(bytes: Option<&[u8]>) -> Result<Obj<'_>, DecodeError> {
         Some(b) if !b.is_empty() => b,
         _ => return Err(DecodeError::new(Reason::Undecodable, "empty payload")),
     };
-    match serde_json::from_slice::<Top<'_>>(bytes) {
-        Ok(Top::Object(o)) => Ok(o),
-        Ok(Top::Other(kind)) => Err(DecodeError::new(Reason::NotObject, format!("expected a JSON object, got {kind}"))),
+    let mut d = serde_json::Deserializer::from_slice(bytes);
+    let value = de::DeserializeSeed::deserialize(ValSeed { top: true }, &mut d).and_then(|v| d.end().map(|()| v));
+    match value {
+        Ok(Val::Fields(o)) => Ok(o),
+        Ok(other) => {
+            Err(DecodeError::new(Reason::NotObject, format!("expected a JSON object, got {}", other.type_name())))
+        }
         Err(e) => Err(DecodeError::new(Reason::Undecodable, format!("not JSON: {e}"))),
     }
 }
