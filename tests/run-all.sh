@@ -13,7 +13,8 @@ started=$(date +%s)
 need=()
 # prometheus: Debian's server and promtool, for tests/prometheus.rs
 for pkg in cmake libssl-dev libcurl4-openssl-dev pkg-config kcat prometheus; do
-  dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+  # "install ok installed": a removed package can leave its status (config files) behind
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then
   echo "==> installing system packages: ${need[*]}"
