@@ -216,10 +216,7 @@ impl KafkaSink {
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
                     // Back-pressure: serve delivery reports until the queue has room.
                     record = r;
-                    self.producer.poll(Duration::ZERO);
-                    if self.producer.in_flight_count() > 0 {
-                        self.producer.poll(Duration::from_millis(1));
-                    }
+                    self.producer.poll(Duration::from_millis(1));
                 }
                 Err((e, _)) => return Err(e),
             }
@@ -303,7 +300,6 @@ impl KafkaSink {
     fn wait_acknowledged(&self, timeout: Duration) -> Result<(), KafkaError> {
         let deadline = std::time::Instant::now() + timeout;
         loop {
-            self.producer.poll(Duration::ZERO);
             if self.producer.in_flight_count() == 0 {
                 return Ok(());
             }

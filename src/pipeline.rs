@@ -615,6 +615,7 @@ pub fn run(cfg: &Config, shutdown: &AtomicBool) -> Result<RunSummary, PipelineEr
     };
     let interval = Duration::from_millis(cfg.processing.commit_interval_ms);
     let mut out = Outputs::default();
+    let mut buffer = Vec::with_capacity(cfg.processing.max_batch_records.min(65_536));
     let mut recoveries = 0u32;
     let mut last_state_metrics = Instant::now() - STATE_METRICS_EVERY;
     let result = loop {
@@ -634,7 +635,7 @@ pub fn run(cfg: &Config, shutdown: &AtomicBool) -> Result<RunSummary, PipelineEr
         } else {
             interval
         };
-        let mut buffer = Vec::with_capacity(cfg.processing.max_batch_records.min(65_536));
+        buffer.clear();
         while buffer.len() < cfg.processing.max_batch_records && !shutdown.load(Ordering::SeqCst) {
             let remaining = window.saturating_sub(started.elapsed());
             if remaining.is_zero() {

@@ -315,9 +315,7 @@ impl Engine {
             StateKey::User(_, t, u) => {
                 let set = decode(v)?;
                 let team = acct.teams.entry(Arc::clone(&t)).or_insert_with(|| placeholder(&t));
-                let held = acct.user_ids.get(&u).filter(|n| team.users.contains_key(n));
-                let n = held.unwrap_or_else(|| acct.user_ids.hold(&u));
-                team.users.insert(n, set);
+                *team.user_mut(&mut acct.user_ids, &u).1 = set;
             }
             StateKey::Feature(_, t, f) => {
                 acct.teams.entry(Arc::clone(&t)).or_insert_with(|| placeholder(&t)).features.insert(f, decode(v)?);

@@ -37,7 +37,6 @@ use crate::model::{
     Alert, AlertKind, Band, EntityRef, Event, HealthInfo, Level, ScoreRecord, Severity, SupportKind, UsageKind,
 };
 use crate::time::DAY_MS;
-use crate::window::ActivitySet;
 
 use aggregate::{aggregate, Windows};
 use changelog::{Dirty, StateKey};
@@ -254,8 +253,8 @@ impl Engine {
         let (acct, mut account_changed) = state::entry(&mut self.accounts, account_id, |id| AccountState::new(id, t));
         account_changed |= t < acct.first_seen;
         acct.first_seen = acct.first_seen.min(t);
-        let aid = Arc::clone(&acct.id);
-        let team_key = |team: &state::TeamState| StateKey::Team(Arc::clone(&aid), Arc::clone(&team.id));
+        let aid = &acct.id;
+        let team_key = |team: &state::TeamState| StateKey::Team(Arc::clone(aid), Arc::clone(&team.id));
         match ev {
             Event::Usage(u) => {
                 let (team, team_changed) = state::team_mut(&mut acct.teams, &u.team_id, t);
@@ -263,19 +262,15 @@ impl Engine {
                     dirty.mark(|| team_key(team));
                 }
                 if let Some(user) = &u.user_id {
-                    let n = acct.user_ids.number(user);
-                    let set = team.users.entry(n).or_insert_with(|| {
-                        acct.user_ids.add_holder(n);
-                        ActivitySet::default()
-                    });
+                    let (n, set) = team.user_mut(&mut acct.user_ids, user);
                     if set.insert(bucket) {
                         let user = acct.user_ids.name(n);
-                        dirty.mark(|| StateKey::User(Arc::clone(&aid), Arc::clone(&team.id), Arc::clone(user)));
+                        dirty.mark(|| StateKey::User(Arc::clone(aid), Arc::clone(&team.id), Arc::clone(user)));
                     }
                 }
                 if let Some(f) = u.feature.as_ref().filter(|f| cfg.key_features.contains(f)) {
                     if team.features.entry_ref(f.as_str()).or_default().insert(bucket) {
-                        dirty.mark(|| StateKey::Feature(Arc::clone(&aid), Arc::clone(&team.id), f.clone()));
+                        dirty.mark(|| StateKey::Feature(Arc::clone(aid), Arc::clone(&team.id), f.clone()));
                     }
                 }
                 let ttl = cfg.pending_ttl_ms;
@@ -283,12 +278,12 @@ impl Engine {
                     (UsageKind::ChangeCreated, Some(change)) => {
                         let c = acct.changes.entry_ref(change.as_str()).or_default();
                         out.paired_ttp_ms.extend(c.record_created(t, &u.team_id, ttl));
-                        dirty.mark(|| StateKey::Change(Arc::clone(&aid), change.clone()));
+                        dirty.mark(|| StateKey::Change(Arc::clone(aid), change.clone()));
                     }
                     (UsageKind::ChangeDeployed, Some(change)) if u.environment.as_deref() == Some("production") => {
                         let c = acct.changes.entry_ref(change.as_str()).or_default();
                         out.paired_ttp_ms.extend(c.record_deploy(t, ttl));
-                        dirty.mark(|| StateKey::Change(Arc::clone(&aid), change.clone()));
+                        dirty.mark(|| StateKey::Change(Arc::clone(aid), change.clone()));
                         // Only the first 90 days of the contract matter for onboarding.
                         let cs = dims.account(&u.account_id).and_then(|a| a.contract_start);
                         if let (Some(app), true) = (&u.app_id, cs.is_none_or(|cs| t < cs + 90 * DAY_MS)) {
@@ -299,16 +294,16 @@ impl Engine {
                 }
             }
             Event::Support(s) => {
-                if let Some(team_id) = &s.team_id {
-                    let (team, changed) = acct.team_mut(team_id, t);
+                let mut team = s.team_id.as_ref().map(|team_id| {
+                    let (team, changed) = state::team_mut(&mut acct.teams, team_id, t);
                     if changed {
                         dirty.mark(|| team_key(team));
                     }
-                }
+                    team
+                });
                 if s.kind == SupportKind::TicketEscalated {
-                    let agg = match &s.team_id {
-                        Some(team_id) => {
-                            let team = acct.team_mut(team_id, t).0;
+                    let agg = match team.as_deref_mut() {
+                        Some(team) => {
                             dirty.mark(|| team_key(team));
                             &mut team.support
                         }
@@ -322,7 +317,7 @@ impl Engine {
                 if let Some(ticket_id) = &s.ticket_id {
                     if s.kind.is_ticket() {
                         acct.tickets.entry_ref(ticket_id.as_str()).or_default().record(s);
-                        dirty.mark(|| StateKey::Ticket(Arc::clone(&aid), ticket_id.clone()));
+                        dirty.mark(|| StateKey::Ticket(Arc::clone(aid), ticket_id.clone()));
                     }
                 }
                 if let (Some(score), true) =
@@ -334,9 +329,8 @@ impl Engine {
                         nps: s.kind == SupportKind::NpsResponse,
                         score,
                     };
-                    match &s.team_id {
-                        Some(team_id) => {
-                            let team = acct.team_mut(team_id, t).0;
+                    match team {
+                        Some(team) => {
                             dirty.mark(|| team_key(team));
                             team.feedback.record(r);
                         }
@@ -353,7 +347,7 @@ impl Engine {
             }
         }
         if account_changed {
-            dirty.mark(|| StateKey::Account(aid));
+            dirty.mark(|| StateKey::Account(Arc::clone(aid)));
         }
         Ingested::Accepted
     }

@@ -70,20 +70,9 @@ impl UserIds {
         &self.names[n as usize]
     }
 
-    /// The user's number, with one more holder; numbered if new.
-    pub(super) fn hold(&mut self, name: &str) -> u32 {
-        let n = self.number(name);
-        self.holders[n as usize] += 1;
-        n
-    }
-
-    /// One more holder of a number given out.
-    pub(super) fn add_holder(&mut self, n: u32) {
-        self.holders[n as usize] += 1;
-    }
-
-    /// The user's number; numbered if new, with no holder yet: the caller adds one.
-    pub(super) fn number(&mut self, name: &str) -> u32 {
+    /// The user's number; numbered if new, with no holder yet: [`TeamState::user_mut`]
+    /// adds one for each team that holds activity of the user.
+    fn number(&mut self, name: &str) -> u32 {
         let hash = self.hash(name);
         let Self { index, hasher, names, holders, free } = self;
         if let Some(&n) = index.find(hash, |&n| *names[n as usize] == *name) {
@@ -300,12 +289,6 @@ impl AccountState {
             milestones_done: 0,
         }
     }
-
-    /// The team's state, created at `t` if new; `first_seen` lowered to `t`. The flag
-    /// says whether the team's own record changed (created or `first_seen` lowered).
-    pub(super) fn team_mut(&mut self, team_id: &str, t: i64) -> (&mut TeamState, bool) {
-        team_mut(&mut self.teams, team_id, t)
-    }
 }
 
 /// The value under `key`, inserted with `new` if absent (the flag says so). The key is
@@ -318,8 +301,9 @@ pub(super) fn entry<'m, V>(map: &'m mut HashMap<Id, V>, key: &str, new: impl FnO
     (map.entry(Arc::clone(&id)).or_insert_with(|| new(id)), created)
 }
 
-/// [`AccountState::team_mut`] on the teams alone, for callers that hold other fields of
-/// the account too.
+/// The team's state, created at `t` if new; `first_seen` lowered to `t`. The flag says
+/// whether the team's own record changed (created or `first_seen` lowered). A function
+/// of the teams alone, so that callers may hold the account's other fields meanwhile.
 pub(super) fn team_mut<'a>(teams: &'a mut HashMap<Id, TeamState>, team_id: &str, t: i64) -> (&'a mut TeamState, bool) {
     let (team, created) = entry(teams, team_id, |id| TeamState::new(id, t));
     let lowered = t < team.first_seen;
@@ -328,6 +312,17 @@ pub(super) fn team_mut<'a>(teams: &'a mut HashMap<Id, TeamState>, team_id: &str,
 }
 
 impl TeamState {
+    /// The user's number and activity in this team, created empty (one more holder of
+    /// the number) if the team holds none yet.
+    pub(super) fn user_mut(&mut self, ids: &mut UserIds, name: &str) -> (u32, &mut ActivitySet) {
+        let n = ids.number(name);
+        let set = self.users.entry(n).or_insert_with(|| {
+            ids.holders[n as usize] += 1;
+            ActivitySet::default()
+        });
+        (n, set)
+    }
+
     pub(super) fn new(id: Id, first_seen: i64) -> Self {
         Self {
             id,
@@ -412,21 +407,24 @@ pub(super) mod heap {
 
 #[cfg(test)]
 mod tests {
-    use super::UserIds;
+    use super::{TeamState, UserIds};
 
     #[test]
     fn user_numbers_are_freed_with_their_last_holder_and_reused() {
         let mut ids = UserIds::default();
-        let a = ids.hold("ada");
-        assert_eq!(ids.hold("ada"), a, "one number per user");
-        let b = ids.hold("bob");
+        let mut t1 = TeamState::new("t1".into(), 0);
+        let mut t2 = TeamState::new("t2".into(), 0);
+        let a = t1.user_mut(&mut ids, "ada").0;
+        assert_eq!(t1.user_mut(&mut ids, "ada").0, a, "the same team holds a user once");
+        assert_eq!(t2.user_mut(&mut ids, "ada").0, a, "one number per user");
+        let b = t1.user_mut(&mut ids, "bob").0;
         assert_ne!(a, b);
         assert_eq!((ids.get("ada"), ids.len()), (Some(a), 2));
         ids.release(a);
         assert_eq!(ids.get("ada"), Some(a), "a holder is left");
         ids.release(a);
         assert_eq!((ids.get("ada"), ids.len()), (None, 1));
-        let c = ids.hold("cy");
+        let c = t2.user_mut(&mut ids, "cy").0;
         assert_eq!(c, a, "a freed number is given out again");
         assert_eq!(&**ids.name(c), "cy");
         assert_eq!(&**ids.name(b), "bob");
