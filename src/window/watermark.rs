@@ -3,7 +3,9 @@
 //! Each input partition's watermark is its highest event time minus the allowed lateness.
 //! The pipeline watermark is the minimum over the partitions that are not idle; a
 //! partition is idle once it has delivered nothing for `idle_timeout` of wall-clock time.
-//! The pipeline watermark never moves back.
+//! The pipeline watermark never moves back while the assigned partitions stay the same;
+//! when a partition joins (a takeover brings its state and its older unread events) the
+//! minimum is taken afresh, so that its events are not judged against the others' time.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -76,16 +78,17 @@ impl<K: Hash + Eq + Clone> WatermarkTracker<K> {
 
     /// Starts tracking a partition (on assignment). `now_wall_ms` starts its idle clock.
     pub fn add_partition(&mut self, key: K, now_wall_ms: i64) {
-        self.parts.entry(key).or_insert(PartitionState {
-            max_event_time: None,
-            last_activity_wall_ms: now_wall_ms,
-            caught_up: false,
-        });
+        if let std::collections::hash_map::Entry::Vacant(e) = self.parts.entry(key) {
+            e.insert(PartitionState { max_event_time: None, last_activity_wall_ms: now_wall_ms, caught_up: false });
+            self.current = None;
+        }
     }
 
     /// Stops tracking a partition (on revocation).
     pub fn remove_partition(&mut self, key: &K) {
-        self.parts.remove(key);
+        if self.parts.remove(key).is_some() {
+            self.current = None;
+        }
     }
 
     /// Records an event time seen on a partition.
@@ -123,7 +126,8 @@ impl<K: Hash + Eq + Clone> WatermarkTracker<K> {
         }
     }
 
-    /// The pipeline watermark: the minimum over non-idle partitions, never moving back.
+    /// The pipeline watermark: the minimum over non-idle partitions, never moving back
+    /// while the partitions stay the same.
     /// `None` until every live partition has delivered an event.
     ///
     /// When every partition is idle, the minimum over the idle partitions that have
@@ -174,13 +178,32 @@ mod tests {
     fn never_moves_back() {
         let mut t = WatermarkTracker::new(0, 1_000);
         t.observe(&0, 1_000, 0);
+        t.observe(&1, 2_000, 0);
         assert_eq!(t.watermark(0), Some(1_000));
-        // a new partition with older data joins
-        t.observe(&1, 10, 1);
-        assert_eq!(t.watermark(1), Some(1_000));
-        // an older event on the same partition does not lower it either
-        t.observe(&0, 5, 2);
-        assert_eq!(t.partition_watermark(&0, 2), Some(Watermark::EventTime(1_000)));
+        // partition 0 goes idle, so the minimum is partition 1's; then 0 speaks again
+        // with older data
+        t.observe(&1, 2_000, 1_400);
+        assert_eq!(t.watermark(1_500), Some(2_000));
+        t.observe(&0, 1_200, 1_600);
+        assert_eq!(t.watermark(1_600), Some(2_000), "an idle partition's return does not lower it");
+        // an older event on the same partition does not lower its own watermark either
+        t.observe(&0, 5, 1_700);
+        assert_eq!(t.partition_watermark(&0, 1_700), Some(Watermark::EventTime(1_200)));
+    }
+
+    #[test]
+    fn a_joining_partition_is_judged_on_its_own_time() {
+        // A takeover: the instance was far ahead on its own partitions when another's
+        // partition, with older unread events, is assigned to it.
+        let mut t = WatermarkTracker::new(0, 1_000);
+        t.observe(&0, 1_000, 0);
+        assert_eq!(t.watermark(0), Some(1_000));
+        t.add_partition(1, 1);
+        assert_eq!(t.watermark(1), None, "the new partition has said nothing yet");
+        t.observe(&1, 10, 2);
+        assert_eq!(t.watermark(2), Some(10), "the minimum over the assigned partitions");
+        t.remove_partition(&1);
+        assert_eq!(t.watermark(3), Some(1_000));
     }
 
     #[test]
