@@ -50,6 +50,9 @@ const CATCH_UP_WINDOW: Duration = Duration::from_secs(1);
 const MAX_RECOVERIES: u32 = 10;
 /// How long one recovery keeps retrying while the cluster is unreachable.
 const RECOVERY_DEADLINE: Duration = Duration::from_secs(300);
+/// Consumers in a row that may fail fatally, none committing a batch, before `run` gives
+/// up.
+const MAX_CONSUMER_RESTARTS: u32 = 5;
 
 /// Why `run` stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +71,11 @@ pub enum PipelineError {
     /// run out): the batch is retried, its records are not the problem.
     #[error("schema registry: {0}")]
     Registry(String),
+    /// The consumer failed for good: a static member (`processing.instance_id`) fenced
+    /// after the broker forgot it, or by another instance with the same id. `run` starts
+    /// a new consumer from the committed state; exit 1 once that keeps failing.
+    #[error("consumer failed: {0}")]
+    ConsumerFailed(String),
 }
 
 impl PipelineError {
@@ -561,7 +569,39 @@ fn write_outputs(
 
 /// Runs the pipeline until `shutdown` is set: finishes the batch, commits, leaves the
 /// group and returns.
+///
+/// A consumer that fails for good (see [`PipelineError::ConsumerFailed`]) is replaced, as
+/// a restarted process would be: a new consumer and producer, state restored from the
+/// changelog, input read from the committed offsets.
 pub fn run(cfg: &Config, shutdown: &AtomicBool) -> Result<RunSummary, PipelineError> {
+    let mut summary = RunSummary::default();
+    let mut failed_in_a_row = 0u32;
+    loop {
+        let batches_before = summary.batches;
+        match run_consumer(cfg, shutdown, &mut summary) {
+            Err(PipelineError::ConsumerFailed(e)) if !shutdown.load(Ordering::SeqCst) => {
+                failed_in_a_row = if summary.batches > batches_before { 1 } else { failed_in_a_row + 1 };
+                if failed_in_a_row > MAX_CONSUMER_RESTARTS {
+                    return Err(PipelineError::ConsumerFailed(format!(
+                        "{failed_in_a_row} consumers in a row failed before committing a batch; last: {e}"
+                    )));
+                }
+                metrics().consumer_restarts_total.inc();
+                tracing::warn!(error = %e, attempt = failed_in_a_row, "Consumer failed; starting a new one from the committed state.");
+                std::thread::sleep(Duration::from_secs(1));
+            }
+            other => return other.map(|()| summary),
+        }
+    }
+}
+
+/// Whether the consumer failed for good, and why.
+fn consumer_failure(consumer: &BaseConsumer<PipelineContext>) -> Option<PipelineError> {
+    consumer.client().fatal_error().map(|(code, reason)| PipelineError::ConsumerFailed(format!("{reason} ({code:?})")))
+}
+
+/// One consumer's run: from subscribing to shutdown or to an error.
+fn run_consumer(cfg: &Config, shutdown: &AtomicBool, summary: &mut RunSummary) -> Result<(), PipelineError> {
     let topics = [cfg.topics.usage.clone(), cfg.topics.support.clone()];
     let ctx = PipelineContext {
         events: Mutex::new(Vec::new()),
@@ -593,9 +633,8 @@ pub fn run(cfg: &Config, shutdown: &AtomicBool) -> Result<RunSummary, PipelineEr
     let store = StateStore::new(cfg)?;
     let avro_out = avro_output(cfg)?;
     let mut sink = KafkaSink::new(cfg, avro_out.clone())?;
-    let mut summary = RunSummary::default();
     let mut dims = Dimensions::default();
-    let mut dims_reader = DimsReader::start(cfg, &mut dims, &sink, &mut summary)?;
+    let mut dims_reader = DimsReader::start(cfg, &mut dims, &sink, summary)?;
     consumer.subscribe(&[&topics[0], &topics[1]])?;
     tracing::info!(partitions, group = %cfg.kafka.group_id, "Consuming.");
     telemetry::set_ready(true);
@@ -618,7 +657,7 @@ pub fn run(cfg: &Config, shutdown: &AtomicBool) -> Result<RunSummary, PipelineEr
     let mut buffer = Vec::with_capacity(cfg.processing.max_batch_records.min(65_536));
     let mut recoveries = 0u32;
     let mut last_state_metrics = Instant::now() - STATE_METRICS_EVERY;
-    let result = loop {
+    let result = 'batches: loop {
         if shutdown.load(Ordering::SeqCst) {
             break Ok(());
         }
@@ -647,7 +686,12 @@ pub fn run(cfg: &Config, shutdown: &AtomicBool) -> Result<RunSummary, PipelineEr
             }
             match msg {
                 None => {}
-                Some(Err(e)) => tracing::warn!(error = %e, "Consumer error."),
+                Some(Err(e)) => {
+                    if let Some(failure) = consumer_failure(&consumer) {
+                        break 'batches Err(failure);
+                    }
+                    tracing::warn!(error = %e, "Consumer error.");
+                }
                 Some(Ok(m)) => buffer.push(m),
             }
         }
@@ -661,8 +705,7 @@ pub fn run(cfg: &Config, shutdown: &AtomicBool) -> Result<RunSummary, PipelineEr
         }
         // 2. Process it: dimension updates, records, ticks; outputs and state changes go
         // into the batch's transaction (exactly-once) or the producer (at-least-once).
-        let batch =
-            process_batch(&buffer, &mut owned, &topics, &mut dims_reader, &mut dims, &sink, &mut out, &mut summary);
+        let batch = process_batch(&buffer, &mut owned, &topics, &mut dims_reader, &mut dims, &sink, &mut out, summary);
         let outcome = match batch {
             Ok(false) if buffer.is_empty() && owned.offsets.is_empty() => {
                 sink.poll();
@@ -711,7 +754,7 @@ pub fn run(cfg: &Config, shutdown: &AtomicBool) -> Result<RunSummary, PipelineEr
         dead_letters = summary.dead_letters,
         "Pipeline stopped."
     );
-    result.map(|()| summary)
+    result
 }
 
 /// With `output.format = "avro"`, registers the output schemas (or finds their ids).
@@ -896,15 +939,20 @@ fn recover(
             }
             rewind(consumer, owned, topics, store)
         })();
-        match attempt {
+        let e = match attempt {
             Ok(()) => return Ok(()),
-            Err(e) if Instant::now() < deadline && !shutdown.load(Ordering::SeqCst) => {
-                tracing::warn!(error = %e, "Recovery failed; retrying.");
-                replace = true;
-                std::thread::sleep(Duration::from_secs(1));
-            }
-            Err(e) => return Err(e),
+            Err(e) => e,
+        };
+        // A failed consumer cannot rewind: `run` replaces it.
+        if let Some(failure) = consumer_failure(consumer) {
+            return Err(failure);
         }
+        if Instant::now() >= deadline || shutdown.load(Ordering::SeqCst) {
+            return Err(e);
+        }
+        tracing::warn!(error = %e, "Recovery failed; retrying.");
+        replace = true;
+        std::thread::sleep(Duration::from_secs(1));
     }
 }
 

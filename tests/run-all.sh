@@ -64,8 +64,8 @@ cargo test --locked --test real_kafka -- --include-ignored 2>&1 | tee "$log"
 cargo test --locked --test real_kafka_avro -- --include-ignored 2>&1 | tee -a "$log"
 cargo test --locked --test prometheus -- --include-ignored 2>&1 | tee -a "$log"
 cargo test --locked --test deploy -- --include-ignored
-# this one restarts the broker, so it runs alone, after the others
-cargo test --locked --test real_kafka_broker_restart -- --include-ignored 2>&1 | tee -a "$log"
+# these restart the broker, so they run alone, after the others, one at a time
+cargo test --locked --test real_kafka_broker_restart -- --include-ignored --test-threads 1 2>&1 | tee -a "$log"
 real=$(grep -Eo 'test result: ok\. [0-9]+ passed' "$log" | grep -Eo '[0-9]+' | awk '{s+=$1} END {print s}')
 rm -f "$log"
 echo "==> ${real:-0} tests ran against the real Apache Kafka broker and Debian's Prometheus tools"

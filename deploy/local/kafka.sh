@@ -8,7 +8,8 @@
 #   deploy/local/kafka.sh status   say whether it runs, and where
 #
 # Environment: KAFKA_PORT (default 19092), KAFKA_CONTROLLER_PORT (default KAFKA_PORT+1),
-# KAFKA_VERSION (default 4.1.1), CS_PULSE_CACHE (default <repo>/.cache).
+# KAFKA_VERSION (default 4.1.1), CS_PULSE_CACHE (default <repo>/.cache),
+# KAFKA_RESTART_PAUSE (seconds the broker stays down on restart; default 0).
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -144,6 +145,7 @@ stop_pid() {
 restart() {
   running || { say "not running"; exit 1; }
   stop_pid
+  sleep "${KAFKA_RESTART_PAUSE:-0}"
   start
 }
 

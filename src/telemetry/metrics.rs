@@ -44,6 +44,9 @@ pub struct Metrics {
     pub commits_total: IntCounterVec,
     /// `cs_pulse_rebalances_total{kind}`: partition assignments and revocations.
     pub rebalances_total: IntCounterVec,
+    /// `cs_pulse_consumer_restarts_total`: consumers replaced after failing for good (a
+    /// fenced static member).
+    pub consumer_restarts_total: IntCounter,
     /// `cs_pulse_assigned_partitions`: input partitions this instance owns.
     pub assigned_partitions: IntGauge,
     /// `cs_pulse_entities{level,band}`: entities by band at their last tick.
@@ -173,6 +176,14 @@ impl Metrics {
                 "cs_pulse_rebalances_total",
                 "Consumer group rebalances seen, by kind (assign, revoke, lost).",
                 &["kind"],
+            ),
+            consumer_restarts_total: register(
+                &r,
+                IntCounter::new(
+                    "cs_pulse_consumer_restarts_total",
+                    "Consumers replaced after failing for good (a fenced static member).",
+                )
+                .unwrap_or_else(|e| panic!("{e}")),
             ),
             assigned_partitions: register(
                 &r,
