@@ -60,13 +60,31 @@ cargo test --locked --doc
 
 echo "==> cargo test against the real broker at $CS_PULSE_TEST_BOOTSTRAP"
 log=$(mktemp)
-cargo test --locked --test real_kafka -- --include-ignored 2>&1 | tee "$log"
-cargo test --locked --test real_kafka_avro -- --include-ignored 2>&1 | tee -a "$log"
-cargo test --locked --test prometheus -- --include-ignored 2>&1 | tee -a "$log"
+stamp=$(mktemp)
+# When a test fails, what its cs-pulse processes logged as going wrong is printed last,
+# where the end of a long output (a CI summary) still shows it. A failed test keeps its
+# directory (${TMPDIR:-/tmp}/it-*), logs included.
+digest() {
+  local f
+  while IFS= read -r f; do
+    echo "==> $f: warnings and errors by message, then its last 12 lines"
+    grep -E '^[^ ]+ +(WARN|ERROR) ' "$f" | sed -E 's/^[^ ]+ +//; s/\. .*$/./' | sort | uniq -c | sort -rn | head -n 15 || true
+    tail -n 12 "$f" | cut -c1-300
+  done < <(find "${TMPDIR:-/tmp}" -maxdepth 3 -path '*/it-*' -name '*.log' -newer "$stamp" 2>/dev/null)
+}
+broker_tests() {
+  cargo test --locked --test "$1" -- --include-ignored "${@:2}" 2>&1 | tee -a "$log" || {
+    digest
+    exit 1
+  }
+}
+broker_tests real_kafka
+broker_tests real_kafka_avro
+broker_tests prometheus
 cargo test --locked --test deploy -- --include-ignored
 # these restart the broker, so they run alone, after the others, one at a time
-cargo test --locked --test real_kafka_broker_restart -- --include-ignored --test-threads 1 2>&1 | tee -a "$log"
+broker_tests real_kafka_broker_restart --test-threads 1
 real=$(grep -Eo 'test result: ok\. [0-9]+ passed' "$log" | grep -Eo '[0-9]+' | awk '{s+=$1} END {print s}')
-rm -f "$log"
+rm -f "$log" "$stamp"
 echo "==> ${real:-0} tests ran against the real Apache Kafka broker and Debian's Prometheus tools"
 echo "==> all tests passed in $(( $(date +%s) - started )) s"
