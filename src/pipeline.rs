@@ -590,7 +590,15 @@ pub fn run(cfg: &Config, shutdown: &AtomicBool) -> Result<RunSummary, PipelineEr
                 tracing::warn!(error = %e, attempt = failed_in_a_row, "Consumer failed; starting a new one from the committed state.");
                 std::thread::sleep(Duration::from_secs(1));
             }
-            other => return other.map(|()| summary),
+            other => {
+                tracing::info!(
+                    records = summary.records,
+                    alerts = summary.alerts,
+                    dead_letters = summary.dead_letters,
+                    "Pipeline stopped."
+                );
+                return other.map(|()| summary);
+            }
         }
     }
 }
@@ -748,12 +756,6 @@ fn run_consumer(cfg: &Config, shutdown: &AtomicBool, summary: &mut RunSummary) -
     };
     telemetry::set_ready(false);
     consumer.unsubscribe();
-    tracing::info!(
-        records = summary.records,
-        alerts = summary.alerts,
-        dead_letters = summary.dead_letters,
-        "Pipeline stopped."
-    );
     result
 }
 
