@@ -58,6 +58,8 @@ pub struct Config {
     pub magic_number: MagicNumberConfig,
     /// The health model.
     pub health: HealthConfig,
+    /// Caps on the entities one account, and the accounts one input partition, may hold.
+    pub limits: LimitsConfig,
     /// Processing guarantee and batching.
     pub processing: ProcessingConfig,
     /// Input encodings.
@@ -150,6 +152,10 @@ pub struct TimeConfig {
     pub idle_timeout_secs: u64,
     /// Entities are evaluated at every multiple of this interval since the UNIX epoch.
     pub evaluation_interval_secs: u64,
+    /// An event whose `occurred_at` is further than this ahead of the process's wall
+    /// clock is dead-lettered (reason `future`) and changes nothing: a timestamp in
+    /// microseconds, or a sentinel such as year 9999, must not drag the watermark ahead.
+    pub max_future_secs: u64,
 }
 
 fn default_allowed_lateness_secs() -> u64 {
@@ -161,6 +167,9 @@ fn default_idle_timeout_secs() -> u64 {
 fn default_evaluation_interval_secs() -> u64 {
     3_600
 }
+fn default_max_future_secs() -> u64 {
+    3_600
+}
 
 impl Default for TimeConfig {
     fn default() -> Self {
@@ -168,6 +177,7 @@ impl Default for TimeConfig {
             allowed_lateness_secs: default_allowed_lateness_secs(),
             idle_timeout_secs: default_idle_timeout_secs(),
             evaluation_interval_secs: default_evaluation_interval_secs(),
+            max_future_secs: default_max_future_secs(),
         }
     }
 }
@@ -196,6 +206,55 @@ fn default_pending_ttl_secs() -> u64 {
 impl Default for MagicNumberConfig {
     fn default() -> Self {
         Self { pending_ttl_secs: default_pending_ttl_secs() }
+    }
+}
+
+/// Caps that keep memory bounded whatever producers write (a request id written into
+/// `user_id`, an event id into `team_id`, a flood of new account ids). An event that would
+/// create an entity beyond a cap is dead-lettered with reason `limit` and counted in
+/// `cs_pulse_limited_events_total{level}`; existing entities keep working. Caps count per
+/// account and per input partition, never per instance, so outputs stay deterministic.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Accounts one input partition holds (level `account`).
+    pub max_accounts_per_partition: u64,
+    /// Teams one account holds (level `team`).
+    pub max_teams_per_account: u64,
+    /// Distinct users with activity held for one account (level `user`).
+    pub max_users_per_account: u64,
+    /// Tickets one account holds: open ones, and closed ones for 30 days (level `ticket`).
+    pub max_tickets_per_account: u64,
+    /// Changes one account holds while pairing and while in a time-to-production window,
+    /// and apps in production in its onboarding window (level `change`).
+    pub max_changes_per_account: u64,
+}
+
+fn default_max_accounts_per_partition() -> u64 {
+    50_000
+}
+fn default_max_teams_per_account() -> u64 {
+    5_000
+}
+fn default_max_users_per_account() -> u64 {
+    100_000
+}
+fn default_max_tickets_per_account() -> u64 {
+    50_000
+}
+fn default_max_changes_per_account() -> u64 {
+    500_000
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_accounts_per_partition: default_max_accounts_per_partition(),
+            max_teams_per_account: default_max_teams_per_account(),
+            max_users_per_account: default_max_users_per_account(),
+            max_tickets_per_account: default_max_tickets_per_account(),
+            max_changes_per_account: default_max_changes_per_account(),
+        }
     }
 }
 
@@ -606,11 +665,22 @@ impl Config {
                 return Err(invalid(key, format!("names the same topic '{name}' as `{other}`")));
             }
         }
-        if self.time.evaluation_interval_secs == 0 {
-            return Err(invalid("time.evaluation_interval_secs", "must be at least 1"));
-        }
-        if self.time.idle_timeout_secs == 0 {
-            return Err(invalid("time.idle_timeout_secs", "must be at least 1"));
+        let t = &self.time;
+        in_range("time.evaluation_interval_secs", t.evaluation_interval_secs, 60, 7 * DAY_SECS, "seconds")?;
+        in_range("time.idle_timeout_secs", t.idle_timeout_secs, 1, DAY_SECS, "seconds")?;
+        in_range("time.allowed_lateness_secs", t.allowed_lateness_secs, 0, 365 * DAY_SECS, "seconds")?;
+        in_range("time.max_future_secs", t.max_future_secs, 0, 365 * DAY_SECS, "seconds")?;
+        in_range("magic_number.pending_ttl_secs", self.magic_number.pending_ttl_secs, 1, 365 * DAY_SECS, "seconds")?;
+        in_range("health.warmup_secs", self.health.warmup_secs, 0, 10 * 365 * DAY_SECS, "seconds")?;
+        let l = &self.limits;
+        for (key, v) in [
+            ("limits.max_accounts_per_partition", l.max_accounts_per_partition),
+            ("limits.max_teams_per_account", l.max_teams_per_account),
+            ("limits.max_users_per_account", l.max_users_per_account),
+            ("limits.max_tickets_per_account", l.max_tickets_per_account),
+            ("limits.max_changes_per_account", l.max_changes_per_account),
+        ] {
+            in_range(key, v, 1, MAX_LIMIT, "")?;
         }
         if self.magic_number.pending_ttl_secs < self.time.allowed_lateness_secs {
             return Err(invalid(
@@ -619,6 +689,12 @@ impl Config {
                     "{} is shorter than time.allowed_lateness_secs ({}): a pending half would expire before its partner may still arrive",
                     self.magic_number.pending_ttl_secs, self.time.allowed_lateness_secs
                 ),
+            ));
+        }
+        if self.adoption.key_features.len() > 1_000 {
+            return Err(invalid(
+                "adoption.key_features",
+                format!("lists {} features; at most 1000", self.adoption.key_features.len()),
             ));
         }
         let mut seen = std::collections::HashSet::new();
@@ -637,14 +713,20 @@ impl Config {
             check_weights(&format!("health.segments.{name}.weights"), &w)?;
             check_bands(&format!("health.segments.{name}.bands"), &b)?;
         }
-        if self.processing.commit_interval_ms == 0 {
-            return Err(invalid("processing.commit_interval_ms", "must be at least 1"));
-        }
-        if self.processing.max_batch_records == 0 {
-            return Err(invalid("processing.max_batch_records", "must be at least 1"));
-        }
-        if self.processing.transaction_timeout_ms < 1000 {
-            return Err(invalid("processing.transaction_timeout_ms", "must be at least 1000"));
+        let p = &self.processing;
+        in_range("processing.commit_interval_ms", p.commit_interval_ms, 1, 60_000, "ms")?;
+        in_range("processing.max_batch_records", p.max_batch_records as u64, 1, 1_000_000, "")?;
+        // The broker refuses a transaction timeout above its transaction.max.timeout.ms
+        // (15 minutes by default).
+        in_range("processing.transaction_timeout_ms", p.transaction_timeout_ms, 1_000, 900_000, "ms")?;
+        if p.commit_interval_ms >= p.transaction_timeout_ms {
+            return Err(invalid(
+                "processing.commit_interval_ms",
+                format!(
+                    "{} is not shorter than processing.transaction_timeout_ms ({}): every transaction would time out",
+                    p.commit_interval_ms, p.transaction_timeout_ms
+                ),
+            ));
         }
         if self.processing.instance_id.as_deref().is_some_and(str::is_empty) {
             return Err(invalid("processing.instance_id", "must not be empty"));
@@ -683,10 +765,26 @@ impl Config {
     }
 }
 
+/// Seconds in a day, for the ranges of durations.
+const DAY_SECS: u64 = 86_400;
+/// The largest weight: weights are relative, and a sum of seven stays exact in `f64`.
+pub const MAX_WEIGHT: f64 = 1_000_000.0;
+/// The largest cap of `[limits]`.
+pub const MAX_LIMIT: u64 = 1_000_000_000;
+
+/// Refuses `v` outside `lo..=hi`, naming the key, the value and the range.
+fn in_range(key: &str, v: u64, lo: u64, hi: u64, unit: &str) -> Result<(), ConfigError> {
+    if (lo..=hi).contains(&v) {
+        return Ok(());
+    }
+    let unit = if unit.is_empty() { String::new() } else { format!(" {unit}") };
+    Err(invalid(key, format!("{v}{unit} is out of range: it must be within {lo}..={hi}{unit}")))
+}
+
 fn check_weights(key: &str, w: &Weights) -> Result<(), ConfigError> {
     for (name, v) in w.entries() {
-        if !v.is_finite() || v < 0.0 {
-            return Err(invalid(&format!("{key}.{name}"), format!("{v} must be a number >= 0")));
+        if !v.is_finite() || !(0.0..=MAX_WEIGHT).contains(&v) {
+            return Err(invalid(&format!("{key}.{name}"), format!("{v} must be a number within 0..={MAX_WEIGHT}")));
         }
     }
     if w.entries().iter().all(|(_, v)| *v == 0.0) {

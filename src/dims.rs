@@ -13,11 +13,28 @@ pub struct Dimensions {
     accounts: HashMap<String, AccountRecord>,
     teams: HashMap<String, TeamRecord>,
     teams_by_account: HashMap<String, BTreeSet<String>>,
+    /// Changes with every record applied; unique across the process, so that two tables
+    /// share a version only while both are as created.
+    version: u64,
 }
 
+/// The source of [`Dimensions::version`].
+static VERSIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
 impl Dimensions {
+    fn bump(&mut self) {
+        self.version = VERSIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Identifies the tables' content: it changes whenever a record is applied. The
+    /// engine skips evaluations only while it is unchanged.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
     /// Applies an account record or its deletion.
     pub fn apply_account(&mut self, u: Upsert<AccountRecord>) {
+        self.bump();
         match u {
             Upsert::Put(a) => {
                 self.accounts.insert(a.account_id.clone(), a);
@@ -30,6 +47,7 @@ impl Dimensions {
 
     /// Applies a team record or its deletion.
     pub fn apply_team(&mut self, u: Upsert<TeamRecord>) {
+        self.bump();
         let id = match &u {
             Upsert::Put(t) => t.team_id.clone(),
             Upsert::Delete(id) => id.clone(),

@@ -30,12 +30,11 @@ use rdkafka::ClientContext;
 
 use crate::avro::AvroError;
 use crate::config::Config;
-use crate::decode::{DecodeError, Decoders, Reason};
+use crate::decode::{DecodeError, Decoders};
 use crate::dims::Dimensions;
 use crate::engine::{Engine, EngineConfig, Ingested, Outputs};
 use crate::kafka::{client_config, partition_counts, KafkaSink, Rejection};
-use crate::model::Event;
-use crate::telemetry::{self, metrics, AlertsEmitted, ChangesMeasured, EventsReceived, RecordRejected};
+use crate::telemetry::{self, metrics, AlertsEmitted, ChangesMeasured, EventLimited, EventsReceived, RecordRejected};
 use crate::window::WatermarkTracker;
 
 const METADATA_TIMEOUT: Duration = Duration::from_secs(15);
@@ -818,14 +817,18 @@ fn process_batch<M: Message>(
             }
             Ok(ev) => {
                 let engine = owned.engines.entry(p).or_insert_with(|| Engine::new(Arc::clone(&owned.engine_cfg)));
-                match engine.ingest(&ev, dims, now, out) {
-                    Ingested::Accepted => {
+                let result = engine.ingest_at(&ev, dims, now, out);
+                match result.rejection(ev.occurred_at()) {
+                    None => {
                         engine.note_input(ti, ev.occurred_at());
                         owned.watermarks.observe(&(ti, p), ev.occurred_at(), now)
                     }
-                    Ingested::Late { tick } => {
+                    Some(e) => {
                         owned.watermarks.touch(&(ti, p), now);
-                        reject(sink, m, &late_error(&ev, tick), summary);
+                        if let Ingested::Limit { level, cap } = result {
+                            EventLimited { level, cap }.emit();
+                        }
+                        reject(sink, m, &e, summary);
                     }
                 }
                 if !out.alerts.is_empty() {
@@ -988,17 +991,6 @@ fn rewind(
         consumer.seek(&topic, p, off, METADATA_TIMEOUT)?;
     }
     Ok(())
-}
-
-fn late_error(ev: &Event, tick: i64) -> DecodeError {
-    DecodeError {
-        reason: Reason::Late,
-        detail: format!(
-            "occurred_at {} belongs to tick {} which was already evaluated",
-            crate::time::format_rfc3339(ev.occurred_at()),
-            crate::time::format_rfc3339(tick)
-        ),
-    }
 }
 
 /// How often the state-size and entities-by-band gauges are refreshed.

@@ -19,11 +19,11 @@ use crate::avro::container::{Container, ContainerError};
 use crate::avro::plan::Decoded;
 use crate::avro::Input;
 use crate::config::Config;
-use crate::decode::{fields, json, DecodeError, Reason, Upsert};
+use crate::decode::{fields, json, DecodeError, Upsert};
 use crate::dims::Dimensions;
 use crate::engine::{Engine, EngineConfig, Ingested, Outputs};
 use crate::model::Event;
-use crate::telemetry::{AlertsEmitted, ChangesMeasured, EventsReceived, RecordRejected};
+use crate::telemetry::{AlertsEmitted, ChangesMeasured, EventLimited, EventsReceived, RecordRejected};
 use crate::window::WatermarkTracker;
 
 /// Errors of a replay run.
@@ -369,21 +369,19 @@ pub fn replay(cfg: &Config, files: &ReplayFiles) -> Result<ReplaySummary, Replay
         let Some((no, line, ev)) = streams[i].head.take() else {
             break;
         };
-        match engine.ingest(&ev, &dims, now(), &mut out) {
-            Ingested::Accepted => summary.events += 1,
-            Ingested::Late { tick } => {
-                let err = DecodeError {
-                    reason: Reason::Late,
-                    detail: format!(
-                        "occurred_at {} belongs to tick {} which was already evaluated",
-                        crate::time::format_rfc3339(ev.occurred_at()),
-                        crate::time::format_rfc3339(tick)
-                    ),
-                };
+        let result = engine.ingest_at(&ev, &dims, now(), &mut out);
+        match result.rejection(ev.occurred_at()) {
+            None => {
+                summary.events += 1;
+                watermarks.observe(&(), ev.occurred_at(), 0);
+            }
+            Some(err) => {
+                if let Ingested::Limit { level, cap } = result {
+                    EventLimited { level, cap }.emit();
+                }
                 sinks.reject(&mut summary, &streams[i].lines, no, &err, &line)?;
             }
         }
-        watermarks.observe(&(), ev.occurred_at(), 0);
         if let Some(wm) = watermarks.watermark(0) {
             engine.advance(wm, &dims, now(), &mut out);
         }

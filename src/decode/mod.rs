@@ -27,11 +27,15 @@ pub enum Reason {
     IncompatibleSchema,
     /// The Avro schema id is not in the schema registry.
     UnknownSchema,
+    /// `occurred_at` is further ahead of the wall clock than `time.max_future_secs`.
+    Future,
+    /// The event would create an entity beyond a cap of `[limits]`.
+    Limit,
 }
 
 impl Reason {
     /// Every reason, for metric pre-registration.
-    pub const ALL: [Reason; 9] = [
+    pub const ALL: [Reason; 11] = [
         Reason::Undecodable,
         Reason::NotObject,
         Reason::MissingField,
@@ -41,6 +45,8 @@ impl Reason {
         Reason::Late,
         Reason::IncompatibleSchema,
         Reason::UnknownSchema,
+        Reason::Future,
+        Reason::Limit,
     ];
 
     /// The stable code.
@@ -55,6 +61,8 @@ impl Reason {
             Reason::Late => "late",
             Reason::IncompatibleSchema => "incompatible_schema",
             Reason::UnknownSchema => "unknown_schema",
+            Reason::Future => "future",
+            Reason::Limit => "limit",
         }
     }
 }

@@ -61,6 +61,82 @@ pub struct EngineConfig {
     pub warmup_ms: i64,
     /// How far apart the halves of a change may be and still pair, ms.
     pub pending_ttl_ms: i64,
+    /// How far ahead of the wall clock an event may be, ms (see [`Engine::ingest_at`]).
+    pub max_future_ms: i64,
+    /// Caps on the state one partition holds.
+    pub limits: Limits,
+}
+
+/// Caps on the state of one partition (see [`crate::config::LimitsConfig`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Accounts in the partition.
+    pub accounts: usize,
+    /// Teams of one account.
+    pub teams: usize,
+    /// Users of one account with activity held.
+    pub users: usize,
+    /// Tickets of one account.
+    pub tickets: usize,
+    /// Changes (and apps in the onboarding window) of one account.
+    pub changes: usize,
+}
+
+impl Limits {
+    fn from_config(l: &crate::config::LimitsConfig) -> Self {
+        let n = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
+        Self {
+            accounts: n(l.max_accounts_per_partition),
+            teams: n(l.max_teams_per_account),
+            users: n(l.max_users_per_account),
+            tickets: n(l.max_tickets_per_account),
+            changes: n(l.max_changes_per_account),
+        }
+    }
+}
+
+/// Which cap an event would have broken: the `level` label of
+/// `cs_pulse_limited_events_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LimitLevel {
+    /// A new account beyond `limits.max_accounts_per_partition`.
+    Account,
+    /// A new team beyond `limits.max_teams_per_account`.
+    Team,
+    /// A new user beyond `limits.max_users_per_account`.
+    User,
+    /// A new ticket beyond `limits.max_tickets_per_account`.
+    Ticket,
+    /// A new change or app beyond `limits.max_changes_per_account`.
+    Change,
+}
+
+impl LimitLevel {
+    /// Every level, for metric pre-registration.
+    pub const ALL: [LimitLevel; 5] =
+        [LimitLevel::Account, LimitLevel::Team, LimitLevel::User, LimitLevel::Ticket, LimitLevel::Change];
+
+    /// The stable label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LimitLevel::Account => "account",
+            LimitLevel::Team => "team",
+            LimitLevel::User => "user",
+            LimitLevel::Ticket => "ticket",
+            LimitLevel::Change => "change",
+        }
+    }
+
+    /// The configuration key of the cap.
+    pub fn key(self) -> &'static str {
+        match self {
+            LimitLevel::Account => "limits.max_accounts_per_partition",
+            LimitLevel::Team => "limits.max_teams_per_account",
+            LimitLevel::User => "limits.max_users_per_account",
+            LimitLevel::Ticket => "limits.max_tickets_per_account",
+            LimitLevel::Change => "limits.max_changes_per_account",
+        }
+    }
 }
 
 fn gcd(a: i64, b: i64) -> i64 {
@@ -82,6 +158,8 @@ impl EngineConfig {
             health: c.health.clone(),
             warmup_ms: c.health.warmup_secs as i64 * 1000,
             pending_ttl_ms: c.magic_number.pending_ttl_secs as i64 * 1000,
+            max_future_ms: c.time.max_future_secs as i64 * 1000,
+            limits: Limits::from_config(&c.limits),
         }
     }
 
@@ -105,6 +183,59 @@ pub enum Ingested {
         /// The event's own tick.
         tick: i64,
     },
+    /// Further ahead of the wall clock than `time.max_future_secs`: dead-lettered with
+    /// reason `future`; nothing changed, not the state and not the watermark.
+    Future {
+        /// The wall clock it was compared with, epoch ms.
+        now: i64,
+    },
+    /// It would have created an entity beyond a cap of `[limits]`: dead-lettered with
+    /// reason `limit`; nothing changed.
+    Limit {
+        /// The cap.
+        level: LimitLevel,
+        /// Its value.
+        cap: usize,
+    },
+}
+
+impl Ingested {
+    /// Whether the event was taken into state (and may move the watermark).
+    pub fn is_accepted(&self) -> bool {
+        matches!(self, Ingested::Accepted)
+    }
+
+    /// Why the event must be dead-lettered, with its detail; `None` when it was accepted.
+    /// One wording for `run`, `demo` and `replay`.
+    pub fn rejection(&self, occurred_at: i64) -> Option<crate::decode::DecodeError> {
+        use crate::decode::{DecodeError, Reason};
+        use crate::time::format_rfc3339;
+        let (reason, detail) = match *self {
+            Ingested::Accepted => return None,
+            Ingested::Late { tick } => (
+                Reason::Late,
+                format!(
+                    "occurred_at {} belongs to tick {} which was already evaluated",
+                    format_rfc3339(occurred_at),
+                    format_rfc3339(tick)
+                ),
+            ),
+            Ingested::Future { now } => (
+                Reason::Future,
+                format!(
+                    "occurred_at {} ({occurred_at} ms) is {} ahead of the wall clock ({}); more than time.max_future_secs allows (milliseconds expected, not microseconds)",
+                    format_rfc3339(occurred_at),
+                    crate::magic::human_duration(occurred_at.saturating_sub(now)),
+                    format_rfc3339(now)
+                ),
+            ),
+            Ingested::Limit { level, cap } => (
+                Reason::Limit,
+                format!("it would create a new {} beyond {} = {cap}", level.as_str(), level.key()),
+            ),
+        };
+        Some(DecodeError { reason, detail })
+    }
 }
 
 /// What the engine produced.
@@ -116,6 +247,10 @@ pub struct Outputs {
     pub scores: Vec<ScoreRecord>,
     /// Ticks evaluated.
     pub ticks: u64,
+    /// Account evaluations done (an account at a tick): the engine's work, which stays
+    /// bounded per event whatever the event times (ticks where nothing can change are
+    /// skipped).
+    pub evaluations: u64,
     /// Times to production of changes that paired, ms (for the histogram).
     pub paired_ttp_ms: Vec<i64>,
     /// Halves of changes that expired without a partner.
@@ -170,6 +305,9 @@ pub struct Engine {
     /// the partition's watermark survives a restart with its state.
     input_max: [Option<i64>; 2],
     meta_dirty: bool,
+    /// The version of the dimension tables at the last evaluation: the accounts' quiet
+    /// marks (see `AccountState::quiet`) hold only while the tables are unchanged.
+    quiet_dims: Option<u64>,
 }
 
 /// The engine's own bookkeeping, written beside the accounts in the changelog.
@@ -206,6 +344,7 @@ impl Engine {
             last_pruned: None,
             input_max: [None, None],
             meta_dirty: false,
+            quiet_dims: None,
         }
     }
 
@@ -236,21 +375,87 @@ impl Engine {
         self.last_evaluated
     }
 
+    /// What the drivers (`run`, `demo`, `replay`) call: [`Engine::ingest`] after the
+    /// event-time sanity rule. An event further than `time.max_future_secs` ahead of
+    /// `now`, the process's wall clock, is refused as [`Ingested::Future`] and changes
+    /// nothing. `now` is also the `emitted_at` of the alerts it fires.
+    pub fn ingest_at(&mut self, ev: &Event, dims: &Dimensions, now: i64, out: &mut Outputs) -> Ingested {
+        if ev.occurred_at() > now.saturating_add(self.cfg.max_future_ms) {
+            return Ingested::Future { now };
+        }
+        self.ingest(ev, dims, now, out)
+    }
+
+    /// The cap of `[limits]` the event would break by creating an entity, if any.
+    fn over_limit(&self, ev: &Event, dims: &Dimensions) -> Option<(LimitLevel, usize)> {
+        let l = &self.cfg.limits;
+        let Some(acct) = self.accounts.get(ev.account_id()) else {
+            // A new account: its first team, user, ticket and change fit every cap >= 1.
+            return (self.accounts.len() >= l.accounts).then_some((LimitLevel::Account, l.accounts));
+        };
+        let new_team = |team_id: &str| !acct.teams.contains_key(team_id) && acct.teams.len() >= l.teams;
+        match ev {
+            Event::Usage(u) => {
+                if new_team(&u.team_id) {
+                    return Some((LimitLevel::Team, l.teams));
+                }
+                if let Some(user) = &u.user_id {
+                    if acct.user_ids.get(user).is_none() && acct.user_ids.len() >= l.users {
+                        return Some((LimitLevel::User, l.users));
+                    }
+                }
+                let production = u.environment.as_deref() == Some("production");
+                if let Some(change) = &u.change_id {
+                    let pairs =
+                        u.kind == UsageKind::ChangeCreated || (u.kind == UsageKind::ChangeDeployed && production);
+                    if pairs && !acct.changes.contains_key(change.as_str()) && acct.changes.len() >= l.changes {
+                        return Some((LimitLevel::Change, l.changes));
+                    }
+                    if let (UsageKind::ChangeDeployed, true, Some(app)) = (&u.kind, production, &u.app_id) {
+                        let cs = dims.account(&u.account_id).and_then(|a| a.contract_start);
+                        let in_window = cs.is_none_or(|cs| u.occurred_at < cs.saturating_add(90 * DAY_MS));
+                        if in_window && !acct.apps.contains_key(app) && acct.apps.len() >= l.changes {
+                            return Some((LimitLevel::Change, l.changes));
+                        }
+                    }
+                }
+                None
+            }
+            Event::Support(s) => {
+                if s.team_id.as_deref().is_some_and(new_team) {
+                    return Some((LimitLevel::Team, l.teams));
+                }
+                if let (Some(ticket), true) = (&s.ticket_id, s.kind.is_ticket()) {
+                    if !acct.tickets.contains_key(ticket.as_str()) && acct.tickets.len() >= l.tickets {
+                        return Some((LimitLevel::Ticket, l.tickets));
+                    }
+                }
+                None
+            }
+        }
+    }
+
     /// Takes an event into state. Fires `support_escalation` at once. Returns
-    /// [`Ingested::Late`] (state untouched) when the event's tick has been evaluated.
+    /// [`Ingested::Late`] (state untouched) when the event's tick has been evaluated, and
+    /// [`Ingested::Limit`] (state untouched) when it would create an entity beyond a cap.
     pub fn ingest(&mut self, ev: &Event, dims: &Dimensions, emitted_at: i64, out: &mut Outputs) -> Ingested {
         let t = ev.occurred_at();
         let own_tick = self.cfg.tick_of(t);
-        match self.last_evaluated {
-            Some(last) if own_tick <= last => return Ingested::Late { tick: own_tick },
-            Some(_) => {}
-            None => self.next_tick = Some(self.next_tick.map_or(own_tick, |n| n.min(own_tick))),
+        if self.last_evaluated.is_some_and(|last| own_tick <= last) {
+            return Ingested::Late { tick: own_tick };
+        }
+        if let Some((level, cap)) = self.over_limit(ev, dims) {
+            return Ingested::Limit { level, cap };
+        }
+        if self.last_evaluated.is_none() {
+            self.next_tick = Some(self.next_tick.map_or(own_tick, |n| n.min(own_tick)));
         }
         let cfg = Arc::clone(&self.cfg);
         let bucket = cfg.bucket(t);
         let account_id = ev.account_id();
         let dirty = &mut self.dirty;
         let (acct, mut account_changed) = state::entry(&mut self.accounts, account_id, |id| AccountState::new(id, t));
+        acct.quiet = None;
         account_changed |= t < acct.first_seen;
         acct.first_seen = acct.first_seen.min(t);
         let aid = &acct.id;
@@ -286,7 +491,7 @@ impl Engine {
                         dirty.mark(|| StateKey::Change(Arc::clone(aid), change.clone()));
                         // Only the first 90 days of the contract matter for onboarding.
                         let cs = dims.account(&u.account_id).and_then(|a| a.contract_start);
-                        if let (Some(app), true) = (&u.app_id, cs.is_none_or(|cs| t < cs + 90 * DAY_MS)) {
+                        if let (Some(app), true) = (&u.app_id, cs.is_none_or(|cs| t < cs.saturating_add(90 * DAY_MS))) {
                             account_changed |= acct.apps.entry(app.clone()).or_default().insert(t);
                         }
                     }
@@ -369,11 +574,24 @@ impl Engine {
         out: &mut Outputs,
     ) -> bool {
         let mut budget = max_ticks;
+        let interval = self.cfg.interval_ms;
         while let Some(t) = self.next_tick.filter(|&t| t <= watermark) {
             if budget == 0 {
                 return true;
             }
             budget -= 1;
+            if let Some(until) = self.quiet_until(t, dims) {
+                // Nothing can happen before `until`: the ticks up to it (and up to the
+                // watermark) are evaluated at once, with no output, as one by one they
+                // would have been. Work stays bounded per event whatever the gaps between
+                // event times.
+                let last = (until - interval).min(watermark.div_euclid(interval) * interval).max(t);
+                out.ticks += ((last - t) / interval + 1) as u64;
+                self.meta_dirty = true;
+                self.last_evaluated = Some(last);
+                self.next_tick = Some(last + interval);
+                continue;
+            }
             self.evaluate(t, dims, emitted_at, out);
             self.meta_dirty = true;
             self.last_evaluated = Some(t);
@@ -381,6 +599,25 @@ impl Engine {
             out.ticks += 1;
         }
         false
+    }
+
+    /// When no account can change or fire anything at tick `t`, the first tick at which
+    /// one can: an account not evaluated yet starts at the tick after its first event, and
+    /// a quiet account wakes at its next onboarding deadline. `None` when tick `t` must be
+    /// evaluated.
+    fn quiet_until(&self, t: i64, dims: &Dimensions) -> Option<i64> {
+        if self.quiet_dims != Some(dims.version()) {
+            return None;
+        }
+        let mut until = i64::MAX;
+        for a in self.accounts.values() {
+            if a.first_seen >= t {
+                until = until.min(self.cfg.tick_of(a.first_seen));
+            } else {
+                until = until.min(a.quiet?);
+            }
+        }
+        (until > t).then_some(until)
     }
 
     /// The watermark at the end of input: the end of the interval holding `max_event_time`.
@@ -433,10 +670,18 @@ impl Engine {
         let w = Windows::new(&cfg, tick);
         let mut accounts: Vec<(&Id, &mut AccountState)> = self.accounts.iter_mut().collect();
         accounts.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        let dims_unchanged = self.quiet_dims == Some(dims.version());
         for (account_id, acct) in accounts {
             if acct.first_seen >= tick {
                 continue;
             }
+            // A quiet account evaluates to what it did last time, with no output.
+            if dims_unchanged && acct.quiet.is_some_and(|wake| wake > tick) {
+                continue;
+            }
+            out.evaluations += 1;
+            let outputs_before = (out.alerts.len(), out.scores.len());
+            let mut changed = false;
             let record = dims.account(account_id);
             let (weights, bands) = cfg.health.for_segment(record.and_then(|r| r.segment.as_deref()));
             // Rules with memory across ticks run first, on the mutable state.
@@ -447,6 +692,7 @@ impl Engine {
             for team in acct.teams.values_mut().filter(|t| t.first_seen < tick) {
                 let (users, champions_changed) = rules::update_champions(team, &acct.user_ids, &w);
                 if champions_changed {
+                    changed = true;
                     dirty.mark(|| StateKey::Team(Arc::clone(account_id), Arc::clone(&team.id)));
                 }
                 if !users.is_empty() {
@@ -456,6 +702,7 @@ impl Engine {
             let milestones_before = acct.milestones_done;
             let onboarding = rules::onboarding(acct, record, tick, cfg.interval_ms);
             if acct.milestones_done != milestones_before {
+                changed = true;
                 dirty.mark(|| StateKey::Account(Arc::clone(account_id)));
             }
             let mut entities = std::mem::take(&mut acct.entities);
@@ -559,6 +806,7 @@ impl Engine {
                     }
                 }
                 if created || *h != health_before {
+                    changed = true;
                     dirty.mark(|| StateKey::Entity(Arc::clone(account_id), entity.level, entity.id.clone()));
                 }
                 if let Some((score, band)) = score_out {
@@ -566,7 +814,12 @@ impl Engine {
                 }
             }
             acct.entities = entities;
+            let quiet = !changed
+                && outputs_before == (out.alerts.len(), out.scores.len())
+                && state::holds_nothing_after(acct, tick);
+            acct.quiet = quiet.then(|| rules::next_onboarding_tick(record, tick, cfg.interval_ms).unwrap_or(i64::MAX));
         }
+        self.quiet_dims = Some(dims.version());
         let all = self.last_pruned.is_none_or(|p| tick - p >= DAY_MS);
         if all {
             self.last_pruned = Some(tick);

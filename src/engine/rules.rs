@@ -90,6 +90,13 @@ fn tick_at_or_after(t: i64, interval_ms: i64) -> i64 {
     t.div_euclid(interval_ms) * interval_ms + if t.rem_euclid(interval_ms) == 0 { 0 } else { interval_ms }
 }
 
+/// The first onboarding deadline tick after `tick` (contract_start + 60 and + 90 days),
+/// at which `onboarding_at_risk` or `onboarding_missed` may fire.
+pub(super) fn next_onboarding_tick(record: Option<&AccountRecord>, tick: i64, interval_ms: i64) -> Option<i64> {
+    let cs = record.and_then(|r| r.contract_start)?;
+    [60, 90].into_iter().map(|days| tick_at_or_after(cs.saturating_add(days * DAY_MS), interval_ms)).find(|&t| t > tick)
+}
+
 /// An onboarding alert to raise for the account.
 pub(super) struct Onboarding {
     pub(super) kind: AlertKind,
@@ -109,8 +116,13 @@ pub(super) fn onboarding(
     interval_ms: i64,
 ) -> Vec<Onboarding> {
     let Some(cs) = record.and_then(|r| r.contract_start) else { return Vec::new() };
-    let mut firsts: Vec<(i64, &str)> =
-        acct.apps.iter().filter_map(|(app, times)| times.range(cs..tick).next().map(|d| (*d, app.as_str()))).collect();
+    // Deploys before contract_start do not count (a trial or pilot before signing); at a
+    // tick before contract_start none does.
+    let mut firsts: Vec<(i64, &str)> = acct
+        .apps
+        .iter()
+        .filter_map(|(app, times)| times.range(cs..tick.max(cs)).next().map(|d| (*d, app.as_str())))
+        .collect();
     firsts.sort();
     let count = firsts.len();
     let start = || format_rfc3339(cs)[..10].to_string();
@@ -118,7 +130,7 @@ pub(super) fn onboarding(
     for (days, kind, severity) in
         [(60, AlertKind::OnboardingAtRisk, Severity::Warning), (90, AlertKind::OnboardingMissed, Severity::Critical)]
     {
-        if count == 0 && tick == tick_at_or_after(cs + days * DAY_MS, interval_ms) {
+        if count == 0 && tick == tick_at_or_after(cs.saturating_add(days * DAY_MS), interval_ms) {
             let mut details = Map::new();
             details.insert("days_since_contract_start".into(), json!(days));
             details.insert("apps_in_production".into(), json!(0));
@@ -138,7 +150,7 @@ pub(super) fn onboarding(
         if count >= k && acct.milestones_done & bit == 0 {
             acct.milestones_done |= bit;
             let (at, app) = firsts[k - 1];
-            if at < cs + 90 * DAY_MS {
+            if at < cs.saturating_add(90 * DAY_MS) {
                 reached.push((k, at, app.to_string()));
             }
         }

@@ -109,7 +109,6 @@ impl UserIds {
     }
 
     /// Numbers held.
-    #[cfg(test)]
     pub(super) fn len(&self) -> usize {
         self.index.len()
     }
@@ -271,6 +270,31 @@ pub(super) struct AccountState {
     pub(super) apps: BTreeMap<String, BTreeSet<i64>>,
     /// Onboarding milestones already decided (bit 0: first app, bit 1: third app).
     pub(super) milestones_done: u8,
+    /// Set by an evaluation that changed and produced nothing while the account held no
+    /// data any later window reads (see [`holds_nothing_after`]): until the tick held
+    /// here (its next onboarding deadline, or `i64::MAX`), each evaluation would do the
+    /// same, so ticks before it may be skipped. Cleared by any event taken into the
+    /// account; not kept in the changelog (a restored account is evaluated afresh).
+    pub(super) quiet: Option<i64>,
+}
+
+/// Whether nothing in the account can change an evaluation after `tick`: no activity,
+/// escalations, answers, champions or changes held, no team created at or after it, and
+/// every ticket and app deploy before it (so each evaluation folds them alike).
+pub(super) fn holds_nothing_after(a: &AccountState, tick: i64) -> bool {
+    a.changes.is_empty()
+        && a.account_support.escalations.is_empty()
+        && a.account_feedback.responses.is_empty()
+        && a.tickets.values().all(|t| t.last_at().is_none_or(|at| at < tick))
+        && a.apps.values().all(|times| times.last().is_none_or(|at| *at < tick))
+        && a.teams.values().all(|t| {
+            t.first_seen < tick
+                && t.users.is_empty()
+                && t.features.is_empty()
+                && t.support.escalations.is_empty()
+                && t.feedback.responses.is_empty()
+                && t.champions.is_empty()
+        })
 }
 
 impl AccountState {
@@ -287,6 +311,7 @@ impl AccountState {
             changes: HashMap::default(),
             apps: BTreeMap::new(),
             milestones_done: 0,
+            quiet: None,
         }
     }
 }

@@ -35,8 +35,7 @@ impl Ticket {
             priority: s.priority,
             team_id: s.team_id.clone(),
         };
-        let key = |e: &TicketEvent| (e.at, e.event_id.clone());
-        let pos = self.events.partition_point(|e| key(e) <= key(&ev));
+        let pos = self.events.partition_point(|e| (e.at, e.event_id.as_str()) <= (ev.at, ev.event_id.as_str()));
         if pos > 0 && self.events[pos - 1].event_id == ev.event_id && self.events[pos - 1].at == ev.at {
             return; // the same event delivered twice
         }
@@ -73,6 +72,11 @@ impl Ticket {
         } else {
             None
         }
+    }
+
+    /// The time of its latest event.
+    pub(super) fn last_at(&self) -> Option<i64> {
+        self.events.last().map(|e| e.at)
     }
 
     /// Whether the ticket is closed and its last event is before `before`.

@@ -69,6 +69,14 @@ pub struct Metrics {
     /// `cs_pulse_evaluated_tick_timestamp_seconds`: the latest tick every owned partition
     /// has evaluated (behind the watermark while a backlog is worked off).
     pub evaluated_tick_timestamp_seconds: Gauge,
+    /// `cs_pulse_limited_events_total{level}`: events dead-lettered (reason `limit`)
+    /// because they would have created an entity beyond a cap of `[limits]`.
+    pub limited_events_total: IntCounterVec,
+    /// `cs_pulse_partition_failures_total`: input partitions stopped because processing
+    /// one of their records failed (a defect); the others go on.
+    pub partition_failures_total: IntCounter,
+    /// `cs_pulse_failed_partitions`: input partitions stopped now, until a restart.
+    pub failed_partitions: IntGauge,
 }
 
 fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -242,8 +250,30 @@ impl Metrics {
                 )
                 .unwrap_or_else(|e| panic!("{e}")),
             ),
+            limited_events_total: counter_vec(
+                &r,
+                "cs_pulse_limited_events_total",
+                "Events dead-lettered because they would have created an entity beyond a cap, by the capped level.",
+                &["level"],
+            ),
+            partition_failures_total: register(
+                &r,
+                IntCounter::new(
+                    "cs_pulse_partition_failures_total",
+                    "Input partitions stopped because processing one of their records failed.",
+                )
+                .unwrap_or_else(|e| panic!("{e}")),
+            ),
+            failed_partitions: register(
+                &r,
+                IntGauge::new("cs_pulse_failed_partitions", "Input partitions stopped until a restart.")
+                    .unwrap_or_else(|e| panic!("{e}")),
+            ),
             registry: r,
         };
+        for level in crate::engine::LimitLevel::ALL {
+            m.limited_events_total.with_label_values(&[level.as_str()]);
+        }
         for kind in crate::model::AlertKind::ALL {
             for sev in ["info", "warning", "critical"] {
                 m.alerts_total.with_label_values(&[kind.as_str(), sev]);

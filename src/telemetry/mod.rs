@@ -94,6 +94,40 @@ impl RecordRejected<'_> {
     }
 }
 
+/// An event was refused because it would have created an entity beyond a cap.
+pub struct EventLimited {
+    /// The capped level.
+    pub level: crate::engine::LimitLevel,
+    /// The cap.
+    pub cap: usize,
+}
+
+impl EventLimited {
+    /// Counts it in `cs_pulse_limited_events_total{level}`, and warns the first time
+    /// each level's cap is reached in this process (per event it logs only at DEBUG,
+    /// through [`RecordRejected`]).
+    pub fn emit(self) {
+        use crate::engine::LimitLevel;
+        static WARNED: [AtomicBool; 5] = [
+            AtomicBool::new(false),
+            AtomicBool::new(false),
+            AtomicBool::new(false),
+            AtomicBool::new(false),
+            AtomicBool::new(false),
+        ];
+        metrics().limited_events_total.with_label_values(&[self.level.as_str()]).inc();
+        let i = LimitLevel::ALL.iter().position(|l| *l == self.level).unwrap_or(0);
+        if !WARNED[i].swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                level = self.level.as_str(),
+                cap = self.cap,
+                key = self.level.key(),
+                "Cap reached: events that would create a new entity at this level are dead-lettered (reason limit); existing entities keep working."
+            );
+        }
+    }
+}
+
 /// Changes paired or expired (the magic number).
 pub struct ChangesMeasured<'a> {
     /// Times to production of changes that paired, ms.
