@@ -593,9 +593,16 @@ impl Config {
     /// Parses TOML text, applies environment overrides and validates. `origin` names the
     /// source in errors.
     pub fn from_toml(text: &str, origin: &str) -> Result<Self, ConfigError> {
-        let mut cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: origin.to_string(),
-            message: e.to_string().trim().replace('\n', " "),
+        let mut cfg: Config = toml::from_str(text).map_err(|e| {
+            let key = e.span().and_then(|span| dotted_key_at(text, span.start));
+            let message = e.to_string().trim().replace('\n', " ");
+            ConfigError::Parse {
+                path: origin.to_string(),
+                message: match key {
+                    Some(key) => format!("key `{key}`: {message}"),
+                    None => message,
+                },
+            }
         })?;
         cfg.apply_env(|k| std::env::var(k).ok());
         cfg.validate()?;
@@ -765,6 +772,28 @@ impl Config {
     }
 }
 
+/// The dotted key (`time.allowed_lateness_secs`) of the `key = value` line holding byte
+/// `offset` of a TOML text, under the last `[table]` header above it.
+fn dotted_key_at(text: &str, offset: usize) -> Option<String> {
+    let before = text.get(..offset)?;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let line = text[line_start..].lines().next()?;
+    let key = line.split_once('=')?.0.trim().trim_matches('"');
+    if key.is_empty() || key.starts_with('[') {
+        return None;
+    }
+    let table = before[..line_start]
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('[') && l.ends_with(']'))
+        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_string());
+    Some(match table {
+        Some(t) if !t.is_empty() => format!("{t}.{key}"),
+        _ => key.to_string(),
+    })
+}
+
 /// Seconds in a day, for the ranges of durations.
 const DAY_SECS: u64 = 86_400;
 /// The largest weight: weights are relative, and a sum of seven stays exact in `f64`.
@@ -810,8 +839,10 @@ mod tests {
     use super::*;
 
     fn parse(s: &str) -> Result<Config, ConfigError> {
-        let mut c: Config =
-            toml::from_str(s).map_err(|e| ConfigError::Parse { path: "t".into(), message: e.to_string() })?;
+        let mut c: Config = toml::from_str(s).map_err(|e| {
+            let key = e.span().and_then(|span| dotted_key_at(s, span.start)).unwrap_or_default();
+            ConfigError::Parse { path: "t".into(), message: format!("key `{key}`: {e}") }
+        })?;
         c.apply_env(|_| None);
         c.validate()?;
         Ok(c)
@@ -857,6 +888,42 @@ mod tests {
         assert!(e.contains("schema_registry.url"), "{e}");
         let e = parse("[input]\nusage = \"protobuf\"\n").unwrap_err().to_string();
         assert!(e.contains("protobuf"), "{e}");
+    }
+
+    #[test]
+    fn values_that_overflow_or_make_no_sense_are_refused_naming_the_key() {
+        for (toml, key) in [
+            ("[time]\nallowed_lateness_secs = 18446744073709551615\n", "time.allowed_lateness_secs"),
+            ("[time]\nevaluation_interval_secs = 9223372036854775807\n", "time.evaluation_interval_secs"),
+            ("[time]\nevaluation_interval_secs = 1\n", "time.evaluation_interval_secs"),
+            ("[time]\nmax_future_secs = 9223372036854775807\n", "time.max_future_secs"),
+            ("[time]\nidle_timeout_secs = 0\n", "time.idle_timeout_secs"),
+            ("[magic_number]\npending_ttl_secs = 9223372036854775807\n", "magic_number.pending_ttl_secs"),
+            ("[health]\nwarmup_secs = 18446744073709551615\n", "health.warmup_secs"),
+            ("[health.weights]\nsupport = 1e308\n", "health.weights.support"),
+            ("[health.segments.smb.weights]\ntrend = 1e300\n", "health.segments.smb.weights.trend"),
+            ("[limits]\nmax_teams_per_account = 0\n", "limits.max_teams_per_account"),
+            ("[limits]\nmax_accounts_per_partition = 18446744073709551615\n", "limits.max_accounts_per_partition"),
+            ("[processing]\ncommit_interval_ms = 18446744073709551615\n", "processing.commit_interval_ms"),
+            ("[processing]\ntransaction_timeout_ms = 18446744073709551615\n", "processing.transaction_timeout_ms"),
+            (
+                "[processing]\ncommit_interval_ms = 60000\ntransaction_timeout_ms = 30000\n",
+                "processing.commit_interval_ms",
+            ),
+            ("[processing]\nmax_batch_records = 18446744073709551615\n", "processing.max_batch_records"),
+        ] {
+            let e = parse(toml).unwrap_err().to_string();
+            assert!(e.contains(key), "{toml}: {e}");
+        }
+        // the largest accepted values still give an engine whose arithmetic fits
+        let c = parse(
+            "[time]\nallowed_lateness_secs = 31536000\nmax_future_secs = 31536000\nevaluation_interval_secs = 604800\n\
+             [magic_number]\npending_ttl_secs = 31536000\n[health]\nwarmup_secs = 315360000\n\
+             [health.weights]\nsupport = 1000000\nutilization = 1000000\n",
+        )
+        .unwrap();
+        let e = crate::engine::EngineConfig::from_config(&c);
+        assert_eq!(e.tick_of(crate::time::MAX_TIME_MS) % e.interval_ms, 0);
     }
 
     #[test]

@@ -19,7 +19,7 @@ use crate::avro::container::{Container, ContainerError};
 use crate::avro::plan::Decoded;
 use crate::avro::Input;
 use crate::config::Config;
-use crate::decode::{fields, json, DecodeError, Upsert};
+use crate::decode::{fields, json, DecodeError, Reason, Upsert};
 use crate::dims::Dimensions;
 use crate::engine::{Engine, EngineConfig, Ingested, Outputs};
 use crate::model::Event;
@@ -89,6 +89,8 @@ pub struct ReplaySummary {
     pub scores: u64,
     /// Ticks evaluated.
     pub ticks: u64,
+    /// Account evaluations done (an account at a tick): the engine's work.
+    pub evaluations: u64,
     /// The last tick evaluated, epoch ms.
     pub last_tick: Option<i64>,
     /// Changes whose halves paired (time to production measured).
@@ -155,27 +157,42 @@ impl Lines {
             return Ok(next.map(|r| (c.record_no, String::new(), r)));
         }
         Ok(self.next_line()?.map(|(no, line)| {
-            let decoded = json(line.as_bytes());
-            (no, line, decoded)
+            let decoded = match std::str::from_utf8(&line) {
+                Ok(_) => json(&line),
+                Err(e) => Err(DecodeError::new(
+                    Reason::Undecodable,
+                    format!("line is not UTF-8: invalid byte at offset {}", e.valid_up_to()),
+                )),
+            };
+            // The dead-letter file is JSON: a line that is not UTF-8 is written with its
+            // invalid bytes replaced; the file and line number locate the original.
+            (no, String::from_utf8_lossy(&line).into_owned(), decoded)
         }))
     }
 
-    /// The next non-blank line and its number.
-    fn next_line(&mut self) -> Result<Option<(u64, String)>, ReplayError> {
-        let mut buf = String::new();
+    /// The next non-blank line, as bytes, and its number. A UTF-8 byte-order mark at the
+    /// start of the file is skipped.
+    fn next_line(&mut self) -> Result<Option<(u64, Vec<u8>)>, ReplayError> {
+        let mut buf = Vec::new();
         loop {
             buf.clear();
             let n = self
                 .reader
-                .read_line(&mut buf)
+                .read_until(b'\n', &mut buf)
                 .map_err(|source| ReplayError::Io { path: self.path.clone(), source })?;
             if n == 0 {
                 return Ok(None);
             }
             self.line_no += 1;
-            let line = buf.trim_end_matches(['\n', '\r']);
-            if !line.trim().is_empty() {
-                return Ok(Some((self.line_no, line.to_string())));
+            let mut line = buf.as_slice();
+            if self.line_no == 1 {
+                line = line.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(line);
+            }
+            while let [rest @ .., b'\n' | b'\r'] = line {
+                line = rest;
+            }
+            if !line.trim_ascii().is_empty() {
+                return Ok(Some((self.line_no, line.to_vec())));
             }
         }
     }
@@ -251,6 +268,7 @@ impl Sinks {
             None => out.scores.clear(),
         }
         summary.ticks += std::mem::take(&mut out.ticks);
+        summary.evaluations += std::mem::take(&mut out.evaluations);
         Ok(())
     }
 

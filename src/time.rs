@@ -9,6 +9,10 @@ pub const SECOND_MS: i64 = 1_000;
 pub const HOUR_MS: i64 = 3_600 * SECOND_MS;
 /// Milliseconds in one UTC day.
 pub const DAY_MS: i64 = 24 * HOUR_MS;
+/// The last millisecond of year 9999 (`9999-12-31T23:59:59.999Z`): the latest time the
+/// engine takes in. Any later event is refused like a future one, so that arithmetic on
+/// event times cannot overflow.
+pub const MAX_TIME_MS: i64 = 253_402_300_799_999;
 
 /// Days since 1970-01-01 for a proleptic Gregorian civil date (Howard Hinnant's algorithm).
 pub fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {

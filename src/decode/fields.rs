@@ -37,9 +37,18 @@ pub trait Record {
     fn field(&self, name: &str) -> Field<'_>;
 }
 
+/// The longest string field accepted, in bytes: ids, names, types and features are short;
+/// a longer one is a producer's mistake (a payload written into an id) and would be held
+/// in state.
+pub const MAX_STRING_BYTES: usize = 1024;
+
 fn opt_str<'a, R: Record + ?Sized>(o: &'a R, field: &str) -> Result<Option<&'a str>, DecodeError> {
     match o.field(field) {
         Field::Absent => Ok(None),
+        Field::Str(s) if s.len() > MAX_STRING_BYTES => Err(DecodeError::new(
+            Reason::TooLong,
+            format!("field `{field}` is {} bytes long; at most {MAX_STRING_BYTES} are accepted", s.len()),
+        )),
         Field::Str(s) => Ok(Some(s)),
         v => {
             Err(DecodeError::new(Reason::WrongType, format!("field `{field}` must be a string, got {}", v.type_name())))
@@ -97,6 +106,33 @@ fn opt_uint<R: Record + ?Sized>(o: &R, field: &str) -> Result<Option<u64>, Decod
         v => {
             Err(DecodeError::new(Reason::WrongType, format!("field `{field}` must be a number, got {}", v.type_name())))
         }
+    }
+}
+
+/// The largest number of seats accepted on a record: sums over an account's teams stay
+/// exact, and anything larger is a producer's mistake.
+pub const MAX_SEATS: u64 = 1_000_000_000;
+
+fn opt_seats<R: Record + ?Sized>(o: &R) -> Result<Option<u64>, DecodeError> {
+    match opt_uint(o, "seats")? {
+        Some(n) if n > MAX_SEATS => Err(DecodeError::new(
+            Reason::InvalidValue,
+            format!("field `seats` is {n}, above the largest accepted, {MAX_SEATS}"),
+        )),
+        n => Ok(n),
+    }
+}
+
+/// A date of a dimension record: at most the end of year 9999, so that the engine's
+/// arithmetic on it cannot overflow. (An event's `occurred_at` has no such bound here:
+/// the event-time sanity rule refuses a future one with reason `future`.)
+fn opt_record_time<R: Record + ?Sized>(o: &R, field: &str) -> Result<Option<i64>, DecodeError> {
+    match opt_time(o, field)? {
+        Some(ms) if ms > crate::time::MAX_TIME_MS => Err(DecodeError::new(
+            Reason::InvalidValue,
+            format!("field `{field}` is {ms}, after year 9999 (epoch milliseconds expected)"),
+        )),
+        t => Ok(t),
     }
 }
 
@@ -210,9 +246,9 @@ pub fn account<R: Record + ?Sized>(o: &R) -> Result<AccountRecord, DecodeError> 
         account_id: req_str(o, "account_id")?,
         name: opt_str(o, "name")?.map(str::to_string),
         segment: opt_nonempty(o, "segment")?,
-        seats: opt_uint(o, "seats")?,
-        contract_start: opt_time(o, "contract_start")?,
-        renewal_date: opt_time(o, "renewal_date")?,
+        seats: opt_seats(o)?,
+        contract_start: opt_record_time(o, "contract_start")?,
+        renewal_date: opt_record_time(o, "renewal_date")?,
     })
 }
 
@@ -225,6 +261,6 @@ pub fn team<R: Record + ?Sized>(o: &R) -> Result<TeamRecord, DecodeError> {
         group: opt_nonempty(o, "group")?,
         business_unit: opt_nonempty(o, "business_unit")?,
         division: opt_nonempty(o, "division")?,
-        seats: opt_uint(o, "seats")?,
+        seats: opt_seats(o)?,
     })
 }

@@ -5,7 +5,7 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 
 use super::fields::{self, Field, Record};
 use super::{DecodeError, Reason, Upsert};
@@ -92,7 +92,9 @@ impl<'de> Visitor<'de> for ValSeed {
         Ok(Val::Str(Cow::Owned(v.to_string())))
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Val<'de>, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        // Elements are read as values, not skipped, so that the parser's nesting limit
+        // (128) refuses a deeply nested message wherever the nesting is.
+        while seq.next_element_seed(ValSeed { top: false })?.is_some() {}
         Ok(Val::Array)
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Val<'de>, A::Error> {
@@ -138,6 +140,8 @@ fn parse_object(bytes: Option<&[u8]>) -> Result<Obj<'_>, DecodeError> {
         Some(b) if !b.is_empty() => b,
         _ => return Err(DecodeError::new(Reason::Undecodable, "empty payload")),
     };
+    // A UTF-8 byte-order mark, which some Windows tools write, is not part of the JSON.
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     let mut d = serde_json::Deserializer::from_slice(bytes);
     let value = de::DeserializeSeed::deserialize(ValSeed { top: true }, &mut d).and_then(|v| d.end().map(|()| v));
     match value {
@@ -371,5 +375,37 @@ mod tests {
             decode_team(Some(b"t"), Some(br#"{"team_id":"t","account_id":"a","seats":-4}"#)).unwrap_err().reason,
             Reason::InvalidValue
         );
+    }
+
+    #[test]
+    fn hostile_values_are_refused_with_their_own_reasons() {
+        let long = "x".repeat(fields::MAX_STRING_BYTES + 1);
+        let e = usage(&format!(r#"{{"event_id":"e","occurred_at":1,"account_id":"{long}","team_id":"t","type":"v"}}"#));
+        assert_eq!(e.unwrap_err().reason, Reason::TooLong);
+        let nested = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+        let e = usage(&format!(
+            r#"{{"event_id":"e","occurred_at":1,"account_id":"a","team_id":"t","type":"v","x":{nested}}}"#
+        ));
+        assert_eq!(e.unwrap_err().reason, Reason::Undecodable, "nesting beyond the parser's limit");
+        assert_eq!(usage(r#"{"event_id":"e","occurred_at":1e400}"#).unwrap_err().reason, Reason::Undecodable);
+        assert_eq!(
+            usage(r#"{"event_id":"e","occurred_at":-5,"account_id":"a","team_id":"t","type":"v"}"#).unwrap_err().reason,
+            Reason::InvalidValue
+        );
+        assert!(usage(
+            "\u{feff}{\"event_id\":\"e\",\"occurred_at\":1,\"account_id\":\"a\",\"team_id\":\"t\",\"type\":\"v\"}"
+        )
+        .is_ok());
+        let acct = |body: &str| decode_account(Some(b"a"), Some(body.as_bytes())).map(|_| ());
+        assert_eq!(acct(r#"{"account_id":"a","seats":1000000001}"#).unwrap_err().reason, Reason::InvalidValue);
+        assert!(acct(r#"{"account_id":"a","seats":1000000000}"#).is_ok());
+        assert_eq!(
+            acct(r#"{"account_id":"a","contract_start":1767225600000000}"#).unwrap_err().reason,
+            Reason::InvalidValue
+        );
+        assert!(acct(r#"{"account_id":"a","contract_start":"9999-12-31T23:59:59Z"}"#).is_ok());
+        // a far-future event decodes: the event-time sanity rule refuses it as `future`
+        assert!(usage(r#"{"event_id":"e","occurred_at":1767225600000000,"account_id":"a","team_id":"t","type":"v"}"#)
+            .is_ok());
     }
 }

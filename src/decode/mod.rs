@@ -31,11 +31,13 @@ pub enum Reason {
     Future,
     /// The event would create an entity beyond a cap of `[limits]`.
     Limit,
+    /// A string field is longer than cs-pulse accepts.
+    TooLong,
 }
 
 impl Reason {
     /// Every reason, for metric pre-registration.
-    pub const ALL: [Reason; 11] = [
+    pub const ALL: [Reason; 12] = [
         Reason::Undecodable,
         Reason::NotObject,
         Reason::MissingField,
@@ -47,6 +49,7 @@ impl Reason {
         Reason::UnknownSchema,
         Reason::Future,
         Reason::Limit,
+        Reason::TooLong,
     ];
 
     /// The stable code.
@@ -63,6 +66,7 @@ impl Reason {
             Reason::UnknownSchema => "unknown_schema",
             Reason::Future => "future",
             Reason::Limit => "limit",
+            Reason::TooLong => "too_long",
         }
     }
 }

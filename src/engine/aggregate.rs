@@ -136,7 +136,7 @@ fn seats_of(e: &EntityRef, dims: &Dimensions) -> Option<u64> {
             let mut sum = 0u64;
             let mut any = false;
             for t in dims.teams_of(&e.account_id).filter(|t| names(t, level) == Some(e.id.as_str())) {
-                sum += t.seats?;
+                sum = sum.saturating_add(t.seats?);
                 any = true;
             }
             any.then_some(sum)

@@ -65,6 +65,10 @@ pub struct EngineConfig {
     pub max_future_ms: i64,
     /// Caps on the state one partition holds.
     pub limits: Limits,
+    /// Whether ticks at which no account can change or fire anything are skipped
+    /// (default). `false` evaluates every one: the outputs must be the same, which tests
+    /// check.
+    pub skip_quiet: bool,
 }
 
 /// Caps on the state of one partition (see [`crate::config::LimitsConfig`]).
@@ -160,6 +164,7 @@ impl EngineConfig {
             pending_ttl_ms: c.magic_number.pending_ttl_secs as i64 * 1000,
             max_future_ms: c.time.max_future_secs as i64 * 1000,
             limits: Limits::from_config(&c.limits),
+            skip_quiet: true,
         }
     }
 
@@ -186,8 +191,9 @@ pub enum Ingested {
     /// Further ahead of the wall clock than `time.max_future_secs`: dead-lettered with
     /// reason `future`; nothing changed, not the state and not the watermark.
     Future {
-        /// The wall clock it was compared with, epoch ms.
-        now: i64,
+        /// The latest event time accepted: the wall clock plus `time.max_future_secs`
+        /// (or the end of year 9999), epoch ms.
+        latest: i64,
     },
     /// It would have created an entity beyond a cap of `[limits]`: dead-lettered with
     /// reason `limit`; nothing changed.
@@ -220,13 +226,12 @@ impl Ingested {
                     format_rfc3339(tick)
                 ),
             ),
-            Ingested::Future { now } => (
+            Ingested::Future { latest } => (
                 Reason::Future,
                 format!(
-                    "occurred_at {} ({occurred_at} ms) is {} ahead of the wall clock ({}); more than time.max_future_secs allows (milliseconds expected, not microseconds)",
+                    "occurred_at {occurred_at} ({}) is after the latest time accepted now, {} (the wall clock plus time.max_future_secs); epoch milliseconds are expected, not microseconds",
                     format_rfc3339(occurred_at),
-                    crate::magic::human_duration(occurred_at.saturating_sub(now)),
-                    format_rfc3339(now)
+                    format_rfc3339(latest)
                 ),
             ),
             Ingested::Limit { level, cap } => (
@@ -380,8 +385,9 @@ impl Engine {
     /// `now`, the process's wall clock, is refused as [`Ingested::Future`] and changes
     /// nothing. `now` is also the `emitted_at` of the alerts it fires.
     pub fn ingest_at(&mut self, ev: &Event, dims: &Dimensions, now: i64, out: &mut Outputs) -> Ingested {
-        if ev.occurred_at() > now.saturating_add(self.cfg.max_future_ms) {
-            return Ingested::Future { now };
+        let latest = now.saturating_add(self.cfg.max_future_ms);
+        if ev.occurred_at() > latest {
+            return Ingested::Future { latest };
         }
         self.ingest(ev, dims, now, out)
     }
@@ -440,6 +446,10 @@ impl Engine {
     /// [`Ingested::Limit`] (state untouched) when it would create an entity beyond a cap.
     pub fn ingest(&mut self, ev: &Event, dims: &Dimensions, emitted_at: i64, out: &mut Outputs) -> Ingested {
         let t = ev.occurred_at();
+        if !(0..=crate::time::MAX_TIME_MS).contains(&t) {
+            // The decoders refuse times before 1970; drivers refuse future ones first.
+            return Ingested::Future { latest: crate::time::MAX_TIME_MS };
+        }
         let own_tick = self.cfg.tick_of(t);
         if self.last_evaluated.is_some_and(|last| own_tick <= last) {
             return Ingested::Late { tick: own_tick };
@@ -606,7 +616,7 @@ impl Engine {
     /// a quiet account wakes at its next onboarding deadline. `None` when tick `t` must be
     /// evaluated.
     fn quiet_until(&self, t: i64, dims: &Dimensions) -> Option<i64> {
-        if self.quiet_dims != Some(dims.version()) {
+        if !self.cfg.skip_quiet || self.quiet_dims != Some(dims.version()) {
             return None;
         }
         let mut until = i64::MAX;
@@ -670,7 +680,7 @@ impl Engine {
         let w = Windows::new(&cfg, tick);
         let mut accounts: Vec<(&Id, &mut AccountState)> = self.accounts.iter_mut().collect();
         accounts.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        let dims_unchanged = self.quiet_dims == Some(dims.version());
+        let dims_unchanged = cfg.skip_quiet && self.quiet_dims == Some(dims.version());
         for (account_id, acct) in accounts {
             if acct.first_seen >= tick {
                 continue;

@@ -149,7 +149,7 @@ pub(super) struct Champion {
     pub(super) inactive_alerted: bool,
 }
 
-/// One survey answer.
+/// One survey answer, as ingested and as kept in the changelog.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(super) struct Response {
     pub(super) at: i64,
@@ -159,29 +159,77 @@ pub(super) struct Response {
     pub(super) score: u8,
 }
 
-/// Survey answers in event-time order, deduplicated by event id.
-#[derive(Debug, Default, Serialize, Deserialize)]
+/// What an answer says.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) struct Answer {
+    /// `true` for NPS (0-10), `false` for CSAT (1-5).
+    pub(super) nps: bool,
+    pub(super) score: u8,
+}
+
+/// Survey answers by event time, deduplicated by (time, event id): a B-tree, so that
+/// taking in n answers costs O(n log n) in any arrival order. In the changelog, a list of
+/// [`Response`]s.
+#[derive(Debug, Default)]
 pub(super) struct Feedback {
-    pub(super) responses: Vec<Response>,
+    responses: BTreeMap<(i64, String), Answer>,
+}
+
+impl Serialize for Feedback {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Ref<'a> {
+            at: i64,
+            event_id: &'a str,
+            nps: bool,
+            score: u8,
+        }
+        s.collect_seq(self.responses.iter().map(|((at, id), a)| Ref {
+            at: *at,
+            event_id: id,
+            nps: a.nps,
+            score: a.score,
+        }))
+    }
+}
+
+impl<'de> Deserialize<'de> for Feedback {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let list = Vec::<Response>::deserialize(d)?;
+        let mut f = Feedback::default();
+        for r in list {
+            f.record(r);
+        }
+        Ok(f)
+    }
 }
 
 impl Feedback {
     pub(super) fn record(&mut self, r: Response) {
-        if self.responses.iter().any(|x| x.event_id == r.event_id && x.at == r.at) {
-            return;
-        }
-        let pos = self.responses.partition_point(|x| (x.at, &x.event_id) <= (r.at, &r.event_id));
-        self.responses.insert(pos, r);
+        self.responses.entry((r.at, r.event_id)).or_insert(Answer { nps: r.nps, score: r.score });
     }
 
     /// Answers in `[lo, hi)`.
-    pub(super) fn between(&self, lo: i64, hi: i64) -> impl Iterator<Item = &Response> {
-        self.responses.iter().skip_while(move |r| r.at < lo).take_while(move |r| r.at < hi)
+    pub(super) fn between(&self, lo: i64, hi: i64) -> impl Iterator<Item = &Answer> {
+        let range =
+            if lo < hi { (lo, String::new())..(hi, String::new()) } else { (lo, String::new())..(lo, String::new()) };
+        self.responses.range(range).map(|(_, a)| a)
     }
 
     pub(super) fn prune_before(&mut self, lo: i64) {
-        let i = self.responses.partition_point(|r| r.at < lo);
-        self.responses.drain(..i);
+        if self.responses.first_key_value().is_some_and(|((at, _), _)| *at < lo) {
+            self.responses = self.responses.split_off(&(lo, String::new()));
+        }
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.responses.is_empty()
+    }
+
+    /// Heap bytes: B-tree entries and event ids.
+    pub(super) fn heap_bytes(&self) -> usize {
+        self.responses.len() * std::mem::size_of::<((i64, String), Answer)>()
+            + self.responses.keys().map(|(_, id)| id.len()).sum::<usize>()
     }
 }
 
@@ -284,7 +332,7 @@ pub(super) struct AccountState {
 pub(super) fn holds_nothing_after(a: &AccountState, tick: i64) -> bool {
     a.changes.is_empty()
         && a.account_support.escalations.is_empty()
-        && a.account_feedback.responses.is_empty()
+        && a.account_feedback.is_empty()
         && a.tickets.values().all(|t| t.last_at().is_none_or(|at| at < tick))
         && a.apps.values().all(|times| times.last().is_none_or(|at| *at < tick))
         && a.teams.values().all(|t| {
@@ -292,7 +340,7 @@ pub(super) fn holds_nothing_after(a: &AccountState, tick: i64) -> bool {
                 && t.users.is_empty()
                 && t.features.is_empty()
                 && t.support.escalations.is_empty()
-                && t.feedback.responses.is_empty()
+                && t.feedback.is_empty()
                 && t.champions.is_empty()
         })
 }
@@ -393,8 +441,7 @@ pub(super) mod heap {
     }
 
     fn feedback(f: &Feedback) -> usize {
-        f.responses.capacity() * size_of::<super::Response>()
-            + f.responses.iter().map(|r| r.event_id.len()).sum::<usize>()
+        f.heap_bytes()
     }
 
     /// The account's user ids (shared by its teams).

@@ -795,3 +795,154 @@ fn onboarding_milestones_for_the_first_and_third_app() {
     );
     assert!(r.alerts(AlertKind::OnboardingAtRisk).is_empty());
 }
+
+#[test]
+fn trial_deploys_before_contract_start_are_evaluated_without_panic_and_do_not_count() {
+    // A pilot: usage and a production deploy weeks before the contract is signed, and
+    // ticks evaluated before contract_start.
+    let mut r = Run::new(cfg(|_| {}));
+    account_with_contract(&mut r, T0 + 20 * D, T0 + 400 * D);
+    r.ingest(change("trial", T0 + H, "t", UsageKind::ChangeDeployed, "c0", Some("production"), "pilot-app"));
+    r.ingest(usage("u0", T0 + 2 * H, "a", "t", Some("u1")));
+    r.advance(T0 + 10 * D);
+    assert!(r.out.ticks >= 9, "ticks before contract_start were evaluated");
+    r.ingest(change("d1", T0 + 25 * D, "t", UsageKind::ChangeDeployed, "c1", Some("production"), "app-1"));
+    r.ingest(usage("u1", T0 + 120 * D, "a", "t", Some("u1")));
+    r.advance(T0 + 120 * D);
+    let m = r.alerts(AlertKind::OnboardingMilestone);
+    assert_eq!(m.len(), 1, "{m:?}");
+    assert_eq!(m[0].at, T0 + 26 * D, "the first app after contract_start, not the pilot's");
+    assert!(m[0].reasons[0].contains("app-1"), "{:?}", m[0].reasons);
+    assert!(r.alerts(AlertKind::OnboardingAtRisk).is_empty());
+}
+
+#[test]
+fn future_events_are_refused_and_change_nothing() {
+    let c = cfg(|_| {});
+    let now = T0 + 5 * D;
+    let mut e = Engine::new(Arc::clone(&c));
+    let dims = Dimensions::default();
+    let mut out = Outputs::default();
+    // year 9999 and a time in microseconds
+    for (i, t) in [253_402_300_799_000, (T0 + D) * 1000, now + 2 * H].into_iter().enumerate() {
+        let r = e.ingest_at(&usage(&format!("f{i}"), t, "a", "t", Some("u")), &dims, now, &mut out);
+        assert_eq!(r, Ingested::Future { latest: now + H }, "{t}");
+        let err = r.rejection(t).unwrap();
+        assert_eq!(err.reason(), "future");
+        assert!(err.detail.contains("time.max_future_secs"), "{}", err.detail);
+    }
+    assert_eq!(e.state_size(), StateSize::default(), "nothing was taken in");
+    assert!(e.take_changes().is_empty());
+    // within the allowance: taken
+    let r = e.ingest_at(&usage("ok", now + H, "a", "t", Some("u")), &dims, now, &mut out);
+    assert_eq!(r, Ingested::Accepted);
+    // the engine refuses times beyond year 9999 even without a wall clock
+    let r = e.ingest(&usage("max", i64::MAX, "a", "t", Some("u")), &dims, 0, &mut out);
+    assert!(matches!(r, Ingested::Future { .. }), "{r:?}");
+}
+
+#[test]
+fn caps_refuse_new_entities_and_existing_ones_keep_working() {
+    let c = cfg(|c| {
+        c.limits.max_accounts_per_partition = 2;
+        c.limits.max_teams_per_account = 2;
+        c.limits.max_users_per_account = 3;
+        c.limits.max_tickets_per_account = 1;
+        c.limits.max_changes_per_account = 1;
+    });
+    let mut r = Run::new(c);
+    let limit = |level| move |x: Ingested| matches!(x, Ingested::Limit { level: l, .. } if l == level);
+    assert!(r.ingest(usage("1", T0, "a", "t1", Some("u1"))).is_accepted());
+    assert!(r.ingest(usage("2", T0, "b", "t1", Some("u1"))).is_accepted());
+    assert!(limit(LimitLevel::Account)(r.ingest(usage("3", T0, "c", "t1", Some("u1")))));
+    assert!(r.ingest(usage("4", T0, "a", "t2", Some("u2"))).is_accepted());
+    assert!(limit(LimitLevel::Team)(r.ingest(usage("5", T0, "a", "t3", Some("u1")))));
+    assert!(r.ingest(usage("6", T0, "a", "t1", Some("u3"))).is_accepted());
+    assert!(limit(LimitLevel::User)(r.ingest(usage("7", T0, "a", "t1", Some("u4")))));
+    assert!(r.ingest(usage("8", T0, "a", "t2", Some("u1"))).is_accepted(), "a known user in another team");
+    assert!(r.ingest(ticket("9", T0, None, SupportKind::TicketOpened, "T1", Some(3))).is_accepted());
+    assert!(limit(LimitLevel::Ticket)(r.ingest(ticket("10", T0, None, SupportKind::TicketOpened, "T2", Some(3)))));
+    assert!(r.ingest(ticket("11", T0 + 1, None, SupportKind::TicketResolved, "T1", None)).is_accepted());
+    assert!(r.ingest(change("12", T0, "t1", UsageKind::ChangeCreated, "c1", None, "app")).is_accepted());
+    assert!(limit(LimitLevel::Change)(r.ingest(change("13", T0, "t1", UsageKind::ChangeCreated, "c2", None, "app"))));
+    let err = r.ingest(usage("14", T0, "a", "t9", None)).rejection(T0).unwrap();
+    assert_eq!(err.reason(), "limit");
+    assert!(err.detail.contains("limits.max_teams_per_account = 2"), "{}", err.detail);
+    let size = r.engine.state_size();
+    assert_eq!((size.accounts, size.teams, size.tickets), (2, 3, 1));
+    r.advance(T0 + D);
+    // the existing entities are evaluated: account a (teams t1, t2) and account b
+    let scored: BTreeSet<(Level, String)> =
+        r.out.scores.iter().map(|s| (s.entity.level, s.entity.id.clone())).collect();
+    assert!(
+        scored.contains(&(Level::Team, "t2".into())) && scored.contains(&(Level::Account, "b".into())),
+        "{scored:?}"
+    );
+    assert!(!scored.iter().any(|(_, id)| id == "c" || id == "t3" || id == "t9"), "{scored:?}");
+}
+
+/// Alerts and scores of a run, `emitted_at` aside.
+fn outputs_of(out: &Outputs) -> (Vec<String>, Vec<String>) {
+    let alerts = out
+        .alerts
+        .iter()
+        .map(|a| {
+            let mut v = serde_json::to_value(a).unwrap_or_default();
+            v["emitted_at"] = serde_json::Value::Null;
+            v.to_string()
+        })
+        .collect();
+    (alerts, out.scores.iter().map(|s| serde_json::to_string(s).unwrap_or_default()).collect())
+}
+
+#[test]
+fn quiet_stretches_are_skipped_with_the_same_outputs() {
+    let run = |skip: bool| {
+        let mut r = Run::new(cfg(|c| {
+            c.time.evaluation_interval_secs = 3600;
+            c.health.warmup_secs = 0;
+        }));
+        Arc::make_mut(&mut r.engine.cfg).skip_quiet = skip;
+        account_with_contract(&mut r, 400 * D, 900 * D);
+        // 1971, then a burst years later, then a gap with an onboarding deadline inside
+        r.ingest(usage("a0", 300 * D, "a", "t", Some("u1")));
+        r.ingest(ticket("p", 300 * D + 1, Some("t"), SupportKind::TicketOpened, "T", Some(2)));
+        r.advance(300 * D + 2 * H);
+        for i in 0..12 {
+            r.ingest(usage(&format!("b{i}"), 3_000 * D + i * D, "b", "t", Some(&format!("u{}", i % 5))));
+            r.advance(3_000 * D + i * D);
+        }
+        r.advance(3_100 * D);
+        r
+    };
+    let (fast, slow) = (run(true), run(false));
+    assert_eq!(outputs_of(&fast.out), outputs_of(&slow.out));
+    assert_eq!(fast.out.ticks, slow.out.ticks, "skipped ticks count as evaluated");
+    assert!(!fast.alerts(AlertKind::OnboardingAtRisk).is_empty(), "a deadline inside a quiet stretch still fires");
+    assert!(
+        fast.out.evaluations * 20 < slow.out.evaluations,
+        "work: {} evaluations with skipping, {} without",
+        fast.out.evaluations,
+        slow.out.evaluations
+    );
+    // about 120 days of hourly ticks for each account, not 2,800 days
+    assert!(fast.out.evaluations < 2 * 120 * 24 * 2, "{}", fast.out.evaluations);
+}
+
+#[test]
+fn survey_answers_in_any_order_count_once() {
+    let mut r = Run::new(cfg(|c| c.health.weights = only("support")));
+    for i in (0..2_000).rev() {
+        r.ingest(feedback(&format!("n{}", i % 1_000), T0 + (i % 1_000), Some("t"), SupportKind::NpsResponse, 10));
+    }
+    r.advance(T0 + D);
+    let size = crate::engine::state::heap::team(
+        r.engine.accounts.values().next().and_then(|a| a.teams.values().next()).unwrap(),
+    )
+    .0;
+    assert!(size > 0);
+    let changes = r.engine.take_changes();
+    let restored = Engine::restore(Arc::clone(&r.engine.cfg), changes).unwrap();
+    let team = restored.accounts.values().next().and_then(|a| a.teams.values().next()).unwrap();
+    assert_eq!(team.feedback.between(0, T0 + D).count(), 1_000, "each answer once, kept across a restore");
+}

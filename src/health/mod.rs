@@ -128,7 +128,9 @@ pub fn round1(x: f64) -> f64 {
 /// Support component: `max(0, 100 - 30*P1 - 10*P2 - 3*P3 - 15*escalations_7d)`.
 pub fn support_score(m: &EntityMetrics) -> f64 {
     let [p1, p2, p3, _] = m.open_tickets;
-    let penalty = 30 * p1 + 10 * p2 + 3 * p3 + 15 * m.escalations_7d;
+    let penalty = [(30, p1), (10, p2), (3, p3), (15, m.escalations_7d)]
+        .into_iter()
+        .fold(0u64, |acc, (w, n)| acc.saturating_add(n.saturating_mul(w)));
     100f64 - (penalty.min(100)) as f64
 }
 
