@@ -75,6 +75,10 @@ pub enum PipelineError {
     /// a new consumer from the committed state; exit 1 once that keeps failing.
     #[error("consumer failed: {0}")]
     ConsumerFailed(String),
+    /// Processing an input partition's record or tick failed (a defect): the partition is
+    /// stopped and the batch, exactly-once, is aborted and redone without it.
+    #[error("{0}")]
+    PartitionFailed(String),
 }
 
 impl PipelineError {
@@ -468,9 +472,78 @@ struct Owned {
     offsets: HashMap<(usize, i32), i64>,
     /// Decoders of the usage and support topics.
     decoders: Decoders,
+    /// Input partitions stopped after processing failed, and why; paused until revoked.
+    failed: BTreeMap<i32, String>,
+    /// Of those, the ones the consumer has paused.
+    paused: BTreeSet<i32>,
+}
+
+/// The message of a caught panic.
+fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic with a non-text payload".into())
+}
+
+/// A test-only fault hook: with `CS_PULSE_FAULT_PANIC_EVENT_ID` set, processing the event
+/// with that id panics, as a defect would. The containment tests use it.
+fn fault_hook(ev: &crate::model::Event) {
+    static ID: std::sync::LazyLock<Option<String>> =
+        std::sync::LazyLock::new(|| std::env::var("CS_PULSE_FAULT_PANIC_EVENT_ID").ok().filter(|v| !v.is_empty()));
+    if let Some(id) = ID.as_deref() {
+        if ev.event_id() == id {
+            panic!("fault injected by CS_PULSE_FAULT_PANIC_EVENT_ID at event {id}");
+        }
+    }
 }
 
 impl Owned {
+    /// Stops input partition `p` after a failure while processing `what`: its state is
+    /// dropped (a restart restores it from the changelog), its offsets are not committed
+    /// past the last commit, it no longer holds the watermark back, and the consumer
+    /// pauses it. The other partitions go on. A restart after a fix resumes it from the
+    /// last commit with nothing lost.
+    fn fail(&mut self, p: i32, what: &str, message: &str) -> String {
+        let why = format!("input partition {p} stopped while processing {what}: {message}");
+        tracing::error!(
+            partition = p,
+            what,
+            error = message,
+            "Processing failed; the input partition is stopped until a restart, the others go on."
+        );
+        metrics().partition_failures_total.inc();
+        self.engines.remove(&p);
+        for ti in 0..2 {
+            self.offsets.remove(&(ti, p));
+            self.watermarks.remove_partition(&(ti, p));
+        }
+        telemetry::set_partition_failed(p, Some(why.clone()));
+        self.failed.insert(p, why.clone());
+        why
+    }
+
+    /// Pauses the failed partitions not paused yet.
+    fn pause_failed(&mut self, consumer: &BaseConsumer<PipelineContext>, topics: &[String; 2]) {
+        for p in self.failed.keys().copied().collect::<Vec<_>>() {
+            if self.paused.contains(&p) {
+                continue;
+            }
+            let mut tpl = TopicPartitionList::new();
+            for t in topics {
+                tpl.add_partition(t, p);
+            }
+            match consumer.pause(&tpl) {
+                Ok(()) => {
+                    self.paused.insert(p);
+                }
+                Err(e) => {
+                    tracing::warn!(partition = p, error = %e, "Cannot pause the stopped partition; its records are skipped.")
+                }
+            }
+        }
+    }
+
     fn apply(
         &mut self,
         ev: RebalanceEvent,
@@ -508,6 +581,10 @@ impl Owned {
                         self.offsets.remove(&(i, p));
                         if !self.assigned.iter().any(|(_, q)| *q == p) {
                             self.engines.remove(&p);
+                            if self.failed.remove(&p).is_some() {
+                                self.paused.remove(&p);
+                                telemetry::set_partition_failed(p, None);
+                            }
                         }
                     }
                 }
@@ -658,6 +735,8 @@ fn run_consumer(cfg: &Config, shutdown: &AtomicBool, summary: &mut RunSummary) -
         .require_caught_up(),
         offsets: HashMap::new(),
         decoders: Decoders::new(cfg),
+        failed: BTreeMap::new(),
+        paused: BTreeSet::new(),
     };
     let interval = Duration::from_millis(cfg.processing.commit_interval_ms);
     let mut out = Outputs::default();
@@ -724,8 +803,12 @@ fn run_consumer(cfg: &Config, shutdown: &AtomicBool, summary: &mut RunSummary) -
                 Err(CommitFailure::Retry(format!("producing failed: {e}")))
             }
             Err(PipelineError::Registry(e)) if sink.is_transactional() => Err(CommitFailure::Retry(e)),
+            // The failed partition's outputs of this batch are aborted with it; redone
+            // without them, the batch commits the other partitions' work.
+            Err(PipelineError::PartitionFailed(e)) => Err(CommitFailure::Retry(e)),
             Err(e) => Err(CommitFailure::Fatal(e)),
         };
+        owned.pause_failed(&consumer, &topics);
         match outcome {
             Ok(()) => recoveries = 0,
             Err(CommitFailure::Retry(e)) => {
@@ -741,6 +824,7 @@ fn run_consumer(cfg: &Config, shutdown: &AtomicBool, summary: &mut RunSummary) -
                 if let Err(e) = recover(cfg, &consumer, &mut sink, &mut owned, &topics, &store, shutdown) {
                     break Err(e);
                 }
+                owned.pause_failed(&consumer, &topics);
                 continue;
             }
             Err(CommitFailure::Fatal(e)) => break Err(e),
@@ -789,7 +873,7 @@ fn process_batch<M: Message>(
     for (i, m) in buffer.iter().enumerate() {
         let Some(ti) = topics.iter().position(|t| t == m.topic()) else { continue };
         let p = m.partition();
-        if !owned.assigned.contains(&(ti, p)) {
+        if !owned.assigned.contains(&(ti, p)) || owned.failed.contains_key(&p) {
             continue;
         }
         received[ti] += 1;
@@ -817,7 +901,23 @@ fn process_batch<M: Message>(
             }
             Ok(ev) => {
                 let engine = owned.engines.entry(p).or_insert_with(|| Engine::new(Arc::clone(&owned.engine_cfg)));
-                let result = engine.ingest_at(&ev, dims, now, out);
+                let outputs_before = out.alerts.len();
+                let ingested = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    fault_hook(&ev);
+                    engine.ingest_at(&ev, dims, now, out)
+                }));
+                let result = match ingested {
+                    Ok(result) => result,
+                    Err(panic) => {
+                        out.alerts.truncate(outputs_before);
+                        let what = format!("{} offset {}", m.topic(), m.offset());
+                        let why = owned.fail(p, &what, &panic_message(&*panic));
+                        if sink.is_transactional() {
+                            return Err(PipelineError::PartitionFailed(why));
+                        }
+                        continue;
+                    }
+                };
                 match result.rejection(ev.occurred_at()) {
                     None => {
                         engine.note_input(ti, ev.occurred_at());
@@ -850,8 +950,26 @@ fn process_batch<M: Message>(
         m.watermark_timestamp_seconds.set(wm as f64 / 1000.0);
         m.watermark_delay_seconds.set((now - wm) as f64 / 1000.0);
         let before = out.ticks;
-        for engine in owned.engines.values_mut() {
-            engine.advance_at_most(wm, MAX_TICKS_PER_BATCH, dims, now, out);
+        let partitions: Vec<i32> = owned.engines.keys().copied().collect();
+        for p in partitions {
+            let Some(engine) = owned.engines.get_mut(&p) else { continue };
+            let lens = (out.alerts.len(), out.scores.len());
+            let next = engine.last_evaluated();
+            let advanced = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                engine.advance_at_most(wm, MAX_TICKS_PER_BATCH, dims, now, out)
+            }));
+            if let Err(panic) = advanced {
+                out.alerts.truncate(lens.0);
+                out.scores.truncate(lens.1);
+                let after = next.map_or_else(
+                    || "its first tick".to_string(),
+                    |t| format!("the tick after {}", crate::time::format_rfc3339(t)),
+                );
+                let why = owned.fail(p, &after, &panic_message(&*panic));
+                if sink.is_transactional() {
+                    return Err(PipelineError::PartitionFailed(why));
+                }
+            }
         }
         m.ticks_evaluated_total.inc_by(out.ticks - before);
         if let Some(t) = owned.engines.values().filter_map(Engine::last_evaluated).min() {

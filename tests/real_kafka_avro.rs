@@ -11,62 +11,12 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Duration;
 
 use common::*;
 
 const DAY_MS: i64 = 86_400_000;
-
-fn python() -> PathBuf {
-    std::env::var_os("CS_PULSE_TEST_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".cache/venv/bin/python"))
-}
-
-fn interop(args: &[&std::ffi::OsStr]) -> Result<String> {
-    let out = Command::new(python())
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/avro_interop.py"))
-        .args(args)
-        .output()
-        .map_err(|e| format!("{}: {e} (bash tests/run-all.sh installs it)", python().display()))?;
-    if !out.status.success() {
-        return Err(format!("avro_interop.py {args:?} failed: {}", String::from_utf8_lossy(&out.stderr)).into());
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-/// The registry process; killed when dropped.
-struct Registry(Child, String);
-
-impl Registry {
-    fn start(dir: &Path) -> Result<Self> {
-        let port_file = dir.join("registry.port");
-        let child = Command::new(python())
-            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/avro_interop.py"))
-            .arg("registry")
-            .arg(&port_file)
-            .stdout(Stdio::null())
-            .spawn()?;
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !port_file.exists() {
-            if Instant::now() > deadline {
-                return Err("the test registry did not start".into());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let port = std::fs::read_to_string(&port_file)?;
-        Ok(Self(child, format!("http://127.0.0.1:{}", port.trim())))
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn gen_files(dir: &Path, days: i64) -> Result<i64> {
     let out = cs_pulse()

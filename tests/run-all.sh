@@ -80,6 +80,7 @@ broker_tests() {
 }
 broker_tests real_kafka
 broker_tests real_kafka_avro
+broker_tests real_kafka_hostile
 broker_tests prometheus
 cargo test --locked --test deploy -- --include-ignored
 # these restart the broker, so they run alone, after the others, one at a time

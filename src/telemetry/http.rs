@@ -53,6 +53,10 @@ async fn handle_conn(mut stream: TcpStream) {
             ("200 OK", "text/plain; version=0.0.4; charset=utf-8", super::metrics().render())
         }
         ("GET" | "HEAD", "/healthz") => ("200 OK", "text/plain", "ok\n".to_string()),
+        ("GET" | "HEAD", "/readyz") if !super::failed_partitions().is_empty() => {
+            let lines: String = super::failed_partitions().iter().map(|l| format!("{l}\n")).collect();
+            ("503 Service Unavailable", "text/plain", format!("not ready: input partitions stopped\n{lines}"))
+        }
         ("GET" | "HEAD", "/readyz") if super::is_ready() => ("200 OK", "text/plain", "ready\n".to_string()),
         ("GET" | "HEAD", "/readyz") => ("503 Service Unavailable", "text/plain", "not ready\n".to_string()),
         ("GET" | "HEAD", _) => ("404 Not Found", "text/plain", "try /metrics, /healthz or /readyz\n".to_string()),
@@ -92,6 +96,11 @@ mod tests {
         super::super::set_ready(false);
         assert!(get(addr, "/readyz").await.starts_with("HTTP/1.1 503"));
         super::super::set_ready(true);
+        assert!(get(addr, "/readyz").await.starts_with("HTTP/1.1 200"));
+        super::super::set_partition_failed(7, Some("partition 7 stopped at cs.usage.v1 offset 42".into()));
+        let r = get(addr, "/readyz").await;
+        assert!(r.starts_with("HTTP/1.1 503") && r.contains("partition 7 stopped at cs.usage.v1 offset 42"), "{r}");
+        super::super::set_partition_failed(7, None);
         assert!(get(addr, "/readyz").await.starts_with("HTTP/1.1 200"));
         assert!(get(addr, "/nope").await.starts_with("HTTP/1.1 404"));
         task.abort();

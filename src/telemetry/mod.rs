@@ -15,6 +15,31 @@ use crate::model::Alert;
 
 static READY: AtomicBool = AtomicBool::new(false);
 
+/// Input partitions stopped after a failure, with what `/readyz` says of each.
+static FAILED: std::sync::Mutex<std::collections::BTreeMap<i32, String>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+/// Marks input partition `partition` stopped (`/readyz` answers 503 and says why) or, with
+/// `None`, no longer stopped (revoked from this instance).
+pub fn set_partition_failed(partition: i32, why: Option<String>) {
+    if let Ok(mut m) = FAILED.lock() {
+        match why {
+            Some(w) => {
+                m.insert(partition, w);
+            }
+            None => {
+                m.remove(&partition);
+            }
+        }
+        metrics().failed_partitions.set(m.len() as i64);
+    }
+}
+
+/// What `/readyz` says of the stopped partitions, one line each; empty when none is.
+pub fn failed_partitions() -> Vec<String> {
+    FAILED.lock().map(|m| m.values().cloned().collect()).unwrap_or_default()
+}
+
 /// Marks the process ready (`/readyz` answers 200) or not.
 pub fn set_ready(ready: bool) {
     READY.store(ready, Ordering::SeqCst);
