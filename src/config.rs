@@ -221,8 +221,12 @@ pub struct LimitsConfig {
     pub max_accounts_per_partition: u64,
     /// Teams one account holds (level `team`).
     pub max_teams_per_account: u64,
+    /// Teams all accounts of one input partition hold together (level `team`).
+    pub max_teams_per_partition: u64,
     /// Distinct users with activity held for one account (level `user`).
     pub max_users_per_account: u64,
+    /// Users with activity held for all accounts of one input partition (level `user`).
+    pub max_users_per_partition: u64,
     /// Tickets one account holds: open ones, and closed ones for 30 days (level `ticket`).
     pub max_tickets_per_account: u64,
     /// Changes one account holds while pairing and while in a time-to-production window,
@@ -239,6 +243,12 @@ fn default_max_teams_per_account() -> u64 {
 fn default_max_users_per_account() -> u64 {
     100_000
 }
+fn default_max_teams_per_partition() -> u64 {
+    200_000
+}
+fn default_max_users_per_partition() -> u64 {
+    2_000_000
+}
 fn default_max_tickets_per_account() -> u64 {
     50_000
 }
@@ -251,7 +261,9 @@ impl Default for LimitsConfig {
         Self {
             max_accounts_per_partition: default_max_accounts_per_partition(),
             max_teams_per_account: default_max_teams_per_account(),
+            max_teams_per_partition: default_max_teams_per_partition(),
             max_users_per_account: default_max_users_per_account(),
+            max_users_per_partition: default_max_users_per_partition(),
             max_tickets_per_account: default_max_tickets_per_account(),
             max_changes_per_account: default_max_changes_per_account(),
         }
@@ -684,6 +696,8 @@ impl Config {
             ("limits.max_accounts_per_partition", l.max_accounts_per_partition),
             ("limits.max_teams_per_account", l.max_teams_per_account),
             ("limits.max_users_per_account", l.max_users_per_account),
+            ("limits.max_teams_per_partition", l.max_teams_per_partition),
+            ("limits.max_users_per_partition", l.max_users_per_partition),
             ("limits.max_tickets_per_account", l.max_tickets_per_account),
             ("limits.max_changes_per_account", l.max_changes_per_account),
         ] {

@@ -11,7 +11,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
 use crate::config::Config;
-use crate::demo::generator::{GenRecord, Generator, Input, Scale, DEFAULT_START_MS};
+use crate::demo::generator::{start_for, GenRecord, Generator, Input, Scale};
 use crate::time::DAY_MS;
 
 /// What to generate and where.
@@ -222,7 +222,7 @@ pub fn run(cfg: &Config, opts: &GenOptions) -> Result<GenSummary, GenError> {
         }
         Ok(())
     };
-    let mut gen = Generator::scaled(opts.seed, DEFAULT_START_MS, opts.scale);
+    let mut gen = Generator::scaled(opts.seed, start_for(opts.days, crate::time::now_ms()), opts.scale);
     let mut summary = GenSummary::default();
     for r in gen.dimension_records() {
         emit(&r)?;

@@ -395,8 +395,21 @@ impl StateStore {
             self.consumer.unassign()?;
         }
         let n = records.len();
-        let engine = Engine::restore(Arc::clone(engine_cfg), records)
-            .map_err(|e| PipelineError::Setup(format!("cannot restore partition {p} from '{}': {e}", self.topic)))?;
+        // A changelog this build cannot read (or a defect reading it) stops the partition
+        // alone, as a failure processing its records would.
+        let restored =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Engine::restore(Arc::clone(engine_cfg), records)));
+        let engine = match restored {
+            Ok(Ok(engine)) => engine,
+            Ok(Err(e)) => return Err(PipelineError::PartitionFailed(format!("its changelog '{}': {e}", self.topic))),
+            Err(panic) => {
+                return Err(PipelineError::PartitionFailed(format!(
+                    "its changelog '{}': {}",
+                    self.topic,
+                    panic_message(&*panic)
+                )))
+            }
+        };
         let secs = started.elapsed().as_secs_f64();
         metrics().restore_duration_seconds.observe(secs);
         tracing::info!(partition = p, records = n, seconds = secs, "State restored.");
@@ -557,9 +570,19 @@ impl Owned {
                 for (t, p) in parts {
                     if let Some(i) = idx(&t) {
                         self.assigned.insert((i, p));
+                        if self.failed.contains_key(&p) {
+                            continue;
+                        }
                         self.watermarks.add_partition((i, p), now);
                         if !self.engines.contains_key(&p) {
-                            let engine = store.restore(p, &self.engine_cfg)?;
+                            let engine = match store.restore(p, &self.engine_cfg) {
+                                Ok(engine) => engine,
+                                Err(PipelineError::PartitionFailed(why)) => {
+                                    self.fail(p, "the restore of its state", &why);
+                                    continue;
+                                }
+                                Err(e) => return Err(e),
+                            };
                             // The partitions' watermarks come back with their state.
                             for (input, max) in engine.input_max().into_iter().enumerate() {
                                 if let Some(t) = max {
@@ -925,8 +948,8 @@ fn process_batch<M: Message>(
                     }
                     Some(e) => {
                         owned.watermarks.touch(&(ti, p), now);
-                        if let Ingested::Limit { level, cap } = result {
-                            EventLimited { level, cap }.emit();
+                        if let Ingested::Limit { level, key, cap } = result {
+                            EventLimited { level, key, cap }.emit();
                         }
                         reject(sink, m, &e, summary);
                     }
@@ -1090,8 +1113,15 @@ fn rewind(
     owned.offsets.clear();
     let partitions: Vec<i32> = owned.engines.keys().copied().collect();
     for p in partitions {
-        let engine = store.restore(p, &owned.engine_cfg)?;
-        owned.engines.insert(p, engine);
+        match store.restore(p, &owned.engine_cfg) {
+            Ok(engine) => {
+                owned.engines.insert(p, engine);
+            }
+            Err(PipelineError::PartitionFailed(why)) => {
+                owned.fail(p, "the restore of its state", &why);
+            }
+            Err(e) => return Err(e),
+        }
     }
     let mut tpl = TopicPartitionList::new();
     for (ti, p) in &owned.assigned {

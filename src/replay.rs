@@ -394,8 +394,8 @@ pub fn replay(cfg: &Config, files: &ReplayFiles) -> Result<ReplaySummary, Replay
                 watermarks.observe(&(), ev.occurred_at(), 0);
             }
             Some(err) => {
-                if let Ingested::Limit { level, cap } = result {
-                    EventLimited { level, cap }.emit();
+                if let Ingested::Limit { level, key, cap } = result {
+                    EventLimited { level, key, cap }.emit();
                 }
                 sinks.reject(&mut summary, &streams[i].lines, no, &err, &line)?;
             }

@@ -48,9 +48,9 @@ fn promtool(args: &[&str], stdin: Option<&str>) -> String {
 fn shipped_config_and_rules_pass_promtool() {
     let out = promtool(&["check", "config", "deploy/prometheus/prometheus.yml"], None);
     // the config names the rule file, which promtool checks with it
-    assert!(out.contains("SUCCESS: 7 rules found"), "{out}");
+    assert!(out.contains("SUCCESS: 9 rules found"), "{out}");
     let out = promtool(&["check", "rules", "deploy/prometheus/cs-pulse.rules.yml"], None);
-    assert!(out.contains("SUCCESS: 7 rules found"), "{out}");
+    assert!(out.contains("SUCCESS: 9 rules found"), "{out}");
     let out = promtool(&["test", "rules", "deploy/prometheus/cs-pulse.rules.test.yml"], None);
     assert!(out.contains("SUCCESS"), "{out}");
 }
@@ -234,7 +234,7 @@ fn prometheus_scrapes_a_running_instance_and_every_dashboard_query_returns_data(
             rule_names.insert(r["name"].as_str().unwrap_or("?").to_string());
         }
     }
-    assert_eq!(rule_names.len(), 7, "{rule_names:?}");
+    assert_eq!(rule_names.len(), 9, "{rule_names:?}");
 
     // Every dashboard expression, as Grafana would send it, over the run.
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs_f64();
@@ -255,7 +255,7 @@ fn prometheus_scrapes_a_running_instance_and_every_dashboard_query_returns_data(
     }
     assert!(failures.is_empty(), "dashboard queries without data:\n{}\n", failures.join("\n"));
     assert!(checked >= 25, "only {checked} queries checked");
-    eprintln!("prometheus: {checked} dashboard queries returned data; 7 rules healthy; /metrics lint clean");
+    eprintln!("prometheus: {checked} dashboard queries returned data; 9 rules healthy; /metrics lint clean");
 
     assert_eq!(run.terminate(Duration::from_secs(30))?, Some(0), "{}", run.log_text());
     drop(prom);

@@ -92,7 +92,7 @@ fn every_kind_of_bad_record_is_dead_lettered_with_its_reason_and_nothing_else_is
             ("acme", ok_event("t1", BASE, "ticket_opened", json!({"priority": "P3", "team_id": "t1"}))),
             ("acme", b"{\"event_id\":\"\xff\xfe\",\"occurred_at\":1}".to_vec()), // not UTF-8
             ("acme", ok_event("big", BASE, "csat_response", json!({"score": 11}))), // out of range
-            ("acme", format!("{{\"event_id\":\"x\",\"occurred_at\":1e400,\"account_id\":\"acme\"}}").into_bytes()),
+            ("acme", br#"{"event_id":"x","occurred_at":1e400,"account_id":"acme"}"#.to_vec()),
             ("acme", huge.into_bytes()),
             ("acme", nested.into_bytes()),
             ("acme", ok_event("old", -86_400_000, "ticket_opened", json!({"priority": "P3"}))), // before 1970

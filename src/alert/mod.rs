@@ -32,7 +32,7 @@ pub fn stable_id(parts: &[&str]) -> String {
 
 /// Whether `t` is within 90 days before the renewal date: `0 <= renewal - t <= 90d`.
 pub fn near_renewal(account: Option<&AccountRecord>, t: i64) -> bool {
-    account.and_then(|a| a.renewal_date).is_some_and(|r| (0..=NINETY_DAYS_MS).contains(&(r - t)))
+    account.and_then(|a| a.renewal_date).is_some_and(|r| (0..=NINETY_DAYS_MS).contains(&r.saturating_sub(t)))
 }
 
 /// The account's stage at `t`: renewal near the renewal date, onboarding in the first 90
@@ -40,7 +40,7 @@ pub fn near_renewal(account: Option<&AccountRecord>, t: i64) -> bool {
 pub fn stage_at(account: Option<&AccountRecord>, t: i64) -> Stage {
     if near_renewal(account, t) {
         Stage::Renewal
-    } else if account.and_then(|a| a.contract_start).is_some_and(|cs| t < cs + NINETY_DAYS_MS) {
+    } else if account.and_then(|a| a.contract_start).is_some_and(|cs| t < cs.saturating_add(NINETY_DAYS_MS)) {
         Stage::Onboarding
     } else {
         Stage::Adoption
@@ -49,7 +49,7 @@ pub fn stage_at(account: Option<&AccountRecord>, t: i64) -> Stage {
 
 /// Whole days from `t` to the renewal date, when it is not past.
 pub fn renewal_in_days(account: Option<&AccountRecord>, t: i64) -> Option<i64> {
-    account.and_then(|a| a.renewal_date).filter(|&r| r >= t).map(|r| (r - t) / DAY_MS)
+    account.and_then(|a| a.renewal_date).filter(|&r| r >= t).map(|r| r.saturating_sub(t) / DAY_MS)
 }
 
 /// Everything an alert needs besides its kind-specific content.

@@ -26,6 +26,27 @@ use crate::time::{DAY_MS, HOUR_MS};
 /// 2026-01-05T00:00:00Z, a Monday: day 0 of the simulation.
 pub const DEFAULT_START_MS: i64 = 1_767_571_200_000;
 
+/// Day 0 of a simulation of `days` days that ends by `now_ms`: [`DEFAULT_START_MS`], or
+/// whole weeks before it when that history would reach into the future (cs-pulse refuses
+/// events ahead of the wall clock as `future`). Weeks keep day 0 a Monday.
+///
+/// ```
+/// use cs_pulse::demo::generator::{start_for, DEFAULT_START_MS};
+/// assert_eq!(start_for(60, DEFAULT_START_MS + 61 * 86_400_000), DEFAULT_START_MS);
+/// let start = start_for(400, DEFAULT_START_MS + 100 * 86_400_000);
+/// assert!(start + 400 * 86_400_000 <= DEFAULT_START_MS + 100 * 86_400_000);
+/// assert_eq!((DEFAULT_START_MS - start) % (7 * 86_400_000), 0);
+/// ```
+pub fn start_for(days: i64, now_ms: i64) -> i64 {
+    const WEEK_MS: i64 = 7 * DAY_MS;
+    let end = DEFAULT_START_MS.saturating_add(days.saturating_mul(DAY_MS));
+    if end <= now_ms {
+        DEFAULT_START_MS
+    } else {
+        DEFAULT_START_MS - ((end - now_ms) / WEEK_MS + 1) * WEEK_MS
+    }
+}
+
 /// The key features the demo's health model scores `breadth` on.
 pub const KEY_FEATURES: [&str; 4] = ["dashboards", "alerts", "deploys", "api"];
 const OTHER_FEATURES: [&str; 2] = ["settings", "search"];

@@ -219,7 +219,7 @@ pub fn run(base: Config, opts: &DemoOptions, shutdown: Arc<AtomicBool>) -> Resul
             }
         }
     };
-    let mut gen = Generator::new(opts.seed, generator::DEFAULT_START_MS);
+    let mut gen = Generator::new(opts.seed, generator::start_for(opts.days, crate::time::now_ms()));
     let summary = Arc::new(Mutex::new(DemoSummary::default()));
     let mut produced = 0u64;
     for r in gen.dimension_records() {

@@ -282,6 +282,7 @@ impl Engine {
         }
         engine.dirty.keys.clear();
         engine.meta_dirty = false;
+        engine.count_entities();
         Ok(engine)
     }
 

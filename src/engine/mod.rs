@@ -78,8 +78,12 @@ pub struct Limits {
     pub accounts: usize,
     /// Teams of one account.
     pub teams: usize,
+    /// Teams of all accounts of the partition.
+    pub partition_teams: usize,
     /// Users of one account with activity held.
     pub users: usize,
+    /// Users with activity held, over all accounts of the partition.
+    pub partition_users: usize,
     /// Tickets of one account.
     pub tickets: usize,
     /// Changes (and apps in the onboarding window) of one account.
@@ -92,7 +96,9 @@ impl Limits {
         Self {
             accounts: n(l.max_accounts_per_partition),
             teams: n(l.max_teams_per_account),
+            partition_teams: n(l.max_teams_per_partition),
             users: n(l.max_users_per_account),
+            partition_users: n(l.max_users_per_partition),
             tickets: n(l.max_tickets_per_account),
             changes: n(l.max_changes_per_account),
         }
@@ -128,17 +134,6 @@ impl LimitLevel {
             LimitLevel::User => "user",
             LimitLevel::Ticket => "ticket",
             LimitLevel::Change => "change",
-        }
-    }
-
-    /// The configuration key of the cap.
-    pub fn key(self) -> &'static str {
-        match self {
-            LimitLevel::Account => "limits.max_accounts_per_partition",
-            LimitLevel::Team => "limits.max_teams_per_account",
-            LimitLevel::User => "limits.max_users_per_account",
-            LimitLevel::Ticket => "limits.max_tickets_per_account",
-            LimitLevel::Change => "limits.max_changes_per_account",
         }
     }
 }
@@ -198,8 +193,10 @@ pub enum Ingested {
     /// It would have created an entity beyond a cap of `[limits]`: dead-lettered with
     /// reason `limit`; nothing changed.
     Limit {
-        /// The cap.
+        /// The capped level.
         level: LimitLevel,
+        /// The cap's configuration key.
+        key: &'static str,
         /// Its value.
         cap: usize,
     },
@@ -234,10 +231,9 @@ impl Ingested {
                     format_rfc3339(latest)
                 ),
             ),
-            Ingested::Limit { level, cap } => (
-                Reason::Limit,
-                format!("it would create a new {} beyond {} = {cap}", level.as_str(), level.key()),
-            ),
+            Ingested::Limit { level, key, cap } => {
+                (Reason::Limit, format!("it would create a new {} beyond {key} = {cap}", level.as_str()))
+            }
         };
         Some(DecodeError { reason, detail })
     }
@@ -313,6 +309,10 @@ pub struct Engine {
     /// The version of the dimension tables at the last evaluation: the accounts' quiet
     /// marks (see `AccountState::quiet`) hold only while the tables are unchanged.
     quiet_dims: Option<u64>,
+    /// Teams held over all accounts, for `limits.max_teams_per_partition`.
+    teams_total: usize,
+    /// Users held over all accounts, for `limits.max_users_per_partition`.
+    users_total: usize,
 }
 
 /// The engine's own bookkeeping, written beside the accounts in the changelog.
@@ -350,6 +350,8 @@ impl Engine {
             input_max: [None, None],
             meta_dirty: false,
             quiet_dims: None,
+            teams_total: 0,
+            users_total: 0,
         }
     }
 
@@ -393,21 +395,48 @@ impl Engine {
     }
 
     /// The cap of `[limits]` the event would break by creating an entity, if any.
-    fn over_limit(&self, ev: &Event, dims: &Dimensions) -> Option<(LimitLevel, usize)> {
+    fn over_limit(&self, ev: &Event, dims: &Dimensions) -> Option<Ingested> {
+        use LimitLevel::{Account, Change, Team, Ticket, User};
         let l = &self.cfg.limits;
+        let refuse = |level, key, cap| Some(Ingested::Limit { level, key, cap });
         let Some(acct) = self.accounts.get(ev.account_id()) else {
-            // A new account: its first team, user, ticket and change fit every cap >= 1.
-            return (self.accounts.len() >= l.accounts).then_some((LimitLevel::Account, l.accounts));
+            if self.accounts.len() >= l.accounts {
+                return refuse(Account, "limits.max_accounts_per_partition", l.accounts);
+            }
+            // A new account's first team and user fit every per-account cap >= 1.
+            if self.teams_total >= l.partition_teams {
+                return refuse(Team, "limits.max_teams_per_partition", l.partition_teams);
+            }
+            let user = matches!(ev, Event::Usage(u) if u.user_id.is_some());
+            if user && self.users_total >= l.partition_users {
+                return refuse(User, "limits.max_users_per_partition", l.partition_users);
+            }
+            return None;
         };
-        let new_team = |team_id: &str| !acct.teams.contains_key(team_id) && acct.teams.len() >= l.teams;
+        let new_team = |team_id: &str| -> Option<Ingested> {
+            if acct.teams.contains_key(team_id) {
+                None
+            } else if acct.teams.len() >= l.teams {
+                refuse(Team, "limits.max_teams_per_account", l.teams)
+            } else if self.teams_total >= l.partition_teams {
+                refuse(Team, "limits.max_teams_per_partition", l.partition_teams)
+            } else {
+                None
+            }
+        };
         match ev {
             Event::Usage(u) => {
-                if new_team(&u.team_id) {
-                    return Some((LimitLevel::Team, l.teams));
+                if let Some(r) = new_team(&u.team_id) {
+                    return Some(r);
                 }
                 if let Some(user) = &u.user_id {
-                    if acct.user_ids.get(user).is_none() && acct.user_ids.len() >= l.users {
-                        return Some((LimitLevel::User, l.users));
+                    if acct.user_ids.get(user).is_none() {
+                        if acct.user_ids.len() >= l.users {
+                            return refuse(User, "limits.max_users_per_account", l.users);
+                        }
+                        if self.users_total >= l.partition_users {
+                            return refuse(User, "limits.max_users_per_partition", l.partition_users);
+                        }
                     }
                 }
                 let production = u.environment.as_deref() == Some("production");
@@ -415,30 +444,36 @@ impl Engine {
                     let pairs =
                         u.kind == UsageKind::ChangeCreated || (u.kind == UsageKind::ChangeDeployed && production);
                     if pairs && !acct.changes.contains_key(change.as_str()) && acct.changes.len() >= l.changes {
-                        return Some((LimitLevel::Change, l.changes));
+                        return refuse(Change, "limits.max_changes_per_account", l.changes);
                     }
                     if let (UsageKind::ChangeDeployed, true, Some(app)) = (&u.kind, production, &u.app_id) {
                         let cs = dims.account(&u.account_id).and_then(|a| a.contract_start);
                         let in_window = cs.is_none_or(|cs| u.occurred_at < cs.saturating_add(90 * DAY_MS));
                         if in_window && !acct.apps.contains_key(app) && acct.apps.len() >= l.changes {
-                            return Some((LimitLevel::Change, l.changes));
+                            return refuse(Change, "limits.max_changes_per_account", l.changes);
                         }
                     }
                 }
                 None
             }
             Event::Support(s) => {
-                if s.team_id.as_deref().is_some_and(new_team) {
-                    return Some((LimitLevel::Team, l.teams));
+                if let Some(r) = s.team_id.as_deref().and_then(new_team) {
+                    return Some(r);
                 }
                 if let (Some(ticket), true) = (&s.ticket_id, s.kind.is_ticket()) {
                     if !acct.tickets.contains_key(ticket.as_str()) && acct.tickets.len() >= l.tickets {
-                        return Some((LimitLevel::Ticket, l.tickets));
+                        return refuse(Ticket, "limits.max_tickets_per_account", l.tickets);
                     }
                 }
                 None
             }
         }
+    }
+
+    /// Recounts the partition's teams and users, for the per-partition caps.
+    fn count_entities(&mut self) {
+        self.teams_total = self.accounts.values().map(|a| a.teams.len()).sum();
+        self.users_total = self.accounts.values().map(|a| a.user_ids.len()).sum();
     }
 
     /// Takes an event into state. Fires `support_escalation` at once. Returns
@@ -454,8 +489,8 @@ impl Engine {
         if self.last_evaluated.is_some_and(|last| own_tick <= last) {
             return Ingested::Late { tick: own_tick };
         }
-        if let Some((level, cap)) = self.over_limit(ev, dims) {
-            return Ingested::Limit { level, cap };
+        if let Some(refused) = self.over_limit(ev, dims) {
+            return refused;
         }
         if self.last_evaluated.is_none() {
             self.next_tick = Some(self.next_tick.map_or(own_tick, |n| n.min(own_tick)));
@@ -464,8 +499,10 @@ impl Engine {
         let bucket = cfg.bucket(t);
         let account_id = ev.account_id();
         let dirty = &mut self.dirty;
+        let users_total = &mut self.users_total;
         let (acct, mut account_changed) = state::entry(&mut self.accounts, account_id, |id| AccountState::new(id, t));
         acct.quiet = None;
+        let teams_at_start = acct.teams.len();
         account_changed |= t < acct.first_seen;
         acct.first_seen = acct.first_seen.min(t);
         let aid = &acct.id;
@@ -477,7 +514,9 @@ impl Engine {
                     dirty.mark(|| team_key(team));
                 }
                 if let Some(user) = &u.user_id {
+                    let users_before = acct.user_ids.len();
                     let (n, set) = team.user_mut(&mut acct.user_ids, user);
+                    *users_total += acct.user_ids.len() - users_before;
                     if set.insert(bucket) {
                         let user = acct.user_ids.name(n);
                         dirty.mark(|| StateKey::User(Arc::clone(aid), Arc::clone(&team.id), Arc::clone(user)));
@@ -561,6 +600,7 @@ impl Engine {
                 }
             }
         }
+        self.teams_total += acct.teams.len() - teams_at_start;
         if account_changed {
             dirty.mark(|| StateKey::Account(Arc::clone(aid)));
         }
@@ -892,6 +932,9 @@ impl Engine {
                 }
                 !expired
             });
+        }
+        if all {
+            self.users_total = self.accounts.values().map(|a| a.user_ids.len()).sum();
         }
     }
 }

@@ -87,7 +87,12 @@ pub(super) fn champion_inactive(
 
 /// The smallest tick at or after `t`.
 fn tick_at_or_after(t: i64, interval_ms: i64) -> i64 {
-    t.div_euclid(interval_ms) * interval_ms + if t.rem_euclid(interval_ms) == 0 { 0 } else { interval_ms }
+    let floor = t.div_euclid(interval_ms) * interval_ms;
+    if floor == t {
+        t
+    } else {
+        floor.saturating_add(interval_ms)
+    }
 }
 
 /// The first onboarding deadline tick after `tick` (contract_start + 60 and + 90 days),

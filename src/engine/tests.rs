@@ -870,6 +870,11 @@ fn caps_refuse_new_entities_and_existing_ones_keep_working() {
     assert!(err.detail.contains("limits.max_teams_per_account = 2"), "{}", err.detail);
     let size = r.engine.state_size();
     assert_eq!((size.accounts, size.teams, size.tickets), (2, 3, 1));
+    // restored, the counts behind the caps come back
+    let mut restored = Engine::restore(Arc::clone(&r.engine.cfg), r.engine.take_changes()).unwrap();
+    let mut out = Outputs::default();
+    let again = restored.ingest(&usage("15", T0, "a", "t3", Some("u1")), &r.dims, 0, &mut out);
+    assert!(limit(LimitLevel::Team)(again), "{again:?}");
     r.advance(T0 + D);
     // the existing entities are evaluated: account a (teams t1, t2) and account b
     let scored: BTreeSet<(Level, String)> =
@@ -945,4 +950,31 @@ fn survey_answers_in_any_order_count_once() {
     let restored = Engine::restore(Arc::clone(&r.engine.cfg), changes).unwrap();
     let team = restored.accounts.values().next().and_then(|a| a.teams.values().next()).unwrap();
     assert_eq!(team.feedback.between(0, T0 + D).count(), 1_000, "each answer once, kept across a restore");
+}
+
+#[test]
+fn partition_caps_count_teams_and_users_over_all_accounts() {
+    let c = cfg(|c| {
+        c.limits.max_teams_per_partition = 3;
+        c.limits.max_users_per_partition = 4;
+    });
+    let mut r = Run::new(c);
+    for (i, acct) in ["a", "b", "c"].iter().enumerate() {
+        assert!(r.ingest(usage(&format!("{i}"), T0, acct, "t", Some(&format!("u{i}")))).is_accepted());
+    }
+    let refused = r.ingest(usage("4", T0, "d", "t", Some("u9")));
+    assert!(
+        matches!(refused, Ingested::Limit { level: LimitLevel::Team, key: "limits.max_teams_per_partition", cap: 3 }),
+        "{refused:?}"
+    );
+    assert!(r.ingest(usage("5", T0, "a", "t", Some("u5"))).is_accepted(), "a fourth user in an existing team");
+    let refused = r.ingest(usage("6", T0, "b", "t", Some("u6")));
+    assert!(
+        matches!(refused, Ingested::Limit { level: LimitLevel::User, key: "limits.max_users_per_partition", .. }),
+        "{refused:?}"
+    );
+    // users free their place when their activity leaves the windows
+    r.ingest(usage("7", T0 + 40 * D, "a", "t", Some("u5")));
+    r.advance(T0 + 40 * D);
+    assert!(r.ingest(usage("8", T0 + 40 * D + 1, "b", "t", Some("u6"))).is_accepted());
 }

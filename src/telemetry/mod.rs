@@ -123,6 +123,8 @@ impl RecordRejected<'_> {
 pub struct EventLimited {
     /// The capped level.
     pub level: crate::engine::LimitLevel,
+    /// The cap's configuration key.
+    pub key: &'static str,
     /// The cap.
     pub cap: usize,
 }
@@ -146,7 +148,7 @@ impl EventLimited {
             tracing::warn!(
                 level = self.level.as_str(),
                 cap = self.cap,
-                key = self.level.key(),
+                key = self.key,
                 "Cap reached: events that would create a new entity at this level are dead-lettered (reason limit); existing entities keep working."
             );
         }
