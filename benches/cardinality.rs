@@ -5,7 +5,8 @@
 //! engine's state at the end, and the process's peak RSS during the flood (VmHWM, reset
 //! between floods through /proc/self/clear_refs).
 //!
-//! `cargo bench --bench cardinality` (optional argument: events per flood).
+//! `cargo bench --bench cardinality` (optional argument: events per flood). Each flood runs
+//! in a process of its own.
 
 use std::io::{BufRead, Write};
 use std::path::Path;
@@ -68,31 +69,57 @@ fn flood(name: &str, dir: &Path, n: u64, line: impl Fn(u64) -> String) -> Result
     Ok(())
 }
 
+/// Each flood runs in a process of its own (this binary again, with `--flood NAME`), so that
+/// its peak RSS is its own.
+const FLOODS: [&str; 5] = ["new-teams", "new-users", "new-accounts", "teams-spread", "users-spread"];
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let n: u64 = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(1_000_000);
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let n: u64 = args.iter().find_map(|a| a.parse().ok()).unwrap_or(1_000_000);
+    let one = args.iter().position(|a| a == "--flood").and_then(|i| args.get(i + 1));
+    let Some(name) = one else {
+        let l = Config::default().limits;
+        println!(
+            "caps: {} accounts, {} teams and {} users per partition; {} teams and {} users per account (defaults)",
+            l.max_accounts_per_partition,
+            l.max_teams_per_partition,
+            l.max_users_per_partition,
+            l.max_teams_per_account,
+            l.max_users_per_account
+        );
+        for name in FLOODS {
+            let status = std::process::Command::new(std::env::current_exe()?)
+                .args(["--flood", name, &n.to_string()])
+                .status()?;
+            if !status.success() {
+                return Err(format!("flood {name} failed: {status}").into());
+            }
+        }
+        return Ok(());
+    };
     let dir = std::env::temp_dir().join(format!("cs-pulse-cardinality-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let l = Config::default().limits;
-    println!(
-        "caps: {} accounts, {} teams and {} users per partition; {} teams and {} users per account (defaults)",
-        l.max_accounts_per_partition,
-        l.max_teams_per_partition,
-        l.max_users_per_partition,
-        l.max_teams_per_account,
-        l.max_users_per_account
-    );
     let event = |i: u64, account: String, team: String, user: String| {
         format!(
             r#"{{"event_id":"e{i}","occurred_at":{},"account_id":"{account}","team_id":"{team}","user_id":"{user}","type":"page_view"}}"#,
             BASE + (i as i64) * 2
         )
     };
-    flood("new-teams", &dir, n, |i| event(i, "acme".into(), format!("team-{i}"), format!("u{}", i % 50)))?;
-    flood("new-users", &dir, n, |i| event(i, "acme".into(), format!("team-{}", i % 20), format!("user-{i}")))?;
-    flood("new-accounts", &dir, n, |i| event(i, format!("account-{i}"), "t".into(), "u".into()))?;
-    // the same floods spread over 1,000 accounts: the per-partition caps hold them
-    flood("teams-spread", &dir, n, |i| event(i, format!("account-{}", i % 1_000), format!("team-{i}"), "u".into()))?;
-    flood("users-spread", &dir, n, |i| event(i, format!("account-{}", i % 1_000), "t".into(), format!("user-{i}")))?;
+    match name.as_str() {
+        "new-teams" => flood(name, &dir, n, |i| event(i, "acme".into(), format!("team-{i}"), format!("u{}", i % 50)))?,
+        "new-users" => {
+            flood(name, &dir, n, |i| event(i, "acme".into(), format!("team-{}", i % 20), format!("user-{i}")))?
+        }
+        "new-accounts" => flood(name, &dir, n, |i| event(i, format!("account-{i}"), "t".into(), "u".into()))?,
+        // the same floods spread over 1,000 accounts: the per-partition caps hold them
+        "teams-spread" => {
+            flood(name, &dir, n, |i| event(i, format!("account-{}", i % 1_000), format!("team-{i}"), "u".into()))?
+        }
+        "users-spread" => {
+            flood(name, &dir, n, |i| event(i, format!("account-{}", i % 1_000), "t".into(), format!("user-{i}")))?
+        }
+        other => return Err(format!("unknown flood {other}; one of {FLOODS:?}").into()),
+    }
     std::fs::remove_dir_all(&dir)?;
     Ok(())
 }

@@ -229,9 +229,13 @@ pub struct LimitsConfig {
     pub max_users_per_partition: u64,
     /// Tickets one account holds: open ones, and closed ones for 30 days (level `ticket`).
     pub max_tickets_per_account: u64,
+    /// Tickets all accounts of one input partition hold together (level `ticket`).
+    pub max_tickets_per_partition: u64,
     /// Changes one account holds while pairing and while in a time-to-production window,
     /// and apps in production in its onboarding window (level `change`).
     pub max_changes_per_account: u64,
+    /// Changes all accounts of one input partition hold together (level `change`).
+    pub max_changes_per_partition: u64,
 }
 
 fn default_max_accounts_per_partition() -> u64 {
@@ -242,6 +246,12 @@ fn default_max_teams_per_account() -> u64 {
 }
 fn default_max_users_per_account() -> u64 {
     100_000
+}
+fn default_max_tickets_per_partition() -> u64 {
+    500_000
+}
+fn default_max_changes_per_partition() -> u64 {
+    2_000_000
 }
 fn default_max_teams_per_partition() -> u64 {
     200_000
@@ -265,7 +275,9 @@ impl Default for LimitsConfig {
             max_users_per_account: default_max_users_per_account(),
             max_users_per_partition: default_max_users_per_partition(),
             max_tickets_per_account: default_max_tickets_per_account(),
+            max_tickets_per_partition: default_max_tickets_per_partition(),
             max_changes_per_account: default_max_changes_per_account(),
+            max_changes_per_partition: default_max_changes_per_partition(),
         }
     }
 }
@@ -698,6 +710,8 @@ impl Config {
             ("limits.max_users_per_account", l.max_users_per_account),
             ("limits.max_teams_per_partition", l.max_teams_per_partition),
             ("limits.max_users_per_partition", l.max_users_per_partition),
+            ("limits.max_tickets_per_partition", l.max_tickets_per_partition),
+            ("limits.max_changes_per_partition", l.max_changes_per_partition),
             ("limits.max_tickets_per_account", l.max_tickets_per_account),
             ("limits.max_changes_per_account", l.max_changes_per_account),
         ] {

@@ -86,8 +86,12 @@ pub struct Limits {
     pub partition_users: usize,
     /// Tickets of one account.
     pub tickets: usize,
+    /// Tickets of all accounts of the partition.
+    pub partition_tickets: usize,
     /// Changes (and apps in the onboarding window) of one account.
     pub changes: usize,
+    /// Changes of all accounts of the partition.
+    pub partition_changes: usize,
 }
 
 impl Limits {
@@ -100,7 +104,9 @@ impl Limits {
             users: n(l.max_users_per_account),
             partition_users: n(l.max_users_per_partition),
             tickets: n(l.max_tickets_per_account),
+            partition_tickets: n(l.max_tickets_per_partition),
             changes: n(l.max_changes_per_account),
+            partition_changes: n(l.max_changes_per_partition),
         }
     }
 }
@@ -313,6 +319,10 @@ pub struct Engine {
     teams_total: usize,
     /// Users held over all accounts, for `limits.max_users_per_partition`.
     users_total: usize,
+    /// Tickets held over all accounts, for `limits.max_tickets_per_partition`.
+    tickets_total: usize,
+    /// Changes held over all accounts, for `limits.max_changes_per_partition`.
+    changes_total: usize,
 }
 
 /// The engine's own bookkeeping, written beside the accounts in the changelog.
@@ -352,6 +362,8 @@ impl Engine {
             quiet_dims: None,
             teams_total: 0,
             users_total: 0,
+            tickets_total: 0,
+            changes_total: 0,
         }
     }
 
@@ -411,6 +423,16 @@ impl Engine {
             if user && self.users_total >= l.partition_users {
                 return refuse(User, "limits.max_users_per_partition", l.partition_users);
             }
+            let ticket = matches!(ev, Event::Support(s) if s.ticket_id.is_some() && s.kind.is_ticket());
+            if ticket && self.tickets_total >= l.partition_tickets {
+                return refuse(Ticket, "limits.max_tickets_per_partition", l.partition_tickets);
+            }
+            let change = matches!(ev, Event::Usage(u) if u.change_id.is_some()
+                && (u.kind == UsageKind::ChangeCreated
+                    || (u.kind == UsageKind::ChangeDeployed && u.environment.as_deref() == Some("production"))));
+            if change && self.changes_total >= l.partition_changes {
+                return refuse(Change, "limits.max_changes_per_partition", l.partition_changes);
+            }
             return None;
         };
         let new_team = |team_id: &str| -> Option<Ingested> {
@@ -443,8 +465,13 @@ impl Engine {
                 if let Some(change) = &u.change_id {
                     let pairs =
                         u.kind == UsageKind::ChangeCreated || (u.kind == UsageKind::ChangeDeployed && production);
-                    if pairs && !acct.changes.contains_key(change.as_str()) && acct.changes.len() >= l.changes {
-                        return refuse(Change, "limits.max_changes_per_account", l.changes);
+                    if pairs && !acct.changes.contains_key(change.as_str()) {
+                        if acct.changes.len() >= l.changes {
+                            return refuse(Change, "limits.max_changes_per_account", l.changes);
+                        }
+                        if self.changes_total >= l.partition_changes {
+                            return refuse(Change, "limits.max_changes_per_partition", l.partition_changes);
+                        }
                     }
                     if let (UsageKind::ChangeDeployed, true, Some(app)) = (&u.kind, production, &u.app_id) {
                         let cs = dims.account(&u.account_id).and_then(|a| a.contract_start);
@@ -461,8 +488,13 @@ impl Engine {
                     return Some(r);
                 }
                 if let (Some(ticket), true) = (&s.ticket_id, s.kind.is_ticket()) {
-                    if !acct.tickets.contains_key(ticket.as_str()) && acct.tickets.len() >= l.tickets {
-                        return refuse(Ticket, "limits.max_tickets_per_account", l.tickets);
+                    if !acct.tickets.contains_key(ticket.as_str()) {
+                        if acct.tickets.len() >= l.tickets {
+                            return refuse(Ticket, "limits.max_tickets_per_account", l.tickets);
+                        }
+                        if self.tickets_total >= l.partition_tickets {
+                            return refuse(Ticket, "limits.max_tickets_per_partition", l.partition_tickets);
+                        }
                     }
                 }
                 None
@@ -474,6 +506,8 @@ impl Engine {
     fn count_entities(&mut self) {
         self.teams_total = self.accounts.values().map(|a| a.teams.len()).sum();
         self.users_total = self.accounts.values().map(|a| a.user_ids.len()).sum();
+        self.tickets_total = self.accounts.values().map(|a| a.tickets.len()).sum();
+        self.changes_total = self.accounts.values().map(|a| a.changes.len()).sum();
     }
 
     /// Takes an event into state. Fires `support_escalation` at once. Returns
@@ -502,7 +536,8 @@ impl Engine {
         let users_total = &mut self.users_total;
         let (acct, mut account_changed) = state::entry(&mut self.accounts, account_id, |id| AccountState::new(id, t));
         acct.quiet = None;
-        let teams_at_start = acct.teams.len();
+        let (teams_at_start, tickets_at_start, changes_at_start) =
+            (acct.teams.len(), acct.tickets.len(), acct.changes.len());
         account_changed |= t < acct.first_seen;
         acct.first_seen = acct.first_seen.min(t);
         let aid = &acct.id;
@@ -601,6 +636,8 @@ impl Engine {
             }
         }
         self.teams_total += acct.teams.len() - teams_at_start;
+        self.tickets_total += acct.tickets.len() - tickets_at_start;
+        self.changes_total += acct.changes.len() - changes_at_start;
         if account_changed {
             dirty.mark(|| StateKey::Account(Arc::clone(aid)));
         }
@@ -933,6 +970,9 @@ impl Engine {
                 !expired
             });
         }
+        // Changes and tickets go at every tick, users once a day: recounted as they go.
+        self.tickets_total = self.accounts.values().map(|a| a.tickets.len()).sum();
+        self.changes_total = self.accounts.values().map(|a| a.changes.len()).sum();
         if all {
             self.users_total = self.accounts.values().map(|a| a.user_ids.len()).sum();
         }

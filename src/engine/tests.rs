@@ -957,6 +957,8 @@ fn partition_caps_count_teams_and_users_over_all_accounts() {
     let c = cfg(|c| {
         c.limits.max_teams_per_partition = 3;
         c.limits.max_users_per_partition = 4;
+        c.limits.max_tickets_per_partition = 1;
+        c.limits.max_changes_per_partition = 1;
     });
     let mut r = Run::new(c);
     for (i, acct) in ["a", "b", "c"].iter().enumerate() {
@@ -977,4 +979,10 @@ fn partition_caps_count_teams_and_users_over_all_accounts() {
     r.ingest(usage("7", T0 + 40 * D, "a", "t", Some("u5")));
     r.advance(T0 + 40 * D);
     assert!(r.ingest(usage("8", T0 + 40 * D + 1, "b", "t", Some("u6"))).is_accepted());
+    assert!(r.ingest(ticket("9", T0 + 40 * D + 2, None, SupportKind::TicketOpened, "T1", Some(3))).is_accepted());
+    let refused = r.ingest(ticket("10", T0 + 40 * D + 3, None, SupportKind::TicketOpened, "T2", Some(3)));
+    assert!(matches!(refused, Ingested::Limit { key: "limits.max_tickets_per_partition", .. }), "{refused:?}");
+    assert!(r.ingest(change("11", T0 + 40 * D + 4, "t", UsageKind::ChangeCreated, "c1", None, "app")).is_accepted());
+    let refused = r.ingest(change("12", T0 + 40 * D + 5, "t", UsageKind::ChangeCreated, "c2", None, "app"));
+    assert!(matches!(refused, Ingested::Limit { key: "limits.max_changes_per_partition", .. }), "{refused:?}");
 }
