@@ -901,10 +901,11 @@ impl Engine {
                 }
             }
             acct.entities = entities;
-            let quiet = !changed
-                && outputs_before == (out.alerts.len(), out.scores.len())
-                && state::holds_nothing_after(acct, tick);
-            acct.quiet = quiet.then(|| rules::next_onboarding_tick(record, tick, cfg.interval_ms).unwrap_or(i64::MAX));
+            let unchanged = !changed && outputs_before == (out.alerts.len(), out.scores.len());
+            acct.quiet = unchanged
+                .then(|| state::quiet_until(acct, tick, &cfg))
+                .flatten()
+                .map(|wake| wake.min(rules::next_onboarding_tick(record, tick, cfg.interval_ms).unwrap_or(i64::MAX)));
         }
         self.quiet_dims = Some(dims.version());
         let all = self.last_pruned.is_none_or(|p| tick - p >= DAY_MS);

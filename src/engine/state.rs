@@ -222,10 +222,6 @@ impl Feedback {
         }
     }
 
-    pub(super) fn is_empty(&self) -> bool {
-        self.responses.is_empty()
-    }
-
     /// Heap bytes: B-tree entries and event ids.
     pub(super) fn heap_bytes(&self) -> usize {
         self.responses.len() * std::mem::size_of::<((i64, String), Answer)>()
@@ -326,23 +322,76 @@ pub(super) struct AccountState {
     pub(super) quiet: Option<i64>,
 }
 
-/// Whether nothing in the account can change an evaluation after `tick`: no activity,
-/// escalations, answers, champions or changes held, no team created at or after it, and
-/// every ticket and app deploy before it (so each evaluation folds them alike).
-pub(super) fn holds_nothing_after(a: &AccountState, tick: i64) -> bool {
-    a.changes.is_empty()
-        && a.account_support.escalations.is_empty()
-        && a.account_feedback.is_empty()
-        && a.tickets.values().all(|t| t.last_at().is_none_or(|at| at < tick))
-        && a.apps.values().all(|times| times.last().is_none_or(|at| *at < tick))
-        && a.teams.values().all(|t| {
-            t.first_seen < tick
-                && t.users.is_empty()
-                && t.features.is_empty()
-                && t.support.escalations.is_empty()
-                && t.feedback.is_empty()
-                && t.champions.is_empty()
-        })
+/// When nothing the account holds can change an evaluation after `tick` before some later
+/// tick: that tick, the first to see the earliest data held at or after `tick` (`i64::MAX`
+/// when there is none). `None` when something can: activity, escalations or answers that
+/// a window after `tick` still reads, a champion, or a change that is not wholly ahead.
+/// Tickets and app deploys before `tick` fold the same way at every later tick.
+pub(super) fn quiet_until(a: &AccountState, tick: i64, cfg: &super::EngineConfig) -> Option<i64> {
+    use crate::time::DAY_MS;
+    let now = cfg.bucket(tick);
+    let g = cfg.granularity_ms;
+    let mut first = i64::MAX;
+    let mut note = |t: i64| first = first.min(t);
+    let escalations = |s: &SupportAgg, note: &mut dyn FnMut(i64)| -> Option<()> {
+        if s.escalations.range(cfg.bucket(tick - 8 * DAY_MS)..now).next().is_some() {
+            return None;
+        }
+        if let Some((b, _)) = s.escalations.range(now..).next() {
+            note(i64::from(*b) * g);
+        }
+        Some(())
+    };
+    let answers = |f: &Feedback, note: &mut dyn FnMut(i64)| -> Option<()> {
+        if f.responses.range((tick - 91 * DAY_MS, String::new())..(tick, String::new())).next().is_some() {
+            return None;
+        }
+        if let Some(((at, _), _)) = f.responses.range((tick, String::new())..).next() {
+            note(*at);
+        }
+        Some(())
+    };
+    let recent = cfg.bucket(tick - 31 * DAY_MS);
+    for t in a.teams.values() {
+        if !t.champions.is_empty() {
+            return None;
+        }
+        if t.first_seen >= tick {
+            note(t.first_seen);
+        }
+        for set in t.users.values().chain(t.features.values()) {
+            if set.any_in(recent, now) {
+                return None;
+            }
+            if let Some(b) = set.iter_in(now, u32::MAX).next() {
+                note(i64::from(b) * g);
+            }
+        }
+        escalations(&t.support, &mut note)?;
+        answers(&t.feedback, &mut note)?;
+    }
+    escalations(&a.account_support, &mut note)?;
+    answers(&a.account_feedback, &mut note)?;
+    for c in a.changes.values() {
+        let times = c.created.as_ref().map(|(t, _)| *t).into_iter().chain(c.deployed);
+        for t in times {
+            if t < tick {
+                return None;
+            }
+            note(t);
+        }
+    }
+    for t in a.tickets.values() {
+        if let Some(at) = t.first_at_or_after(tick) {
+            note(at);
+        }
+    }
+    for times in a.apps.values() {
+        if let Some(at) = times.range(tick..).next() {
+            note(*at);
+        }
+    }
+    Some(if first == i64::MAX { i64::MAX } else { cfg.tick_of(first) })
 }
 
 impl AccountState {

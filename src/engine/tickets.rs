@@ -74,9 +74,10 @@ impl Ticket {
         }
     }
 
-    /// The time of its latest event.
-    pub(super) fn last_at(&self) -> Option<i64> {
-        self.events.last().map(|e| e.at)
+    /// The time of its first event at or after `t`.
+    pub(super) fn first_at_or_after(&self, t: i64) -> Option<i64> {
+        let i = self.events.partition_point(|e| e.at < t);
+        self.events.get(i).map(|e| e.at)
     }
 
     /// Whether the ticket is closed and its last event is before `before`.
