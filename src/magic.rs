@@ -101,7 +101,10 @@ impl Change {
     /// a pair within `ttl_ms`.
     pub fn record_created(&mut self, at: i64, team: &str, ttl_ms: i64) -> Option<i64> {
         let was = self.paired(ttl_ms);
-        if self.created.as_ref().is_none_or(|(c, _)| at < *c) {
+        // An unmatched half expires `ttl_ms` after its time: a later one replaces it,
+        // whether or not the expired one is still held (pruning is only bookkeeping).
+        let expired = !was && self.created.as_ref().is_some_and(|(c, _)| at.saturating_sub(*c) > ttl_ms);
+        if expired || self.created.as_ref().is_none_or(|(c, _)| at < *c) {
             self.created = Some((at, team.to_string()));
         }
         self.newly_paired(was, ttl_ms)
@@ -111,7 +114,8 @@ impl Change {
     /// when this completes a pair within `ttl_ms`.
     pub fn record_deploy(&mut self, at: i64, ttl_ms: i64) -> Option<i64> {
         let was = self.paired(ttl_ms);
-        if self.deployed.is_none_or(|d| at < d) {
+        let expired = !was && self.deployed.is_some_and(|d| at.saturating_sub(d) > ttl_ms);
+        if expired || self.deployed.is_none_or(|d| at < d) {
             self.deployed = Some(at);
         }
         self.newly_paired(was, ttl_ms)
@@ -145,15 +149,16 @@ impl Change {
         self.pair(ttl_ms)
     }
 
-    /// Whether this change can be dropped at `tick`: a pair whose deploy left every window
-    /// (56 days), or halves that found no partner within the TTL. The second value says
-    /// whether it expired unmatched.
-    pub fn droppable(&self, tick: i64, ttl_ms: i64) -> Option<bool> {
+    /// Whether this change can be dropped before `tick`: a pair whose deploy left every
+    /// window (56 days), or halves that no partner can reach any more (every event still
+    /// to come is at or after `earliest_next`, and a partner must be within the TTL). The
+    /// second value says whether it expired unmatched.
+    pub fn droppable(&self, tick: i64, earliest_next: i64, ttl_ms: i64) -> Option<bool> {
         if let Some((d, _, _)) = self.pair(ttl_ms) {
             return (d < tick - 56 * DAY_MS).then_some(false);
         }
         let latest = self.created.as_ref().map(|(c, _)| *c).max(self.deployed)?;
-        (tick - latest > ttl_ms).then_some(true)
+        (earliest_next - latest > ttl_ms).then_some(true)
     }
 }
 
@@ -210,12 +215,12 @@ mod tests {
         c.record_created(0, "t", TTL);
         assert_eq!(c.record_deploy(TTL + 1, TTL), None);
         assert_eq!(c.pair(TTL), None);
-        assert_eq!(c.droppable(2 * TTL, TTL), None);
-        assert_eq!(c.droppable(2 * TTL + 2, TTL), Some(true));
+        assert_eq!(c.droppable(2 * TTL, 2 * TTL, TTL), None);
+        assert_eq!(c.droppable(2 * TTL + 2, 2 * TTL + 2, TTL), Some(true));
         let mut lone = Change::default();
         lone.record_created(0, "t", TTL);
-        assert_eq!(lone.droppable(TTL, TTL), None);
-        assert_eq!(lone.droppable(TTL + 1, TTL), Some(true));
+        assert_eq!(lone.droppable(TTL, TTL, TTL), None);
+        assert_eq!(lone.droppable(TTL + 1, TTL + 1, TTL), Some(true));
     }
 
     #[test]
@@ -225,6 +230,25 @@ mod tests {
         c.record_deploy(10 * H, TTL);
         assert_eq!(c.pair_as_of(10 * H, TTL), None);
         assert!(c.pair_as_of(10 * H + 1, TTL).is_some());
-        assert_eq!(c.droppable(10 * H + 56 * DAY_MS + 1, TTL), Some(false));
+        assert_eq!(c.droppable(10 * H + 56 * DAY_MS + 1, 10 * H + 56 * DAY_MS + 1, TTL), Some(false));
+    }
+
+    #[test]
+    fn an_expired_half_is_replaced_by_a_later_one_whether_or_not_it_was_pruned() {
+        let mut c = Change::default();
+        assert_eq!(c.record_created(0, "t", TTL), None);
+        // a second change_created long after the first expired: it is the created half now
+        assert_eq!(c.record_created(TTL + 5 * H, "t2", TTL), None);
+        assert_eq!(c.record_deploy(TTL + 8 * H, TTL), Some(3 * H));
+        assert_eq!(c.pair(TTL), Some((TTL + 8 * H, 3 * H, "t2")));
+        // a lone deploy expires the same way
+        let mut d = Change::default();
+        d.record_deploy(0, TTL);
+        d.record_deploy(TTL + 10 * H, TTL);
+        assert_eq!(d.record_created(TTL + 9 * H, "t", TTL), Some(H));
+        // no partner can reach a half once every event to come is over the TTL away
+        let lone = Change { created: Some((0, "t".into())), deployed: None };
+        assert_eq!(lone.droppable(TTL + 2 * H, TTL, TTL), None);
+        assert_eq!(lone.droppable(TTL + 2 * H, TTL + 1, TTL), Some(true));
     }
 }

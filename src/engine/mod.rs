@@ -527,7 +527,10 @@ impl Engine {
             return refused;
         }
         if self.last_evaluated.is_none() {
-            self.next_tick = Some(self.next_tick.map_or(own_tick, |n| n.min(own_tick)));
+            let first = Some(self.next_tick.map_or(own_tick, |n| n.min(own_tick)));
+            // The first tick moved: the changelog's bookkeeping record says so.
+            self.meta_dirty |= first != self.next_tick;
+            self.next_tick = first;
         }
         let cfg = Arc::clone(&self.cfg);
         let bucket = cfg.bucket(t);
@@ -921,6 +924,7 @@ impl Engine {
     /// count, at every tick.
     fn prune(&mut self, next: i64, all: bool, out: &mut Outputs) {
         let ttl = self.cfg.pending_ttl_ms;
+        let interval = self.cfg.interval_ms;
         let keep_from = self.cfg.bucket(next - RETAIN_MS);
         let esc_from = self.cfg.bucket(next - 7 * DAY_MS);
         // Pieces that go entirely are written as tombstones; the rest shrinks unwritten.
@@ -955,7 +959,7 @@ impl Engine {
             }
             a.account_support.prune(esc_from);
             a.account_feedback.prune_before(next - 90 * DAY_MS);
-            a.changes.retain(|change_id, c| match c.droppable(next, ttl) {
+            a.changes.retain(|change_id, c| match c.droppable(next, next - interval, ttl) {
                 Some(expired) => {
                     out.expired_changes += u64::from(expired);
                     dirty.mark(|| StateKey::Change(Arc::clone(account_id), change_id.clone()));
@@ -964,7 +968,9 @@ impl Engine {
                 None => true,
             });
             a.tickets.retain(|ticket_id, t| {
-                let expired = t.expired(next - RETAIN_MS);
+                // Only what no event still to come (at or after `next - interval`) can
+                // reach: see `Ticket::record`.
+                let expired = t.expired(next - interval - RETAIN_MS);
                 if expired {
                     dirty.mark(|| StateKey::Ticket(Arc::clone(account_id), ticket_id.clone()));
                 }

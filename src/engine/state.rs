@@ -372,13 +372,15 @@ pub(super) fn quiet_until(a: &AccountState, tick: i64, cfg: &super::EngineConfig
     }
     escalations(&a.account_support, &mut note)?;
     answers(&a.account_feedback, &mut note)?;
+    // A change counts in windows by its production deploy (56 days back); a lone half
+    // before the tick counts nowhere, and a partner still to come wakes the account.
     for c in a.changes.values() {
         let times = c.created.as_ref().map(|(t, _)| *t).into_iter().chain(c.deployed);
-        for t in times {
-            if t < tick {
-                return None;
-            }
+        for t in times.filter(|&t| t >= tick) {
             note(t);
+        }
+        if c.deployed.is_some_and(|d| d < tick && d >= tick - 57 * DAY_MS) {
+            return None;
         }
     }
     for t in a.tickets.values() {

@@ -28,6 +28,16 @@ impl Ticket {
     }
 
     pub(super) fn record(&mut self, s: &SupportEvent) {
+        // A ticket resolved more than 30 days before this event is a new ticket under the
+        // same id: the old one's events are forgotten, as pruning forgets them, so that
+        // when pruning ran never changes what the ticket counts for.
+        if self
+            .events
+            .last()
+            .is_some_and(|l| l.kind == SupportKind::TicketResolved && s.occurred_at - l.at > super::RETAIN_MS)
+        {
+            self.events.clear();
+        }
         let ev = TicketEvent {
             at: s.occurred_at,
             event_id: s.event_id.clone(),
