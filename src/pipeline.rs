@@ -904,7 +904,20 @@ fn process_batch<M: Message>(
         if i % 1024 == 1023 {
             now = crate::time::now_ms();
         }
-        let decoded = if ti == 0 { owned.decoders.usage(m.payload()) } else { owned.decoders.support(m.payload()) };
+        // A decoder that fails on a record (a defect) dead-letters that record alone.
+        let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            if ti == 0 {
+                owned.decoders.usage(m.payload())
+            } else {
+                owned.decoders.support(m.payload())
+            }
+        }))
+        .unwrap_or_else(|panic| {
+            Err(AvroError::Record(DecodeError {
+                reason: crate::decode::Reason::Undecodable,
+                detail: format!("the decoder failed on this record: {}", panic_message(&*panic)),
+            }))
+        });
         let decoded = match decoded {
             Err(AvroError::Registry(e)) => {
                 return Err(PipelineError::Registry(format!(
