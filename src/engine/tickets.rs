@@ -28,16 +28,6 @@ impl Ticket {
     }
 
     pub(super) fn record(&mut self, s: &SupportEvent) {
-        // A ticket resolved more than 30 days before this event is a new ticket under the
-        // same id: the old one's events are forgotten, as pruning forgets them, so that
-        // when pruning ran never changes what the ticket counts for.
-        if self
-            .events
-            .last()
-            .is_some_and(|l| l.kind == SupportKind::TicketResolved && s.occurred_at - l.at > super::RETAIN_MS)
-        {
-            self.events.clear();
-        }
         let ev = TicketEvent {
             at: s.occurred_at,
             event_id: s.event_id.clone(),
@@ -62,7 +52,15 @@ impl Ticket {
         let mut seen = false;
         let mut priority = None;
         let mut first_team = None;
+        let mut resolved_at: Option<i64> = None;
         for e in self.events.iter().take_while(|e| e.at < tick) {
+            // An event more than 30 days after the ticket was resolved starts a new ticket
+            // under the same id: a function of event times alone, so pruning a resolved
+            // ticket 30 days on changes nothing.
+            if resolved_at.is_some_and(|r| e.at - r > super::RETAIN_MS) {
+                (open, seen, priority, first_team) = (false, false, None, None);
+            }
+            resolved_at = (e.kind == SupportKind::TicketResolved).then_some(e.at);
             if !seen {
                 first_team = e.team_id.as_deref();
             }
@@ -152,5 +150,21 @@ mod tests {
         assert_eq!(t.events.len(), 2);
         assert!(t.expired(21));
         assert!(!t.expired(20));
+    }
+
+    #[test]
+    fn reused_a_month_after_resolution_is_a_new_ticket() {
+        let mut t = Ticket::default();
+        t.record(&ev("1", 10, SupportKind::TicketOpened, Some(2), Some("t1")));
+        t.record(&ev("2", 20, SupportKind::TicketResolved, None, None));
+        let later = 20 + crate::engine::RETAIN_MS + 1;
+        t.record(&ev("3", later, SupportKind::TicketOpened, Some(3), Some("t2")));
+        assert_eq!(t.open_at(15), Some((Priority(2), Some("t1"))), "earlier ticks keep the old ticket");
+        assert_eq!(t.open_at(later + 1), Some((Priority(3), Some("t2"))), "the reuse counts for its own team");
+        let mut soon = Ticket::default();
+        soon.record(&ev("1", 10, SupportKind::TicketOpened, Some(2), Some("t1")));
+        soon.record(&ev("2", 20, SupportKind::TicketResolved, None, None));
+        soon.record(&ev("3", 30, SupportKind::TicketReopened, None, Some("t2")));
+        assert_eq!(soon.open_at(31), Some((Priority(2), Some("t1"))), "reopened within 30 days: the same ticket");
     }
 }
