@@ -34,18 +34,6 @@ fn headers_of(h: &str) -> BTreeMap<&str, &str> {
     h.split(',').filter_map(|kv| kv.split_once('=')).collect()
 }
 
-/// GET `path` on the metrics port: (status line, body).
-fn get(port: u16, path: &str) -> Option<(String, String)> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes()).ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    let (head, body) = out.split_once("\r\n\r\n")?;
-    Some((head.lines().next()?.to_string(), body.to_string()))
-}
-
 #[test]
 #[ignore = "needs a real Kafka broker and the test Python packages: run `bash tests/run-all.sh`"]
 fn every_kind_of_bad_record_is_dead_lettered_with_its_reason_and_nothing_else_is_affected() -> Result {
@@ -184,26 +172,6 @@ fn ids(alerts: &[Value]) -> (BTreeSet<String>, usize) {
     (seen, dups)
 }
 
-/// Replays the NDJSON files of `dir` with `config`: every alert, by id, with its account.
-fn replay_alerts(config: &std::path::Path, dir: &std::path::Path) -> Result<BTreeMap<String, Value>> {
-    let out = dir.join("replay-alerts.ndjson");
-    let mut cmd = cs_pulse();
-    cmd.arg("replay");
-    for input in ["usage", "support", "accounts", "teams"] {
-        let f = dir.join(format!("{input}.ndjson"));
-        if f.exists() {
-            cmd.arg(format!("--{input}")).arg(f);
-        }
-    }
-    let status = cmd.arg("--out").arg(&out).arg("--config").arg(config).status()?;
-    assert!(status.success(), "replay failed");
-    Ok(std::fs::read_to_string(&out)?
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .map(|a| (a["alert_id"].as_str().unwrap_or_default().to_string(), a))
-        .collect())
-}
-
 #[test]
 #[ignore = "needs a real Kafka broker: run `bash tests/run-all.sh`"]
 fn trial_deploys_before_contract_start_raise_the_onboarding_alerts_replay_raises() -> Result {
@@ -336,7 +304,7 @@ fn a_panic_stops_only_its_partition_and_after_a_restart_alerts_are_exact() -> Re
     std::thread::sleep(Duration::from_secs(2));
     let stopped = run.metric("cs_pulse_failed_partitions");
     let failures = run.metric("cs_pulse_partition_failures_total");
-    let ready = get(port, "/readyz").ok_or("readyz")?;
+    let ready = http_get(port, "/readyz").ok_or("readyz")?;
     assert_eq!(run.terminate(Duration::from_secs(60))?, Some(0), "{}", run.log_text());
     let log = run.log_text();
     assert_eq!((stopped, failures), (Some(1.0), Some(1.0)), "{log}");

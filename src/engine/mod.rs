@@ -929,6 +929,8 @@ impl Engine {
         let esc_from = self.cfg.bucket(next - 7 * DAY_MS);
         // Pieces that go entirely are written as tombstones; the rest shrinks unwritten.
         let dirty = &mut self.dirty;
+        // Changes and tickets go at every tick, users once a day: recounted as they go.
+        let (mut tickets, mut changes, mut users) = (0, 0, 0);
         for (account_id, a) in self.accounts.iter_mut() {
             for team in a.teams.values_mut() {
                 if all {
@@ -976,12 +978,13 @@ impl Engine {
                 }
                 !expired
             });
+            tickets += a.tickets.len();
+            changes += a.changes.len();
+            users += a.user_ids.len();
         }
-        // Changes and tickets go at every tick, users once a day: recounted as they go.
-        self.tickets_total = self.accounts.values().map(|a| a.tickets.len()).sum();
-        self.changes_total = self.accounts.values().map(|a| a.changes.len()).sum();
+        (self.tickets_total, self.changes_total) = (tickets, changes);
         if all {
-            self.users_total = self.accounts.values().map(|a| a.user_ids.len()).sum();
+            self.users_total = users;
         }
     }
 }

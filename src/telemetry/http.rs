@@ -48,13 +48,14 @@ async fn handle_conn(mut stream: TcpStream) {
     let mut parts = request.split_whitespace();
     let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     let path = path.split('?').next().unwrap_or("");
+    let stopped = super::failed_partitions();
     let (status, ctype, body) = match (method, path) {
         ("GET" | "HEAD", "/metrics") => {
             ("200 OK", "text/plain; version=0.0.4; charset=utf-8", super::metrics().render())
         }
         ("GET" | "HEAD", "/healthz") => ("200 OK", "text/plain", "ok\n".to_string()),
-        ("GET" | "HEAD", "/readyz") if !super::failed_partitions().is_empty() => {
-            let lines: String = super::failed_partitions().iter().map(|l| format!("{l}\n")).collect();
+        ("GET" | "HEAD", "/readyz") if !stopped.is_empty() => {
+            let lines: String = stopped.iter().map(|l| format!("{l}\n")).collect();
             ("503 Service Unavailable", "text/plain", format!("not ready: input partitions stopped\n{lines}"))
         }
         ("GET" | "HEAD", "/readyz") if super::is_ready() => ("200 OK", "text/plain", "ready\n".to_string()),

@@ -197,14 +197,26 @@ impl Drop for RunProcess {
     }
 }
 
-/// GET /metrics.
-pub fn scrape(port: u16) -> Option<String> {
+/// GET `path` on 127.0.0.1:`port`: the whole response, head and body.
+fn get_raw(port: u16, path: &str) -> Option<String> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").ok()?;
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes()).ok()?;
     let mut out = String::new();
     s.read_to_string(&mut out).ok()?;
     Some(out)
+}
+
+/// GET /metrics.
+pub fn scrape(port: u16) -> Option<String> {
+    get_raw(port, "/metrics")
+}
+
+/// GET `path` on the metrics port: (status line, body).
+pub fn http_get(port: u16, path: &str) -> Option<(String, String)> {
+    let out = get_raw(port, path)?;
+    let (head, body) = out.split_once("\r\n\r\n")?;
+    Some((head.lines().next()?.to_string(), body.to_string()))
 }
 
 /// Reads a whole topic with kcat (an independent client): one `(key, headers, payload)`
@@ -240,26 +252,38 @@ fn kcat_consume(bootstrap: &str, topic: &str, extra: &[&str]) -> Result<Vec<(Str
         .collect())
 }
 
-/// The alert ids `replay` writes over the NDJSON files `gen` left in `dir`, up to the
-/// last hourly tick a `run` watermark of `end - 1 h` evaluates (support escalations fire
-/// on ingest, whatever the watermark).
-pub fn replay_alert_ids(config: &Path, dir: &Path, end_ms: i64) -> Result<std::collections::BTreeSet<String>> {
+/// Replays the NDJSON files of `dir` (those present of usage, support, accounts, teams)
+/// with `config`: every alert, by id.
+pub fn replay_alerts(config: &Path, dir: &Path) -> Result<std::collections::BTreeMap<String, serde_json::Value>> {
     let out = dir.join("replay-alerts.ndjson");
     let mut cmd = cs_pulse();
     cmd.arg("replay");
     for input in ["usage", "support", "accounts", "teams"] {
-        cmd.arg(format!("--{input}")).arg(dir.join(format!("{input}.ndjson")));
+        let f = dir.join(format!("{input}.ndjson"));
+        if f.exists() {
+            cmd.arg(format!("--{input}")).arg(f);
+        }
     }
     let status = cmd.arg("--out").arg(&out).arg("--config").arg(config).status()?;
     if !status.success() {
         return Err("replay failed".into());
     }
-    let last_tick = (end_ms - 3_600_000).div_euclid(3_600_000) * 3_600_000;
     Ok(std::fs::read_to_string(&out)?
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|a| a["kind"] == "support_escalation" || a["at"].as_i64().is_some_and(|at| at <= last_tick))
-        .filter_map(|a| a["alert_id"].as_str().map(str::to_string))
+        .map(|a| (a["alert_id"].as_str().unwrap_or_default().to_string(), a))
+        .collect())
+}
+
+/// The alert ids `replay` writes over the NDJSON files `gen` left in `dir`, up to the
+/// last hourly tick a `run` watermark of `end - 1 h` evaluates (support escalations fire
+/// on ingest, whatever the watermark).
+pub fn replay_alert_ids(config: &Path, dir: &Path, end_ms: i64) -> Result<std::collections::BTreeSet<String>> {
+    let last_tick = (end_ms - 3_600_000).div_euclid(3_600_000) * 3_600_000;
+    Ok(replay_alerts(config, dir)?
+        .into_iter()
+        .filter(|(_, a)| a["kind"] == "support_escalation" || a["at"].as_i64().is_some_and(|at| at <= last_tick))
+        .map(|(id, _)| id)
         .collect())
 }
 
