@@ -75,7 +75,7 @@ pub struct Config {
 }
 
 /// Kafka connection settings.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct KafkaConfig {
     /// Comma-separated `host:port` list. The environment variable
@@ -83,9 +83,89 @@ pub struct KafkaConfig {
     pub bootstrap_servers: String,
     /// Consumer group shared by every instance of one deployment.
     pub group_id: String,
+    /// How long `run` and `gen` wait, at start, for the brokers to answer before they
+    /// give up naming the servers tried. An authentication or TLS failure ends the wait at
+    /// once.
+    pub connect_timeout_secs: u64,
     /// Any librdkafka property, passed through as is (`security.protocol`, `sasl.*`,
-    /// `ssl.*`). Put secrets in the environment, not in a checked-in file.
+    /// `ssl.*`). A secret ([`is_secret_key`]) must be a `${VAR}` reference to the
+    /// environment; values are printed redacted.
     pub client: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for KafkaConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaConfig")
+            .field("bootstrap_servers", &self.bootstrap_servers)
+            .field("group_id", &self.group_id)
+            .field("connect_timeout_secs", &self.connect_timeout_secs)
+            .field("client", &redacted(&self.client))
+            .finish()
+    }
+}
+
+/// What secrets print as.
+pub const REDACTED: &str = "<redacted>";
+
+/// Whether a librdkafka property holds a secret: a password, passphrase, client secret,
+/// private key or the OAUTHBEARER configuration (which may hold any of them).
+pub fn is_secret_key(key: &str) -> bool {
+    let k = key.trim().to_ascii_lowercase();
+    ["password", "passphrase", "secret", "private.key", "ssl.key.pem", "ssl_key", "oauthbearer.config"]
+        .iter()
+        .any(|s| k.contains(s))
+}
+
+/// The pass-through properties with every secret replaced by [`REDACTED`].
+pub fn redacted(client: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    client.iter().map(|(k, v)| (k.clone(), if is_secret_key(k) { REDACTED.to_string() } else { v.clone() })).collect()
+}
+
+/// Replaces each `${NAME}` in `value` with the environment variable `NAME` (`get`); `$$`
+/// is one `$`, and any other `$` stays as it is. `key` names the value in errors. An
+/// unset variable is an error, never an empty string; the error never holds a value.
+pub fn expand_vars(key: &str, value: &str, get: &impl Fn(&str) -> Option<String>) -> Result<String, ConfigError> {
+    let mut out = String::with_capacity(value.len());
+    let mut rest = value;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        if let Some(tail) = after.strip_prefix('$') {
+            out.push('$');
+            rest = tail;
+        } else if let Some(body) = after.strip_prefix('{') {
+            let Some(end) = body.find('}') else {
+                return Err(invalid(key, "has a `${` without its closing `}`"));
+            };
+            let name = &body[..end];
+            let valid = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !valid {
+                return Err(invalid(
+                    key,
+                    format!("`${{{name}}}` is not a variable reference: a name is letters, digits and `_`"),
+                ));
+            }
+            match get(name) {
+                Some(v) => out.push_str(&v),
+                None => {
+                    return Err(invalid(key, format!("refers to the environment variable {name}, which is not set")))
+                }
+            }
+            rest = &body[end + 1..];
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// Whether `value` is exactly one `${NAME}` reference.
+fn is_env_reference(value: &str) -> bool {
+    let v = value.trim();
+    v.starts_with("${") && v.ends_with('}') && v[2..v.len() - 1].chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 fn default_bootstrap_servers() -> String {
@@ -97,7 +177,12 @@ fn default_group_id() -> String {
 
 impl Default for KafkaConfig {
     fn default() -> Self {
-        Self { bootstrap_servers: default_bootstrap_servers(), group_id: default_group_id(), client: BTreeMap::new() }
+        Self {
+            bootstrap_servers: default_bootstrap_servers(),
+            group_id: default_group_id(),
+            connect_timeout_secs: 30,
+            client: BTreeMap::new(),
+        }
     }
 }
 
@@ -560,6 +645,9 @@ pub struct SchemaRegistryConfig {
     /// with cs-pulse's own schemas as the writer schemas. `CS_PULSE_SCHEMA_REGISTRY_URL`
     /// overrides.
     pub url: String,
+    /// A PEM file of the CA certificates that sign the registry's HTTPS certificate, in
+    /// place of the system's. Empty: the system's trust store.
+    pub ca_location: String,
 }
 
 /// Output settings.
@@ -617,9 +705,22 @@ impl Config {
     /// Parses TOML text, applies environment overrides and validates. `origin` names the
     /// source in errors.
     pub fn from_toml(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        Self::from_toml_with(text, origin, |k| std::env::var(k).ok())
+    }
+
+    /// [`Config::from_toml`] with the environment given as a function.
+    pub fn from_toml_with(text: &str, origin: &str, env: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let mut cfg: Config = toml::from_str(text).map_err(|e| {
             let key = e.span().and_then(|span| dotted_key_at(text, span.start));
-            let message = e.to_string().trim().replace('\n', " ");
+            // toml's own rendering quotes the offending line, which may hold a secret:
+            // say where instead.
+            let at = e.span().map(|span| {
+                let before = &text[..span.start.min(text.len())];
+                let line = before.matches('\n').count() + 1;
+                let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+                format!("line {line}, column {column}: ")
+            });
+            let message = format!("{}{}", at.unwrap_or_default(), e.message().trim().replace('\n', " "));
             ConfigError::Parse {
                 path: origin.to_string(),
                 message: match key {
@@ -628,7 +729,9 @@ impl Config {
                 },
             }
         })?;
-        cfg.apply_env(|k| std::env::var(k).ok());
+        cfg.check_secrets_are_references()?;
+        cfg.expand_env_references(&env)?;
+        cfg.apply_env(&env);
         cfg.validate()?;
         Ok(cfg)
     }
@@ -639,6 +742,34 @@ impl Config {
         cfg.apply_env(|k| std::env::var(k).ok());
         cfg.validate()?;
         Ok(cfg)
+    }
+
+    /// Refuses a secret written into the file itself: it must be a `${VAR}` reference.
+    fn check_secrets_are_references(&self) -> Result<(), ConfigError> {
+        for (k, v) in &self.kafka.client {
+            if is_secret_key(k) && !is_env_reference(v) {
+                return Err(invalid(
+                    &format!("kafka.client.\"{k}\""),
+                    "is a secret and must come from the environment, not the file: write it as \"${VAR}\" \
+                     (for example \"${CS_PULSE_KAFKA_PASSWORD}\") and set VAR where cs-pulse runs",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Replaces `${VAR}` references in the Kafka and schema registry settings with the
+    /// environment's values.
+    fn expand_env_references(&mut self, env: &impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        self.kafka.bootstrap_servers = expand_vars("kafka.bootstrap_servers", &self.kafka.bootstrap_servers, env)?;
+        self.kafka.group_id = expand_vars("kafka.group_id", &self.kafka.group_id, env)?;
+        for (k, v) in self.kafka.client.iter_mut() {
+            *v = expand_vars(&format!("kafka.client.\"{k}\""), v, env)?;
+        }
+        let r = &mut self.schema_registry;
+        r.url = expand_vars("schema_registry.url", &r.url, env)?;
+        r.ca_location = expand_vars("schema_registry.ca_location", &r.ca_location, env)?;
+        Ok(())
     }
 
     /// Applies `CS_PULSE_BOOTSTRAP_SERVERS`, `CS_PULSE_GROUP_ID`, `CS_PULSE_METRICS_BIND`,
@@ -677,6 +808,7 @@ impl Config {
         if self.kafka.group_id.trim().is_empty() {
             return Err(invalid("kafka.group_id", "must not be empty"));
         }
+        in_range("kafka.connect_timeout_secs", self.kafka.connect_timeout_secs, 1, 3600, "seconds")?;
         let t = &self.topics;
         let topics = [
             ("topics.usage", &t.usage),
@@ -794,9 +926,11 @@ impl Config {
         self.topics.changelog.clone().unwrap_or_else(|| format!("{}-state-changelog", self.kafka.group_id))
     }
 
-    /// The effective configuration as TOML.
+    /// The effective configuration as TOML, secrets redacted.
     pub fn to_toml(&self) -> String {
-        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+        let mut shown = self.clone();
+        shown.kafka.client = redacted(&self.kafka.client);
+        toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
     }
 }
 

@@ -62,6 +62,19 @@ pub enum GenError {
     /// A file could not be written.
     #[error("{0}")]
     Io(String),
+    /// The brokers could not be reached, or refused the credentials or the TLS handshake.
+    #[error("{0}")]
+    Connect(#[from] crate::kafka::ConnectError),
+}
+
+impl GenError {
+    /// The process exit code: 2 for what only a configuration change fixes, else 1.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            GenError::Connect(e) => e.exit_code() as u8,
+            _ => 1,
+        }
+    }
 }
 
 struct Files {
@@ -184,6 +197,9 @@ fn wait_for_topics(cfg: &Config, topics: &[&str]) -> Result<(), GenError> {
 /// Generates and writes.
 pub fn run(cfg: &Config, opts: &GenOptions) -> Result<GenSummary, GenError> {
     let started = Instant::now();
+    if opts.to_kafka {
+        crate::kafka::check_connection(cfg)?;
+    }
     if let Some(p) = opts.create_topics.filter(|_| opts.to_kafka) {
         create_topics(cfg, p)?;
     }

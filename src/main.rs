@@ -328,7 +328,10 @@ fn main() -> ExitCode {
                     );
                     ExitCode::SUCCESS
                 }
-                Err(e) => runtime_error(e),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(e.exit_code())
+                }
             }
         }
         Command::Demo { duration, seed, days, config } => {

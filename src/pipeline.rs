@@ -28,6 +28,7 @@ use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::ClientContext;
 
+use crate::avro::registry::Registry;
 use crate::avro::AvroError;
 use crate::config::Config;
 use crate::decode::{DecodeError, Decoders};
@@ -79,6 +80,10 @@ pub enum PipelineError {
     /// stopped and the batch, exactly-once, is aborted and redone without it.
     #[error("{0}")]
     PartitionFailed(String),
+    /// The brokers could not be reached (exit 1), or refused the credentials or the TLS
+    /// handshake (exit 2), at start.
+    #[error("{0}")]
+    Connect(#[from] crate::kafka::ConnectError),
 }
 
 impl PipelineError {
@@ -86,6 +91,7 @@ impl PipelineError {
     pub fn exit_code(&self) -> i32 {
         match self {
             PipelineError::Setup(_) => 2,
+            PipelineError::Connect(e) => e.exit_code(),
             _ => 1,
         }
     }
@@ -127,6 +133,14 @@ fn tpl_elements(tpl: &TopicPartitionList) -> Vec<(String, i32)> {
 }
 
 impl ClientContext for PipelineContext {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+        crate::kafka::forward_log(level, fac, message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        crate::kafka::forward_error(&error, reason);
+    }
+
     fn stats(&self, stats: Statistics) {
         let m = metrics();
         let mut caught_up = Vec::new();
@@ -226,6 +240,7 @@ impl DimsReader {
         dims: &mut Dimensions,
         sink: &KafkaSink,
         out: &mut RunSummary,
+        registry: Option<Arc<Registry>>,
     ) -> Result<Self, PipelineError> {
         let consumer: BaseConsumer = client_config(cfg)
             .set("group.id", format!("{}-dims", cfg.kafka.group_id))
@@ -249,7 +264,8 @@ impl DimsReader {
             }
         }
         consumer.assign(&tpl)?;
-        let mut reader = Self { consumer, accounts_topic: cfg.topics.accounts.clone(), decoders: Decoders::new(cfg) };
+        let mut reader =
+            Self { consumer, accounts_topic: cfg.topics.accounts.clone(), decoders: Decoders::new(cfg, registry) };
         let started = Instant::now();
         while !pending.is_empty() {
             if started.elapsed() > DIMS_LOAD_TIMEOUT {
@@ -673,11 +689,13 @@ fn write_outputs(
 /// a restarted process would be: a new consumer and producer, state restored from the
 /// changelog, input read from the committed offsets.
 pub fn run(cfg: &Config, shutdown: &AtomicBool) -> Result<RunSummary, PipelineError> {
+    crate::kafka::check_connection(cfg)?;
+    let registry = schema_registry(cfg)?;
     let mut summary = RunSummary::default();
     let mut failed_in_a_row = 0u32;
     loop {
         let batches_before = summary.batches;
-        match run_consumer(cfg, shutdown, &mut summary) {
+        match run_consumer(cfg, shutdown, &mut summary, registry.clone()) {
             Err(PipelineError::ConsumerFailed(e)) if !shutdown.load(Ordering::SeqCst) => {
                 failed_in_a_row = if summary.batches > batches_before { 1 } else { failed_in_a_row + 1 };
                 if failed_in_a_row > MAX_CONSUMER_RESTARTS {
@@ -708,7 +726,12 @@ fn consumer_failure(consumer: &BaseConsumer<PipelineContext>) -> Option<Pipeline
 }
 
 /// One consumer's run: from subscribing to shutdown or to an error.
-fn run_consumer(cfg: &Config, shutdown: &AtomicBool, summary: &mut RunSummary) -> Result<(), PipelineError> {
+fn run_consumer(
+    cfg: &Config,
+    shutdown: &AtomicBool,
+    summary: &mut RunSummary,
+    registry: Option<Arc<Registry>>,
+) -> Result<(), PipelineError> {
     let topics = [cfg.topics.usage.clone(), cfg.topics.support.clone()];
     let ctx = PipelineContext {
         events: Mutex::new(Vec::new()),
@@ -738,10 +761,10 @@ fn run_consumer(cfg: &Config, shutdown: &AtomicBool, summary: &mut RunSummary) -
     let partitions = check_copartitioning(&consumer, cfg)?;
     ensure_changelog(&consumer, cfg, partitions)?;
     let store = StateStore::new(cfg)?;
-    let avro_out = avro_output(cfg)?;
+    let avro_out = avro_output(cfg, registry.as_deref())?;
     let mut sink = KafkaSink::new(cfg, avro_out.clone())?;
     let mut dims = Dimensions::default();
-    let mut dims_reader = DimsReader::start(cfg, &mut dims, &sink, summary)?;
+    let mut dims_reader = DimsReader::start(cfg, &mut dims, &sink, summary, registry.clone())?;
     consumer.subscribe(&[&topics[0], &topics[1]])?;
     tracing::info!(partitions, group = %cfg.kafka.group_id, "Consuming.");
     telemetry::set_ready(true);
@@ -757,7 +780,7 @@ fn run_consumer(cfg: &Config, shutdown: &AtomicBool, summary: &mut RunSummary) -
         )
         .require_caught_up(),
         offsets: HashMap::new(),
-        decoders: Decoders::new(cfg),
+        decoders: Decoders::new(cfg, registry),
         failed: BTreeMap::new(),
         paused: BTreeSet::new(),
     };
@@ -865,13 +888,35 @@ fn run_consumer(cfg: &Config, shutdown: &AtomicBool, summary: &mut RunSummary) -
     result
 }
 
+/// The schema registry, when Avro input or output needs one, checked at start: reachable
+/// (exit 1 when not), trusted and logged into (exit 2 when not).
+fn schema_registry(cfg: &Config) -> Result<Option<Arc<Registry>>, PipelineError> {
+    use crate::avro::registry::RegistryError;
+    let needed = cfg.input.formats().contains(&crate::config::Format::Avro)
+        || cfg.output.format == crate::config::OutputFormat::Avro;
+    if !needed || cfg.schema_registry.url.trim().is_empty() {
+        return Ok(None);
+    }
+    let checked = Registry::from_config(&cfg.schema_registry).and_then(|r| r.check().map(|()| r));
+    match checked {
+        Ok(r) => Ok(Some(Arc::new(r))),
+        Err(RegistryError::Unavailable(e)) => Err(PipelineError::Registry(e)),
+        Err(RegistryError::Refused(e) | RegistryError::NotFound(e)) => Err(PipelineError::Setup(e)),
+    }
+}
+
 /// With `output.format = "avro"`, registers the output schemas (or finds their ids).
-fn avro_output(cfg: &Config) -> Result<Option<Arc<crate::avro::output::AvroOutput>>, PipelineError> {
+fn avro_output(
+    cfg: &Config,
+    registry: Option<&Registry>,
+) -> Result<Option<Arc<crate::avro::output::AvroOutput>>, PipelineError> {
     if cfg.output.format != crate::config::OutputFormat::Avro {
         return Ok(None);
     }
-    let registry = crate::avro::registry::Registry::new(&cfg.schema_registry.url);
-    crate::avro::output::AvroOutput::register(&registry, &cfg.topics.alerts, &cfg.topics.scores)
+    let Some(registry) = registry else {
+        return Err(PipelineError::Setup("avro output needs schema_registry.url".into()));
+    };
+    crate::avro::output::AvroOutput::register(registry, &cfg.topics.alerts, &cfg.topics.scores)
         .map(|o| Some(Arc::new(o)))
         .map_err(|e| PipelineError::Registry(format!("registering the output schemas: {e}")))
 }

@@ -165,7 +165,7 @@ impl AvroInput {
             Err(RegistryError::NotFound(detail)) => {
                 Err(DecodeError::new(Reason::UnknownSchema, format!("schema id {id} is not in the registry: {detail}")))
             }
-            Err(RegistryError::Unavailable(e)) => return Err(AvroError::Registry(e)),
+            Err(RegistryError::Unavailable(e) | RegistryError::Refused(e)) => return Err(AvroError::Registry(e)),
         };
         match &resolved {
             Ok(_) => tracing::info!(input = self.input.name(), schema_id = id, "Resolved a writer schema."),

@@ -8,6 +8,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use serde_json::Value;
+use ureq::tls::RootCerts;
 
 /// Why the registry did not give a schema.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -18,6 +19,11 @@ pub enum RegistryError {
     /// The registry could not be reached or failed; worth retrying.
     #[error("{0}")]
     Unavailable(String),
+    /// The registry refused cs-pulse: its TLS certificate is not trusted, the CA file
+    /// cannot be used, or the credentials are wrong. A configuration error, not worth
+    /// retrying.
+    #[error("{0}")]
+    Refused(String),
 }
 
 /// A schema registry.
@@ -38,18 +44,39 @@ impl std::fmt::Debug for Registry {
 const ATTEMPTS: u32 = 4;
 
 impl Registry {
-    /// A client of the registry at `url`, with basic auth from the environment.
-    pub fn new(url: &str) -> Self {
+    /// A client of the registry `cfg` names, with basic auth from the environment and,
+    /// with `ca_location`, only that file's CA certificates trusted for HTTPS.
+    pub fn from_config(cfg: &crate::config::SchemaRegistryConfig) -> Result<Self, RegistryError> {
         let user = std::env::var("CS_PULSE_SCHEMA_REGISTRY_USERNAME").ok().filter(|u| !u.is_empty());
         let password = std::env::var("CS_PULSE_SCHEMA_REGISTRY_PASSWORD").unwrap_or_default();
-        Self::with_auth(url, user.map(|u| (u, password)))
+        let ca = cfg.ca_location.trim();
+        let roots = if ca.is_empty() {
+            None
+        } else {
+            let pem = std::fs::read(ca)
+                .map_err(|e| RegistryError::Refused(format!("schema_registry.ca_location: cannot read {ca}: {e}")))?;
+            Some(ca_certificates(&pem).map_err(|e| {
+                RegistryError::Refused(format!("schema_registry.ca_location: {ca} holds no usable certificate: {e}"))
+            })?)
+        };
+        Ok(Self::build(cfg.url.trim(), user.map(|u| (u, password)), roots))
     }
 
-    /// A client with explicit credentials.
+    /// A client with explicit credentials, trusting the system's CA certificates.
     pub fn with_auth(url: &str, credentials: Option<(String, String)>) -> Self {
+        Self::build(url, credentials, None)
+    }
+
+    fn build(url: &str, credentials: Option<(String, String)>, roots: Option<RootCerts>) -> Self {
+        let tls = ureq::tls::TlsConfig::builder()
+            .provider(ureq::tls::TlsProvider::NativeTls)
+            .root_certs(roots.unwrap_or(RootCerts::PlatformVerifier))
+            .build();
         let agent = ureq::Agent::config_builder()
             .timeout_global(Some(Duration::from_secs(10)))
+            .timeout_connect(Some(Duration::from_secs(5)))
             .http_status_as_error(false)
+            .tls_config(tls)
             .build()
             .new_agent();
         Self {
@@ -57,6 +84,27 @@ impl Registry {
             auth: credentials.map(|(u, p)| format!("Basic {}", base64(format!("{u}:{p}").as_bytes()))),
             agent,
             cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The registry's base URL.
+    pub fn url(&self) -> &str {
+        &self.base
+    }
+
+    /// Asks the registry for its subjects: whether it can be reached, trusted and logged
+    /// into. Retries a few times over about three seconds while it cannot be reached.
+    pub fn check(&self) -> Result<(), RegistryError> {
+        match self.request("GET", "/subjects", None) {
+            Ok(_) => Ok(()),
+            Err(RegistryError::Unavailable(e)) => Err(RegistryError::Unavailable(format!(
+                "the schema registry at {} did not answer after {ATTEMPTS} attempts: {e}",
+                self.base
+            ))),
+            Err(RegistryError::NotFound(e)) => {
+                Err(RegistryError::NotFound(format!("the schema registry at {} refused: {e}", self.base)))
+            }
+            Err(e) => Err(e),
         }
     }
 
@@ -120,6 +168,12 @@ impl Registry {
             };
             let mut response = match result {
                 Ok(r) => r,
+                Err(e) if is_untrusted(&e) => {
+                    return Err(RegistryError::Refused(format!(
+                        "{method} {url}: the schema registry's TLS certificate is not trusted ({e}); set \
+                         schema_registry.ca_location to a PEM file of the CA that signed it"
+                    )))
+                }
                 Err(e) => {
                     last = format!("{method} {url}: {e}");
                     continue;
@@ -134,7 +188,7 @@ impl Registry {
                 }
                 404 => return Err(RegistryError::NotFound(format!("{method} {url}: {}", text.trim()))),
                 401 | 403 => {
-                    return Err(RegistryError::Unavailable(format!(
+                    return Err(RegistryError::Refused(format!(
                         "{method} {url}: {status} {} (check CS_PULSE_SCHEMA_REGISTRY_USERNAME and _PASSWORD)",
                         text.trim()
                     )))
@@ -145,6 +199,31 @@ impl Registry {
         }
         Err(RegistryError::Unavailable(last))
     }
+}
+
+/// Whether a request failed because the server's certificate did not verify.
+fn is_untrusted(e: &ureq::Error) -> bool {
+    let text = e.to_string().to_ascii_lowercase();
+    text.contains("certificate verify failed")
+        || text.contains("self-signed certificate")
+        || text.contains("unable to get local issuer")
+}
+
+/// The certificates of a PEM file, as roots.
+fn ca_certificates(pem: &[u8]) -> Result<RootCerts, String> {
+    use ureq::tls::{parse_pem, PemItem};
+    let mut certs = Vec::new();
+    for item in parse_pem(pem) {
+        match item {
+            Ok(PemItem::Certificate(c)) => certs.push(c),
+            Ok(_) => {}
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    if certs.is_empty() {
+        return Err("no CERTIFICATE block".into());
+    }
+    Ok(RootCerts::new_with_certs(&certs))
 }
 
 /// Percent-encodes a path segment.

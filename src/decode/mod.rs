@@ -115,14 +115,12 @@ impl std::fmt::Debug for Decoders {
 }
 
 impl Decoders {
-    /// The decoders `cfg` asks for.
-    pub fn new(cfg: &crate::config::Config) -> Self {
+    /// The decoders `cfg` asks for; Avro inputs find their writer schemas in `registry`,
+    /// when there is one.
+    pub fn new(cfg: &crate::config::Config, registry: Option<std::sync::Arc<crate::avro::registry::Registry>>) -> Self {
         use crate::avro::{AvroInput, Input};
         use crate::config::Format;
         let formats = cfg.input.formats();
-        let url = cfg.schema_registry.url.trim();
-        let registry = (!url.is_empty() && formats.contains(&Format::Avro))
-            .then(|| std::sync::Arc::new(crate::avro::registry::Registry::new(url)));
         let inputs = [Input::Usage, Input::Support, Input::Accounts, Input::Teams];
         let avro =
             std::array::from_fn(|i| (formats[i] == Format::Avro).then(|| AvroInput::new(inputs[i], registry.clone())));
