@@ -708,8 +708,26 @@ impl Config {
         Self::from_toml_with(text, origin, |k| std::env::var(k).ok())
     }
 
+    /// Like [`Config::load`], for commands that use neither Kafka nor the schema registry
+    /// (`replay`): their `${VAR}` references are left as they are, so that the variables
+    /// need not be set.
+    pub fn load_offline(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
+        Self::parse_toml(&text, &path.display().to_string(), |k| std::env::var(k).ok(), false)
+    }
+
     /// [`Config::from_toml`] with the environment given as a function.
     pub fn from_toml_with(text: &str, origin: &str, env: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        Self::parse_toml(text, origin, env, true)
+    }
+
+    fn parse_toml(
+        text: &str,
+        origin: &str,
+        env: impl Fn(&str) -> Option<String>,
+        expand: bool,
+    ) -> Result<Self, ConfigError> {
         let mut cfg: Config = toml::from_str(text).map_err(|e| {
             let key = e.span().and_then(|span| dotted_key_at(text, span.start));
             // toml's own rendering quotes the offending line, which may hold a secret:
@@ -730,7 +748,9 @@ impl Config {
             }
         })?;
         cfg.check_secrets_are_references()?;
-        cfg.expand_env_references(&env)?;
+        if expand {
+            cfg.expand_env_references(&env)?;
+        }
         cfg.apply_env(&env);
         cfg.validate()?;
         Ok(cfg)

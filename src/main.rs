@@ -238,7 +238,12 @@ fn main() -> ExitCode {
             Err(e) => usage_error(e),
         },
         Command::Replay { usage, support, accounts, teams, out, scores, deadletter, config } => {
-            let cfg = match load_config(config.as_ref()) {
+            // Replay reads files: the Kafka settings' ${VAR} references need not be set.
+            let loaded = match config.as_ref() {
+                Some(p) => Config::load_offline(p),
+                None => Config::from_env(),
+            };
+            let cfg = match loaded {
                 Ok(c) => c,
                 Err(e) => return usage_error(e),
             };

@@ -53,6 +53,8 @@ trap 'deploy/local/kafka.sh down || true' EXIT
 deploy/local/kafka.sh down >/dev/null 2>&1 || true
 export CS_PULSE_TEST_BOOTSTRAP
 CS_PULSE_TEST_BOOTSTRAP="$(deploy/local/kafka.sh up)"
+# its SASL_SSL listener: address, SCRAM user, password (random per start) and CA file
+eval "$(deploy/local/kafka.sh sasl-env)"
 
 echo "==> cargo test (unit, golden, command line, mock cluster)"
 cargo test --locked --lib --bins --tests
@@ -81,6 +83,7 @@ broker_tests() {
 broker_tests real_kafka
 broker_tests real_kafka_avro
 broker_tests real_kafka_hostile
+broker_tests real_kafka_secured
 broker_tests prometheus
 cargo test --locked --test deploy -- --include-ignored
 # these restart the broker, so they run alone, after the others, one at a time

@@ -355,9 +355,15 @@ pub fn python() -> PathBuf {
 }
 
 pub fn interop(args: &[&std::ffi::OsStr]) -> Result<String> {
+    interop_with_env(args, &[])
+}
+
+/// [`interop`] with more environment (`INTEROP_KAFKA_CONFIG`, `INTEROP_REGISTRY_CA`).
+pub fn interop_with_env(args: &[&std::ffi::OsStr], env: &[(&str, &str)]) -> Result<String> {
     let out = Command::new(python())
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/avro_interop.py"))
         .args(args)
+        .envs(env.iter().copied())
         .output()
         .map_err(|e| format!("{}: {e} (bash tests/run-all.sh installs it)", python().display()))?;
     if !out.status.success() {
@@ -371,13 +377,28 @@ pub struct Registry(pub Child, pub String);
 
 impl Registry {
     pub fn start(dir: &Path) -> Result<Self> {
+        Self::start_serving(dir, None)
+    }
+
+    /// A registry serving HTTPS with the secured listener's certificate (signed by
+    /// [`Secured::ca`], for 127.0.0.1).
+    pub fn start_https(dir: &Path, secured: &Secured) -> Result<Self> {
+        Self::start_serving(dir, Some(secured))
+    }
+
+    fn start_serving(dir: &Path, tls: Option<&Secured>) -> Result<Self> {
         let port_file = dir.join("registry.port");
-        let child = Command::new(python())
-            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/avro_interop.py"))
+        let mut cmd = Command::new(python());
+        cmd.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/avro_interop.py"))
             .arg("registry")
             .arg(&port_file)
-            .stdout(Stdio::null())
-            .spawn()?;
+            .stdout(Stdio::null());
+        if let Some(s) = tls {
+            let dir = Path::new(&s.ca).parent().ok_or("CA path")?;
+            let pair = format!("{}:{}", dir.join("broker.pem").display(), dir.join("broker.key").display());
+            cmd.env("INTEROP_REGISTRY_TLS", pair);
+        }
+        let child = cmd.spawn()?;
         let deadline = Instant::now() + Duration::from_secs(20);
         while !port_file.exists() {
             if Instant::now() > deadline {
@@ -386,7 +407,8 @@ impl Registry {
             std::thread::sleep(Duration::from_millis(50));
         }
         let port = std::fs::read_to_string(&port_file)?;
-        Ok(Self(child, format!("http://127.0.0.1:{}", port.trim())))
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        Ok(Self(child, format!("{scheme}://127.0.0.1:{}", port.trim())))
     }
 }
 
@@ -394,5 +416,76 @@ impl Drop for Registry {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
+    }
+}
+
+/// The broker's SASL_SSL listener (SCRAM-SHA-512), as `deploy/local/kafka.sh sasl-env`
+/// prints it.
+pub struct Secured {
+    pub bootstrap: String,
+    pub username: String,
+    pub password: String,
+    /// The PEM file of the CA that signed the listener's certificate.
+    pub ca: String,
+}
+
+impl Secured {
+    /// The listener under test. Fails loudly, never skips.
+    pub fn from_env() -> Self {
+        let var = |k: &str| {
+            std::env::var(k).unwrap_or_else(|_| {
+                panic!(
+                    "{k} is not set: these tests need the broker's SASL_SSL listener. Run `bash \
+                     tests/run-all.sh`, or `deploy/local/kafka.sh up` and `eval \"$(deploy/local/kafka.sh sasl-env)\"`."
+                )
+            })
+        };
+        Self {
+            bootstrap: var("CS_PULSE_TEST_SASL_BOOTSTRAP"),
+            username: var("CS_PULSE_TEST_SASL_USERNAME"),
+            password: var("CS_PULSE_TEST_SASL_PASSWORD"),
+            ca: var("CS_PULSE_TEST_CA"),
+        }
+    }
+
+    /// The `[kafka.client]` table of a cs-pulse config for this listener: the password
+    /// and the CA file are `${VAR}` references to `CS_PULSE_KAFKA_PASSWORD` and
+    /// `CS_PULSE_KAFKA_CA`.
+    pub fn client_table(&self) -> String {
+        format!(
+            "[kafka.client]\n\"security.protocol\" = \"SASL_SSL\"\n\"sasl.mechanisms\" = \"SCRAM-SHA-512\"\n\
+             \"sasl.username\" = \"{}\"\n\"sasl.password\" = \"${{CS_PULSE_KAFKA_PASSWORD}}\"\n\
+             \"ssl.ca.location\" = \"${{CS_PULSE_KAFKA_CA}}\"\n",
+            self.username
+        )
+    }
+
+    /// The environment [`Secured::client_table`] refers to.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![("CS_PULSE_KAFKA_PASSWORD", self.password.clone()), ("CS_PULSE_KAFKA_CA", self.ca.clone())]
+    }
+
+    /// `INTEROP_KAFKA_CONFIG` for the Python clients.
+    pub fn interop_config(&self) -> String {
+        serde_json::json!({
+            "security.protocol": "SASL_SSL",
+            "sasl.mechanisms": "SCRAM-SHA-512",
+            "sasl.username": self.username,
+            "sasl.password": self.password,
+            "ssl.ca.location": self.ca,
+        })
+        .to_string()
+    }
+
+    /// A client configuration for this listener, for the tests' own admin calls.
+    pub fn client_config(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.bootstrap)
+            .set("security.protocol", "SASL_SSL")
+            .set("sasl.mechanisms", "SCRAM-SHA-512")
+            .set("sasl.username", &self.username)
+            .set("sasl.password", &self.password)
+            .set("ssl.ca.location", &self.ca);
+        c
     }
 }

@@ -10,11 +10,19 @@
   decode-alerts BOOTSTRAP TOPIC OUT  reads the alert topic (read_committed), checks the
                                      Confluent framing and decodes each alert with fastavro
                                      and schemas/health_alert.avsc
+  read-topic BOOTSTRAP TOPIC OUT     reads a whole topic (read_committed): one JSON line
+                                     {"key", "value"} per record, as text
+
+Environment:
+  INTEROP_KAFKA_CONFIG     a JSON object of librdkafka properties added to every Kafka
+                           client (security.protocol, sasl.*, ssl.ca.location)
+  INTEROP_REGISTRY_TLS     CERT_PEM:KEY_PEM: `registry` serves HTTPS with this certificate
+  INTEROP_REGISTRY_CA      the CA file the registry client trusts for HTTPS
 
 No registry server can be installed from this machine's package registries (Apicurio
 Registry's app needs artifacts Maven Central does not serve here), so `registry` is a small
 in-memory implementation of the Confluent API calls both clients make: POST
-/subjects/{s}/versions and GET /schemas/ids/{id}.
+/subjects/{s}/versions, GET /schemas/ids/{id} and GET /subjects.
 """
 
 import json
@@ -26,13 +34,19 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
+def kafka_config(**base):
+    """A Kafka client configuration: `base` plus INTEROP_KAFKA_CONFIG."""
+    base.update(json.loads(os.environ.get("INTEROP_KAFKA_CONFIG") or "{}"))
+    return base
+
+
 def schema_text(name):
     with open(os.path.join(ROOT, "schemas", name)) as f:
         return f.read()
 
 
 def registry(port_file):
-    schemas, ids, lock = {}, {}, threading.Lock()
+    schemas, ids, subjects, lock = {}, {}, set(), threading.Lock()
 
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, *args):
@@ -48,6 +62,9 @@ def registry(port_file):
 
         def do_GET(self):
             path = self.path.split("?")[0]
+            if path == "/subjects":
+                with lock:
+                    return self.reply(200, sorted(subjects))
             if path.startswith("/schemas/ids/"):
                 sid = int(path.rsplit("/", 1)[1])
                 if sid in schemas:
@@ -61,6 +78,7 @@ def registry(port_file):
             if path.startswith("/subjects/") and path.endswith("/versions"):
                 text = json.dumps(json.loads(body["schema"]), sort_keys=True)
                 with lock:
+                    subjects.add(path[len("/subjects/"):-len("/versions")])
                     if text not in ids:
                         ids[text] = len(ids) + 1
                         schemas[ids[text]] = body["schema"]
@@ -68,6 +86,14 @@ def registry(port_file):
             self.reply(404, {"error_code": 404, "message": "not found"})
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    tls = os.environ.get("INTEROP_REGISTRY_TLS")
+    if tls:
+        import ssl
+
+        cert, key = tls.split(":", 1)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(cert, key)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
     with open(port_file + ".tmp", "w") as f:
         f.write(str(server.server_address[1]))
     os.rename(port_file + ".tmp", port_file)
@@ -105,7 +131,10 @@ def produce(bootstrap, registry_url, directory, usage_t, support_t, accounts_t, 
     from confluent_kafka.schema_registry.avro import AvroSerializer
     from confluent_kafka.serialization import MessageField, SerializationContext
 
-    client = SchemaRegistryClient({"url": registry_url})
+    registry_conf = {"url": registry_url}
+    if os.environ.get("INTEROP_REGISTRY_CA"):
+        registry_conf["ssl.ca.location"] = os.environ["INTEROP_REGISTRY_CA"]
+    client = SchemaRegistryClient(registry_conf)
     usage = schema_text("usage_event.avsc")
     versions = {
         # v1: cs-pulse's own schema; v2 adds an optional field; v3 lacks optional ones.
@@ -120,7 +149,7 @@ def produce(bootstrap, registry_url, directory, usage_t, support_t, accounts_t, 
     support = AvroSerializer(client, schema_text("support_event.avsc"))
     accounts = AvroSerializer(client, schema_text("account_record.avsc"))
     teams = AvroSerializer(client, schema_text("team_record.avsc"))
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "partitioner": "murmur2_random"})
+    producer = Producer(kafka_config(**{"bootstrap.servers": bootstrap, "linger.ms": 20, "partitioner": "murmur2_random"}))
     counts, by_version = {}, {}
 
     def send(topic, ser, rec, key):
@@ -194,27 +223,23 @@ def epoch_ms(value):
     return (value - epoch) // datetime.timedelta(milliseconds=1)
 
 
-def decode_alerts(bootstrap, topic, out_path):
-    import io
-
-    import fastavro
+def read_committed(bootstrap, topic):
+    """Every committed record of a topic, partition by partition, to its end now."""
     from confluent_kafka import Consumer, TopicPartition
 
-    schema = fastavro.parse_schema(json.loads(schema_text("health_alert.avsc")))
-    consumer = Consumer({
+    consumer = Consumer(kafka_config(**{
         "bootstrap.servers": bootstrap,
-        "group.id": f"avro-interop-{os.getpid()}",
+        "group.id": f"interop-{os.getpid()}",
         "isolation.level": "read_committed",
         "enable.auto.commit": False,
         "auto.offset.reset": "earliest",
-    })
+    }))
     md = consumer.list_topics(topic, timeout=10)
     parts = [TopicPartition(topic, p, 0) for p in md.topics[topic].partitions]
     consumer.assign(parts)
     ends = {p.partition: consumer.get_watermark_offsets(p, timeout=10)[1] for p in parts}
     done = {p for p, hi in ends.items() if hi == 0}
-    n = 0
-    with open(out_path, "w") as out:
+    try:
         while len(done) < len(ends):
             m = consumer.poll(5)
             if m is None:
@@ -223,6 +248,22 @@ def decode_alerts(bootstrap, topic, out_path):
                 continue
             if m.error():
                 continue
+            yield m
+            if m.offset() + 1 >= ends[m.partition()]:
+                done.add(m.partition())
+    finally:
+        consumer.close()
+
+
+def decode_alerts(bootstrap, topic, out_path):
+    import io
+
+    import fastavro
+
+    schema = fastavro.parse_schema(json.loads(schema_text("health_alert.avsc")))
+    n = 0
+    with open(out_path, "w") as out:
+        for m in read_committed(bootstrap, topic):
             v = m.value()
             assert v[0] == 0, f"magic byte {v[0]}"
             schema_id = int.from_bytes(v[1:5], "big")
@@ -231,12 +272,25 @@ def decode_alerts(bootstrap, topic, out_path):
             alert["_key"] = m.key().decode()
             out.write(json.dumps(alert, default=epoch_ms) + "\n")
             n += 1
-            if m.offset() + 1 >= ends[m.partition()]:
-                done.add(m.partition())
-    consumer.close()
     print(json.dumps({"alerts": n}))
+
+
+def read_topic(bootstrap, topic, out_path):
+    n = 0
+    with open(out_path, "w") as out:
+        for m in read_committed(bootstrap, topic):
+            text = lambda b: None if b is None else b.decode("utf-8", "replace")
+            out.write(json.dumps({"key": text(m.key()), "value": text(m.value())}) + "\n")
+            n += 1
+    print(json.dumps({"records": n}))
 
 
 if __name__ == "__main__":
     cmd, args = sys.argv[1], sys.argv[2:]
-    {"registry": registry, "produce": produce, "to-ocf": to_ocf, "decode-alerts": decode_alerts}[cmd](*args)
+    {
+        "registry": registry,
+        "produce": produce,
+        "to-ocf": to_ocf,
+        "decode-alerts": decode_alerts,
+        "read-topic": read_topic,
+    }[cmd](*args)
