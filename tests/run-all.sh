@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole cs-pulse test suite, from a fresh clone. It installs what it needs when it is
-# missing (the build's system packages and kcat, and the Python clients of the Avro
-# interop tests in .cache/venv, and Debian's prometheus for the metrics and rules tests),
+# missing (the build's tools and kcat, Java and Maven for the broker, the Python clients of
+# the interop tests in .cache/venv, and Debian's prometheus for the metrics and rules tests),
 # starts a real Apache Kafka 4.x broker on
 # 127.0.0.1 (deploy/local/kafka.sh, fetched through Maven into .cache/), checks formatting
 # and lints, runs every test (unit, doc, golden replay, command line, mock cluster, and
@@ -11,11 +11,19 @@ cd "$(dirname "$0")/.."
 started=$(date +%s)
 
 need=()
-# prometheus: Debian's server and promtool, for tests/prometheus.rs
-for pkg in cmake libssl-dev libcurl4-openssl-dev pkg-config kcat prometheus; do
+# The build needs a C and C++ compiler, make, perl and cmake (librdkafka, OpenSSL, libcurl
+# and zlib are built from source: no -dev packages). The tests need kcat, openssl (the
+# local broker's certificates), Debian's prometheus and promtool (tests/prometheus.rs),
+# Java 17 and Maven (the broker) and Python's venv (the interop clients).
+for pkg in cmake kcat openssl prometheus; do
   # "install ok installed": a removed package can leave its status (config files) behind
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
+command -v cc >/dev/null && command -v c++ >/dev/null && command -v make >/dev/null &&
+  command -v perl >/dev/null || need+=(build-essential)
+command -v java >/dev/null || need+=(openjdk-17-jdk-headless)
+command -v mvn >/dev/null || need+=(maven)
+python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need+=(python3 python3-venv)
 if [ ${#need[@]} -gt 0 ]; then
   echo "==> installing system packages: ${need[*]}"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
