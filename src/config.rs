@@ -1160,4 +1160,82 @@ mod tests {
         let again = parse(&c.to_toml()).unwrap();
         assert_eq!(c, again);
     }
+
+    fn vars(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |k| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+    }
+
+    #[test]
+    fn variable_references_expand_and_dollars_escape() {
+        let env = vars(&[("PW", "s3cr$t"), ("HOST", "b1:9093")]);
+        assert_eq!(expand_vars("k", "${PW}", &env).unwrap(), "s3cr$t");
+        assert_eq!(expand_vars("k", "${HOST},b2:9093", &env).unwrap(), "b1:9093,b2:9093");
+        assert_eq!(expand_vars("k", "$$${PW}$", &env).unwrap(), "$s3cr$t$");
+        assert_eq!(expand_vars("k", "a$b $ {PW}", &env).unwrap(), "a$b $ {PW}");
+        let e = expand_vars("kafka.client.\"sasl.password\"", "${NOPE}", &env).unwrap_err().to_string();
+        assert!(e.contains("sasl.password") && e.contains("NOPE") && e.contains("not set"), "{e}");
+        let e = expand_vars("k", "${PW", &env).unwrap_err().to_string();
+        assert!(e.contains("closing"), "{e}");
+        let e = expand_vars("k", "${1X}", &env).unwrap_err().to_string();
+        assert!(e.contains("not a variable reference"), "{e}");
+    }
+
+    #[test]
+    fn secrets_must_be_references_and_print_redacted() {
+        let text = "[kafka.client]\n\"security.protocol\" = \"SASL_SSL\"\n\"sasl.password\" = \"hunter2\"\n";
+        let e = Config::from_toml_with(text, "t", |_| None).unwrap_err().to_string();
+        assert!(e.contains("kafka.client.\"sasl.password\"") && e.contains("environment"), "{e}");
+        assert!(!e.contains("hunter2"), "{e}");
+        for key in ["ssl.key.password", "ssl.keystore.password", "sasl.oauthbearer.client.secret", "ssl.key.pem"] {
+            let text = format!("[kafka.client]\n\"{key}\" = \"literal\"\n");
+            assert!(Config::from_toml_with(&text, "t", |_| None).is_err(), "{key} accepted as a literal");
+        }
+
+        let text = "[kafka.client]\n\"sasl.username\" = \"svc\"\n\"sasl.password\" = \"${PW}\"\n\
+                    \"ssl.key.password\" = \"${PW}\"\n";
+        let cfg = Config::from_toml_with(text, "t", vars(&[("PW", "hunter2")])).unwrap();
+        assert_eq!(cfg.kafka.client["sasl.password"], "hunter2", "the client gets the value");
+        let shown = cfg.to_toml();
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("\"sasl.password\" = \"<redacted>\""), "{shown}");
+        assert!(shown.contains("\"sasl.username\" = \"svc\""), "{shown}");
+        let debug = format!("{cfg:?}");
+        assert!(!debug.contains("hunter2") && debug.contains("svc"), "{debug}");
+    }
+
+    #[test]
+    fn a_parse_error_names_the_key_and_never_echoes_the_line() {
+        let text = "[kafka]\nconnect_timeout_secs = 5\n[kafka.client]\n\"sasl.password\" = \"hunter2\n";
+        let e = Config::from_toml_with(text, "t", |_| None).unwrap_err().to_string();
+        assert!(!e.contains("hunter2"), "{e}");
+        assert!(e.contains("line 4"), "{e}");
+    }
+
+    #[test]
+    fn registry_and_bootstrap_references_expand_and_the_connect_timeout_is_bounded() {
+        let text = "[kafka]\nbootstrap_servers = \"${B}\"\n[schema_registry]\nurl = \"https://${R}\"\n\
+                    ca_location = \"${CA}\"\n";
+        let cfg =
+            Config::from_toml_with(text, "t", vars(&[("B", "h:9093"), ("R", "reg:8081"), ("CA", "/ca.pem")])).unwrap();
+        assert_eq!(cfg.kafka.bootstrap_servers, "h:9093");
+        assert_eq!(cfg.schema_registry.url, "https://reg:8081");
+        assert_eq!(cfg.schema_registry.ca_location, "/ca.pem");
+        let e = parse("[kafka]\nconnect_timeout_secs = 0\n").unwrap_err().to_string();
+        assert!(e.contains("kafka.connect_timeout_secs"), "{e}");
+    }
+
+    proptest::proptest! {
+        /// Any text: expanding never panics; text without `$` is unchanged; and a text
+        /// with every `$` doubled expands back to itself.
+        #[test]
+        fn expanding_any_text_is_total_and_doubled_dollars_are_literal(text in ".{0,40}") {
+            let env = vars(&[("A", "x")]);
+            let _ = expand_vars("k", &text, &env);
+            if !text.contains('$') {
+                proptest::prop_assert_eq!(expand_vars("k", &text, &env).unwrap(), text.clone());
+            }
+            let escaped = text.replace('$', "$$");
+            proptest::prop_assert_eq!(expand_vars("k", &escaped, &env).unwrap(), text);
+        }
+    }
 }

@@ -134,7 +134,7 @@ pub fn check_connection(cfg: &Config) -> Result<(), ConnectError> {
     // Asking for the usage topic's metadata must not create it.
     c.set("allow.auto.create.topics", "false").set("client.id", "cs-pulse-connect-check");
     let probe: BaseProducer<ConnectProbe> =
-        c.create_with_context(ConnectProbe::default()).map_err(|e| ConnectError::Client(e.to_string()))?;
+        c.create_with_context(ConnectProbe::default()).map_err(|e| ConnectError::Client(without_value(&e)))?;
     let deadline = std::time::Instant::now() + timeout;
     loop {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
@@ -155,6 +155,17 @@ pub fn check_connection(cfg: &Config) -> Result<(), ConnectError> {
             }
             Err(_) => {}
         }
+    }
+}
+
+/// A client creation error, without the property value rdkafka's own message repeats
+/// (it may be a secret).
+fn without_value(e: &KafkaError) -> String {
+    match e {
+        KafkaError::ClientConfig(_, description, key, _) => {
+            format!("kafka.client \"{key}\": {}", description.trim_end_matches(|c: char| c == '.' || c.is_whitespace()))
+        }
+        other => other.to_string(),
     }
 }
 

@@ -129,3 +129,30 @@ fn gen_live_stamps_events_with_the_wall_clock() {
     assert!(times.iter().all(|t| (before..=after).contains(t)), "{times:?} not in {before}..={after}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn a_refused_client_property_exits_2_naming_it_without_its_value() {
+    // a misspelt secret key is not recognised as a secret, so its literal value reaches
+    // librdkafka, which refuses the key: the message names the key, not the value
+    let p = write_temp("typo.toml", "[kafka.client]\n\"sasl.passwd\" = \"hunter2-literal\"\n");
+    let out = cs_pulse(&["gen", "--config", p.to_str().unwrap(), "--accounts", "1", "--days", "1"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("kafka.client \"sasl.passwd\"") && err.contains("No such configuration property"), "{err}");
+    assert!(!err.contains("hunter2-literal"), "{err}");
+}
+
+#[test]
+fn an_unset_variable_exits_2_naming_key_and_variable_but_replay_does_not_need_it() {
+    let p = write_temp(
+        "unset.toml",
+        "[kafka.client]\n\"sasl.password\" = \"${CS_PULSE_CLI_TEST_UNSET}\"\n[time]\nallowed_lateness_secs = 60\n",
+    );
+    let out = cs_pulse(&["check-config", "--config", p.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("sasl.password") && err.contains("CS_PULSE_CLI_TEST_UNSET"), "{err}");
+    let alerts = std::env::temp_dir().join(format!("cs-pulse-cli-{}-unset-alerts.ndjson", std::process::id()));
+    let out = cs_pulse(&["replay", "--config", p.to_str().unwrap(), "--out", alerts.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+}

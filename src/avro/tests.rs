@@ -6,7 +6,7 @@ use apache_avro::types::Value;
 use apache_avro::Schema;
 use serde_json::json;
 
-use super::registry::Registry;
+use super::registry::{Registry, RegistryError};
 use super::*;
 use crate::decode::json;
 
@@ -260,6 +260,11 @@ fn writer_schemas_come_from_the_registry_once_per_id() {
     let wrong = Registry::with_auth(&url, Some(("u".into(), "x".into())));
     let e = wrong.schema(21).unwrap_err();
     assert!(e.to_string().contains("401"), "{e}");
+    // The start-up check says the same, as a refusal (a configuration error).
+    match wrong.check() {
+        Err(RegistryError::Refused(e)) => assert!(e.contains("401") && e.contains(&url), "{e}"),
+        other => panic!("{other:?}"),
+    }
 }
 
 #[test]
@@ -270,6 +275,31 @@ fn an_unreachable_registry_is_not_the_records_fault() {
     let mut input = AvroInput::new(Input::Usage, Some(Arc::new(Registry::with_auth(&url, None))));
     let body = datum(reader_schema(Input::Usage), usage_json());
     assert!(matches!(input.usage(Some(&frame(5, &body))), Err(AvroError::Registry(_))));
+    // The start-up check names the registry it could not reach.
+    match Registry::with_auth(&url, None).check() {
+        Err(RegistryError::Unavailable(e)) => assert!(e.contains(&format!("the schema registry at {url}")), "{e}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_ca_file_without_certificates_is_refused_naming_it() {
+    let dir = std::env::temp_dir().join(format!("cs-pulse-ca-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let empty = dir.join("empty.pem");
+    std::fs::write(&empty, "not a certificate\n").unwrap();
+    for (path, why) in
+        [(empty.display().to_string(), "no usable certificate"), ("/nonexistent/ca.pem".into(), "cannot read")]
+    {
+        let cfg = crate::config::SchemaRegistryConfig { url: "https://127.0.0.1:1".into(), ca_location: path.clone() };
+        match Registry::from_config(&cfg) {
+            Err(RegistryError::Refused(e)) => {
+                assert!(e.contains("schema_registry.ca_location") && e.contains(&path) && e.contains(why), "{e}")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
