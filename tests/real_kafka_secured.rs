@@ -6,8 +6,10 @@
 //!   `check-config` output holds the password;
 //! - a wrong password, an untrusted certificate and an unreachable broker each end `run`
 //!   and `gen` with their own message and exit code, quickly;
-//! - a schema registry over HTTPS is trusted through `schema_registry.ca_location`, and an
-//!   untrusted or unreachable one stops `run` with a message naming it.
+//! - a schema registry over HTTPS is trusted through `schema_registry.ca_location` (Avro
+//!   in and out, with Python's confluent-kafka producing over SASL_SSL and fastavro
+//!   decoding the alerts), and an untrusted or unreachable one stops `run` with a message
+//!   naming it.
 //!
 //! Debian's kcat cannot be the independent client here: its librdkafka (2.0.2) predates
 //! the SCRAM fix Kafka 4.x needs (2.6.1).
@@ -236,18 +238,63 @@ fn schema_registry_over_https_is_trusted_through_its_ca_and_refused_without() ->
     assert!(took < Duration::from_secs(60), "took {took:?}");
     eprintln!("unreachable registry: exit 1 after {took:?}");
 
-    // With the CA: the output schemas are registered over HTTPS, and run starts consuming.
-    let trusted = secured_config(&dir, &s, &names, port, "", &avro_out("ca_location = \"${CS_PULSE_KAFKA_CA}\"\n"))?;
+    // With the CA, end to end: Python's confluent-kafka produces Avro events over SASL_SSL,
+    // registering their schemas over HTTPS (trusting the same CA); run reads them through
+    // the registry and writes Avro alerts; fastavro decodes those, read over SASL_SSL.
+    // The alerts equal replay's over the same events as NDJSON.
+    let trusted = secured_config(
+        &dir,
+        &s,
+        &names,
+        port,
+        "",
+        &(avro_out("ca_location = \"${CS_PULSE_KAFKA_CA}\"\n") + "[input]\nformat = \"avro\"\n"),
+    )?;
+    let shown = timed(&["check-config"], &trusted, &env)?.0;
+    assert!(shown.contains(&format!("ca_location = \"{}\"", s.ca)), "{shown}");
     cs_pulse::loadgen::create_topics(&cs_pulse::config::Config::load(&config_with_env(&trusted, &s)?)?, 2)?;
+    let days = 21;
+    let gen = cs_pulse()
+        .args(["gen", "--no-kafka", "--accounts", "12", "--teams", "3", "--users", "6", "--seed", "3"])
+        .args(["--days", &days.to_string(), "--ndjson-dir"])
+        .arg(&dir)
+        .output()?;
+    assert!(gen.status.success(), "{}", text(&gen));
+    let end = cs_pulse::demo::generator::DEFAULT_START_MS + days * DAY_MS - 1000;
+    let kafka = s.interop_config();
+    let interop_env = [("INTEROP_KAFKA_CONFIG", kafka.as_str()), ("INTEROP_REGISTRY_CA", s.ca.as_str())];
+    let produced = interop_with_env(
+        &[
+            "produce".as_ref(),
+            s.bootstrap.as_ref(),
+            registry.1.as_ref(),
+            dir.as_os_str(),
+            names.topic("usage").as_ref(),
+            names.topic("support").as_ref(),
+            names.topic("accounts").as_ref(),
+            names.topic("teams").as_ref(),
+        ],
+        &interop_env,
+    )?;
+    eprintln!("https registry: {}", produced.trim());
     let mut run = RunProcess::start_with_env(&trusted, dir.join("run.log"), port, &env)?;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !run.log_text().contains("Consuming.") {
-        assert!(Instant::now() < deadline, "run did not start: {}", run.log_text());
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    run.wait_watermark(end - 3_600_000, Duration::from_secs(180))?;
+    std::thread::sleep(Duration::from_secs(2));
     assert_eq!(run.terminate(Duration::from_secs(30))?, Some(0), "{}", run.log_text());
-    let (subjects_out, _, _) = timed(&["check-config"], &trusted, &env)?;
-    assert!(subjects_out.contains("ca_location = \"") && subjects_out.contains(&s.ca), "{subjects_out}");
+    let decoded = dir.join("alerts-decoded.ndjson");
+    interop_with_env(
+        &["decode-alerts".as_ref(), s.bootstrap.as_ref(), names.topic("alerts").as_ref(), decoded.as_os_str()],
+        &interop_env,
+    )?;
+    let ids: std::collections::BTreeSet<String> = std::fs::read_to_string(&decoded)?
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|a| a["alert_id"].as_str().map(str::to_string))
+        .collect();
+    let expected = replay_alert_ids(&trusted, &dir, end)?;
+    assert!(!expected.is_empty(), "the scenario must produce alerts");
+    assert_eq!(ids, expected, "Avro alerts over SASL_SSL and an HTTPS registry equal replay's");
+    eprintln!("https registry: {} Avro alerts decoded by fastavro equal replay's", ids.len());
     delete_topics(&broker(), &names);
     std::fs::remove_dir_all(&dir)?;
     Ok(())
