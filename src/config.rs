@@ -91,6 +91,9 @@ pub struct KafkaConfig {
     /// `ssl.*`). A secret ([`is_secret_key`]) must be a `${VAR}` reference to the
     /// environment; values are printed redacted.
     pub client: BTreeMap<String, String>,
+    /// The `${VAR}` reference each secret of `client` was given as, for display.
+    #[serde(skip)]
+    pub secret_references: BTreeMap<String, String>,
 }
 
 impl std::fmt::Debug for KafkaConfig {
@@ -99,7 +102,7 @@ impl std::fmt::Debug for KafkaConfig {
             .field("bootstrap_servers", &self.bootstrap_servers)
             .field("group_id", &self.group_id)
             .field("connect_timeout_secs", &self.connect_timeout_secs)
-            .field("client", &redacted(&self.client))
+            .field("client", &redacted(&self.client, &self.secret_references))
             .finish()
     }
 }
@@ -116,9 +119,20 @@ pub fn is_secret_key(key: &str) -> bool {
         .any(|s| k.contains(s))
 }
 
-/// The pass-through properties with every secret replaced by [`REDACTED`].
-pub fn redacted(client: &BTreeMap<String, String>) -> BTreeMap<String, String> {
-    client.iter().map(|(k, v)| (k.clone(), if is_secret_key(k) { REDACTED.to_string() } else { v.clone() })).collect()
+/// The pass-through properties with every secret replaced by the `${VAR}` reference it
+/// came from (`references`), or by [`REDACTED`].
+pub fn redacted(client: &BTreeMap<String, String>, references: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    client
+        .iter()
+        .map(|(k, v)| {
+            let shown = match (is_secret_key(k), references.get(k)) {
+                (false, _) => v.clone(),
+                (true, Some(reference)) => reference.clone(),
+                (true, None) => REDACTED.to_string(),
+            };
+            (k.clone(), shown)
+        })
+        .collect()
 }
 
 /// Replaces each `${NAME}` in `value` with the environment variable `NAME` (`get`); `$$`
@@ -138,9 +152,7 @@ pub fn expand_vars(key: &str, value: &str, get: &impl Fn(&str) -> Option<String>
                 return Err(invalid(key, "has a `${` without its closing `}`"));
             };
             let name = &body[..end];
-            let valid = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-            if !valid {
+            if !is_variable_name(name) {
                 return Err(invalid(
                     key,
                     format!("`${{{name}}}` is not a variable reference: a name is letters, digits and `_`"),
@@ -162,10 +174,38 @@ pub fn expand_vars(key: &str, value: &str, get: &impl Fn(&str) -> Option<String>
     Ok(out)
 }
 
+/// Whether `name` can name an environment variable: letters, digits and `_`, not
+/// starting with a digit.
+fn is_variable_name(name: &str) -> bool {
+    name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
 /// Whether `value` is exactly one `${NAME}` reference.
 fn is_env_reference(value: &str) -> bool {
-    let v = value.trim();
-    v.starts_with("${") && v.ends_with('}') && v[2..v.len() - 1].chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    value.strip_prefix("${").and_then(|v| v.strip_suffix('}')).is_some_and(is_variable_name)
+}
+
+/// A TOML or serde error message without the values it quotes (`invalid type: string
+/// "…", expected a map`): the value may be a secret.
+fn without_values(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(i) = ["invalid type: ", "invalid value: "].iter().filter_map(|p| rest.find(p).map(|i| (i, p))).min()
+    {
+        let (i, prefix) = i;
+        out.push_str(&rest[..i + prefix.len()]);
+        let after = &rest[i + prefix.len()..];
+        // keep the kind ("integer", "string"), drop what follows up to ", expected"
+        let kind_end = after.find([' ', ',']).unwrap_or(after.len());
+        out.push_str(&after[..kind_end]);
+        rest = match after.find(", expected") {
+            Some(j) => &after[j..],
+            None => "",
+        };
+    }
+    out.push_str(rest);
+    out
 }
 
 fn default_bootstrap_servers() -> String {
@@ -182,6 +222,7 @@ impl Default for KafkaConfig {
             group_id: default_group_id(),
             connect_timeout_secs: 30,
             client: BTreeMap::new(),
+            secret_references: BTreeMap::new(),
         }
     }
 }
@@ -733,12 +774,13 @@ impl Config {
             // toml's own rendering quotes the offending line, which may hold a secret:
             // say where instead.
             let at = e.span().map(|span| {
-                let before = &text[..span.start.min(text.len())];
+                let before = text.get(..span.start).unwrap_or(text);
                 let line = before.matches('\n').count() + 1;
                 let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
                 format!("line {line}, column {column}: ")
             });
-            let message = format!("{}{}", at.unwrap_or_default(), e.message().trim().replace('\n', " "));
+            let message =
+                format!("{}{}", at.unwrap_or_default(), without_values(&e.message().trim().replace('\n', " ")));
             ConfigError::Parse {
                 path: origin.to_string(),
                 message: match key {
@@ -747,7 +789,7 @@ impl Config {
                 },
             }
         })?;
-        cfg.check_secrets_are_references()?;
+        cfg.keep_secret_references()?;
         if expand {
             cfg.expand_env_references(&env)?;
         }
@@ -764,16 +806,21 @@ impl Config {
         Ok(cfg)
     }
 
-    /// Refuses a secret written into the file itself: it must be a `${VAR}` reference.
-    fn check_secrets_are_references(&self) -> Result<(), ConfigError> {
+    /// Refuses a secret written into the file itself: it must be a `${VAR}` reference,
+    /// which is kept for display.
+    fn keep_secret_references(&mut self) -> Result<(), ConfigError> {
         for (k, v) in &self.kafka.client {
-            if is_secret_key(k) && !is_env_reference(v) {
+            if !is_secret_key(k) {
+                continue;
+            }
+            if !is_env_reference(v) {
                 return Err(invalid(
                     &format!("kafka.client.\"{k}\""),
                     "is a secret and must come from the environment, not the file: write it as \"${VAR}\" \
                      (for example \"${CS_PULSE_KAFKA_PASSWORD}\") and set VAR where cs-pulse runs",
                 ));
             }
+            self.kafka.secret_references.insert(k.clone(), v.clone());
         }
         Ok(())
     }
@@ -919,7 +966,9 @@ impl Config {
             return Err(invalid("processing.instance_id", "must not be empty"));
         }
         let url = self.schema_registry.url.trim();
-        if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) {
+        // `replay` leaves references unexpanded: such a URL is not checked.
+        let unexpanded = url.contains("${");
+        if !(url.is_empty() || unexpanded || url.starts_with("http://") || url.starts_with("https://")) {
             return Err(invalid("schema_registry.url", format!("'{url}' is not an http:// or https:// URL")));
         }
         if self.output.format == OutputFormat::Avro && url.is_empty() {
@@ -946,11 +995,20 @@ impl Config {
         self.topics.changelog.clone().unwrap_or_else(|| format!("{}-state-changelog", self.kafka.group_id))
     }
 
-    /// The effective configuration as TOML, secrets redacted.
+    /// The effective configuration as TOML. A secret is shown as the `${VAR}` reference
+    /// it came from, never as its value, so that the output loads again.
     pub fn to_toml(&self) -> String {
         let mut shown = self.clone();
-        shown.kafka.client = redacted(&self.kafka.client);
-        toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+        shown.kafka.client = redacted(&self.kafka.client, &self.kafka.secret_references);
+        let header = if shown.kafka.client.keys().any(|k| is_secret_key(k)) {
+            "# Secrets are redacted: shown as the ${VAR} references they come from, never as values.\n"
+        } else {
+            ""
+        };
+        match toml::to_string_pretty(&shown) {
+            Ok(text) => format!("{header}{text}"),
+            Err(e) => format!("# cannot render: {e}\n"),
+        }
     }
 }
 
@@ -1197,18 +1255,57 @@ mod tests {
         assert_eq!(cfg.kafka.client["sasl.password"], "hunter2", "the client gets the value");
         let shown = cfg.to_toml();
         assert!(!shown.contains("hunter2"), "{shown}");
-        assert!(shown.contains("\"sasl.password\" = \"<redacted>\""), "{shown}");
+        assert!(shown.contains("\"sasl.password\" = \"${PW}\""), "{shown}");
+        assert!(shown.starts_with("# Secrets are redacted"), "{shown}");
+        // what check-config prints loads again, to the same configuration
+        let again = Config::from_toml_with(&shown, "t", vars(&[("PW", "hunter2")])).unwrap();
+        assert_eq!(again, cfg);
         assert!(shown.contains("\"sasl.username\" = \"svc\""), "{shown}");
         let debug = format!("{cfg:?}");
         assert!(!debug.contains("hunter2") && debug.contains("svc"), "{debug}");
+        // a configuration built in code, with no reference, shows the placeholder
+        let mut built = Config::default();
+        built.kafka.client.insert("sasl.password".into(), "hunter2".into());
+        let shown = built.to_toml();
+        assert!(shown.contains("\"sasl.password\" = \"<redacted>\"") && !shown.contains("hunter2"), "{shown}");
     }
 
     #[test]
-    fn a_parse_error_names_the_key_and_never_echoes_the_line() {
+    fn a_parse_error_names_the_key_and_never_echoes_the_line_or_the_value() {
         let text = "[kafka]\nconnect_timeout_secs = 5\n[kafka.client]\n\"sasl.password\" = \"hunter2\n";
         let e = Config::from_toml_with(text, "t", |_| None).unwrap_err().to_string();
         assert!(!e.contains("hunter2"), "{e}");
         assert!(e.contains("line 4"), "{e}");
+        for text in [
+            "[kafka.client]\n\"sasl.password\" = 12345678\n",
+            "[kafka]\nclient = \"sasl.password=hunter2\"\n",
+            "[kafka.client]\n\"sasl.password\" = [\"hunter2\"]\n",
+        ] {
+            let e = Config::from_toml_with(text, "t", |_| None).unwrap_err().to_string();
+            assert!(!e.contains("hunter2") && !e.contains("12345678"), "{e}");
+            assert!(e.contains("invalid type") && e.contains("expected"), "{e}");
+        }
+        assert_eq!(
+            without_values("invalid type: string \"a, b\", expected a map; invalid value: integer `-1`, expected u64"),
+            "invalid type: string, expected a map; invalid value: integer, expected u64"
+        );
+    }
+
+    #[test]
+    fn replay_leaves_references_unexpanded_even_in_the_registry_url() {
+        let dir = std::env::temp_dir().join(format!("cs-pulse-offline-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("c.toml");
+        std::fs::write(
+            &p,
+            "[kafka.client]\n\"sasl.password\" = \"${CS_PULSE_UNSET_TEST_VAR}\"\n\
+             [schema_registry]\nurl = \"${CS_PULSE_UNSET_TEST_URL}\"\n",
+        )
+        .unwrap();
+        let cfg = Config::load_offline(&p).unwrap();
+        assert_eq!(cfg.schema_registry.url, "${CS_PULSE_UNSET_TEST_URL}");
+        assert!(Config::load(&p).is_err(), "run and check-config need the variables");
+        std::fs::remove_dir_all(&dir).ok();
     }
 
     #[test]

@@ -28,12 +28,37 @@ pub const HEADER_SOURCE_OFFSET: &str = "cs_pulse.source.offset";
 /// pass-through property.
 pub fn client_config(cfg: &Config) -> ClientConfig {
     let mut c = ClientConfig::new();
+    // rdkafka takes librdkafka's log level from the `log` crate, which cs-pulse does not
+    // use: without this, librdkafka would drop everything below errors itself.
+    c.set_log_level(librdkafka_log_level());
     c.set("bootstrap.servers", &cfg.kafka.bootstrap_servers);
     c.set("client.id", "cs-pulse");
     for (k, v) in &cfg.kafka.client {
         c.set(k, v);
     }
     c
+}
+
+/// The librdkafka log level that lets through what cs-pulse's log filter keeps.
+fn librdkafka_log_level() -> rdkafka::config::RDKafkaLogLevel {
+    use rdkafka::config::RDKafkaLogLevel as L;
+    use tracing::level_filters::LevelFilter;
+    match LevelFilter::current() {
+        LevelFilter::OFF => L::Emerg,
+        LevelFilter::ERROR => L::Error,
+        LevelFilter::WARN => L::Warning,
+        LevelFilter::INFO => L::Info,
+        _ => L::Debug,
+    }
+}
+
+/// Whether librdkafka accepts the configuration's client properties. The error names a
+/// refused property but not its value, which may be a secret (rdkafka's own message
+/// repeats it).
+pub fn check_properties(cfg: &Config) -> Result<(), ConnectError> {
+    let mut c = client_config(cfg);
+    c.set("bootstrap.servers", "127.0.0.1:1");
+    c.create::<BaseProducer>().map(drop).map_err(|e| ConnectError::Client(without_value(&e)))
 }
 
 /// Why cs-pulse could not start talking to Kafka.
@@ -105,10 +130,12 @@ impl ClientContext for ConnectProbe {
 
     fn error(&self, error: KafkaError, reason: &str) {
         let code = error.rdkafka_error_code().unwrap_or(RDKafkaErrorCode::Fail);
+        // By the code only: librdkafka files a connection reset during the handshake
+        // (a broker starting or rolling) under transport errors, to be retried.
         let fatal = matches!(
             code,
             RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SaslAuthenticationFailed | RDKafkaErrorCode::SSL
-        ) || reason.contains("SSL handshake failed");
+        );
         if fatal {
             if let Ok(mut f) = self.fatal.lock() {
                 f.get_or_insert((code, reason.to_string()));
@@ -141,8 +168,12 @@ pub fn check_connection(cfg: &Config) -> Result<(), ConnectError> {
         let answer = probe
             .client()
             .fetch_metadata(Some(&cfg.topics.usage), left.clamp(Duration::from_millis(100), Duration::from_secs(1)));
-        // Serves the error events librdkafka queued meanwhile.
+        // Serves the log lines and error events librdkafka queued meanwhile.
         probe.poll(Duration::from_millis(50));
+        if answer.is_ok() {
+            // One broker answered: others that failed do not stop the start.
+            return Ok(());
+        }
         let fatal = probe.context().fatal.lock().ok().and_then(|f| f.clone());
         if let Some((code, reason)) = fatal {
             return Err(classify(cfg, &servers, code, reason));
@@ -193,6 +224,48 @@ fn classify(cfg: &Config, servers: &str, code: RDKafkaErrorCode, reason: String)
                 format!("{reason}; check kafka.client \"security.protocol\" and the ssl.* properties")
             };
             ConnectError::Tls { servers: servers.to_string(), detail }
+        }
+    }
+}
+
+/// A client context that forwards librdkafka's log lines and errors into cs-pulse's log
+/// and, for a producer, counts the records the brokers did not acknowledge.
+#[derive(Default)]
+pub struct LogContext {
+    undelivered: AtomicU64,
+    first_failure: std::sync::Mutex<Option<String>>,
+}
+
+impl LogContext {
+    /// How many records were not acknowledged, and why the first was not.
+    pub fn undelivered(&self) -> (u64, Option<String>) {
+        let first = self.first_failure.lock().ok().and_then(|f| f.clone());
+        (self.undelivered.load(Ordering::SeqCst), first)
+    }
+}
+
+impl ClientContext for LogContext {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+        forward_log(level, fac, message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        forward_error(&error, reason);
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for LogContext {}
+
+impl ProducerContext for LogContext {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if let Err((e, msg)) = result {
+            use rdkafka::Message;
+            self.undelivered.fetch_add(1, Ordering::SeqCst);
+            if let Ok(mut first) = self.first_failure.lock() {
+                first.get_or_insert_with(|| format!("topic {}: {e}", msg.topic()));
+            }
         }
     }
 }

@@ -10,6 +10,8 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
+use crate::kafka::LogContext;
+
 use crate::config::Config;
 use crate::demo::generator::{start_for, GenRecord, Generator, Input, Scale};
 use crate::time::DAY_MS;
@@ -86,7 +88,7 @@ struct Files {
 
 /// Creates one topic; `compact` sets `cleanup.policy=compact`. An existing topic is fine.
 pub fn create_topic(cfg: &Config, name: &str, partitions: i32, compact: bool) -> Result<(), GenError> {
-    let admin: AdminClient<_> = crate::kafka::client_config(cfg).create()?;
+    let admin: AdminClient<LogContext> = crate::kafka::client_config(cfg).create_with_context(LogContext::default())?;
     let mut spec = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
     if compact {
         spec = spec.set("cleanup.policy", "compact");
@@ -152,7 +154,7 @@ impl Files {
 /// Creates the topics that do not exist: inputs with `partitions`, accounts, teams and
 /// scores compacted.
 pub fn create_topics(cfg: &Config, partitions: i32) -> Result<(), GenError> {
-    let admin: AdminClient<_> = crate::kafka::client_config(cfg).create()?;
+    let admin: AdminClient<LogContext> = crate::kafka::client_config(cfg).create_with_context(LogContext::default())?;
     let t = &cfg.topics;
     let compact = [("cleanup.policy", "compact")];
     let specs: Vec<NewTopic<'_>> = vec![
@@ -180,7 +182,8 @@ pub fn create_topics(cfg: &Config, partitions: i32) -> Result<(), GenError> {
 /// Waits until every topic is visible in the cluster's metadata: a created topic reaches
 /// the brokers a moment after the controller accepts it.
 fn wait_for_topics(cfg: &Config, topics: &[&str]) -> Result<(), GenError> {
-    let consumer: rdkafka::consumer::BaseConsumer = crate::kafka::client_config(cfg).create()?;
+    let consumer: rdkafka::consumer::BaseConsumer<LogContext> =
+        crate::kafka::client_config(cfg).create_with_context(LogContext::default())?;
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
         let counts = crate::kafka::partition_counts(&consumer, topics, Duration::from_secs(10))?;
@@ -203,13 +206,13 @@ pub fn run(cfg: &Config, opts: &GenOptions) -> Result<GenSummary, GenError> {
     if let Some(p) = opts.create_topics.filter(|_| opts.to_kafka) {
         create_topics(cfg, p)?;
     }
-    let producer: Option<BaseProducer> = if opts.to_kafka {
+    let producer: Option<BaseProducer<LogContext>> = if opts.to_kafka {
         Some(
             crate::kafka::client_config(cfg)
                 .set("linger.ms", "20")
                 .set("compression.type", "zstd")
                 .set("queue.buffering.max.messages", "1000000")
-                .create()?,
+                .create_with_context(LogContext::default())?,
         )
     } else {
         None
@@ -295,6 +298,13 @@ pub fn run(cfg: &Config, opts: &GenOptions) -> Result<GenSummary, GenError> {
     }
     if let Some(p) = &producer {
         p.flush(Duration::from_secs(120))?;
+        let (undelivered, first) = p.context().undelivered();
+        if undelivered > 0 {
+            return Err(GenError::Io(format!(
+                "{undelivered} records were not acknowledged by the brokers; the first: {}",
+                first.unwrap_or_default()
+            )));
+        }
     }
     if let Some(f) = &mut files {
         f.flush()?;

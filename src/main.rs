@@ -357,6 +357,10 @@ fn main() -> ExitCode {
                     println!("{}", demo::format_summary(&summary));
                     ExitCode::SUCCESS
                 }
+                Err(demo::DemoError::Config(e)) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(e.exit_code() as u8)
+                }
                 Err(e) => runtime_error(e),
             }
         }

@@ -34,7 +34,7 @@ use crate::config::Config;
 use crate::decode::{DecodeError, Decoders};
 use crate::dims::Dimensions;
 use crate::engine::{Engine, EngineConfig, Ingested, Outputs};
-use crate::kafka::{client_config, partition_counts, KafkaSink, Rejection};
+use crate::kafka::{client_config, partition_counts, KafkaSink, LogContext, Rejection};
 use crate::telemetry::{self, metrics, AlertsEmitted, ChangesMeasured, EventLimited, EventsReceived, RecordRejected};
 use crate::window::WatermarkTracker;
 
@@ -229,7 +229,7 @@ pub fn check_copartitioning<C: ConsumerContext>(
 
 /// Reads the compacted account and team topics: all of them at start, then updates.
 struct DimsReader {
-    consumer: BaseConsumer,
+    consumer: BaseConsumer<LogContext>,
     accounts_topic: String,
     decoders: Decoders,
 }
@@ -242,12 +242,12 @@ impl DimsReader {
         out: &mut RunSummary,
         registry: Option<Arc<Registry>>,
     ) -> Result<Self, PipelineError> {
-        let consumer: BaseConsumer = client_config(cfg)
+        let consumer: BaseConsumer<LogContext> = client_config(cfg)
             .set("group.id", format!("{}-dims", cfg.kafka.group_id))
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("enable.partition.eof", "true")
-            .create()?;
+            .create_with_context(LogContext::default())?;
         let topics = [cfg.topics.accounts.as_str(), cfg.topics.teams.as_str()];
         let counts = partition_counts(&consumer, &topics, METADATA_TIMEOUT)?;
         let mut tpl = TopicPartitionList::new();
@@ -354,19 +354,19 @@ impl DimsReader {
 
 /// Reads a partition's state back from the compacted changelog (read_committed).
 pub struct StateStore {
-    consumer: BaseConsumer,
+    consumer: BaseConsumer<LogContext>,
     topic: String,
 }
 
 impl StateStore {
     /// A reader of `cfg`'s changelog topic.
     pub fn new(cfg: &Config) -> Result<Self, PipelineError> {
-        let consumer: BaseConsumer = client_config(cfg)
+        let consumer: BaseConsumer<LogContext> = client_config(cfg)
             .set("group.id", format!("{}-restore", cfg.kafka.group_id))
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("isolation.level", "read_committed")
-            .create()?;
+            .create_with_context(LogContext::default())?;
         Ok(Self { consumer, topic: cfg.changelog_topic() })
     }
 

@@ -135,11 +135,17 @@ fn a_refused_client_property_exits_2_naming_it_without_its_value() {
     // a misspelt secret key is not recognised as a secret, so its literal value reaches
     // librdkafka, which refuses the key: the message names the key, not the value
     let p = write_temp("typo.toml", "[kafka.client]\n\"sasl.passwd\" = \"hunter2-literal\"\n");
-    let out = cs_pulse(&["gen", "--config", p.to_str().unwrap(), "--accounts", "1", "--days", "1"]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(err.contains("kafka.client \"sasl.passwd\"") && err.contains("No such configuration property"), "{err}");
-    assert!(!err.contains("hunter2-literal"), "{err}");
+    let gen = cs_pulse(&["gen", "--config", p.to_str().unwrap(), "--accounts", "1", "--days", "1"]);
+    let demo = cs_pulse(&["demo", "--config", p.to_str().unwrap(), "--duration", "5s"]);
+    for out in [gen, demo] {
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(
+            err.contains("kafka.client \"sasl.passwd\"") && err.contains("No such configuration property"),
+            "{err}"
+        );
+        assert!(!err.contains("hunter2-literal"), "{err}");
+    }
 }
 
 #[test]

@@ -15,12 +15,13 @@ need=()
 # and zlib are built from source: no -dev packages). The tests need kcat, openssl (the
 # local broker's certificates), Debian's prometheus and promtool (tests/prometheus.rs),
 # Java 17 and Maven (the broker) and Python's venv (the interop clients).
-for pkg in cmake kcat openssl prometheus; do
+for pkg in ca-certificates cmake kcat openssl prometheus; do
   # "install ok installed": a removed package can leave its status (config files) behind
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
-command -v cc >/dev/null && command -v c++ >/dev/null && command -v make >/dev/null &&
-  command -v perl >/dev/null || need+=(build-essential)
+command -v cc >/dev/null && command -v c++ >/dev/null && command -v make >/dev/null || need+=(build-essential)
+# OpenSSL's Configure needs modules that perl-base lacks
+perl -MIPC::Cmd -MFindBin -MFile::Spec -e1 >/dev/null 2>&1 || need+=(perl)
 command -v java >/dev/null || need+=(openjdk-17-jdk-headless)
 command -v mvn >/dev/null || need+=(maven)
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need+=(python3 python3-venv)
@@ -62,7 +63,9 @@ deploy/local/kafka.sh down >/dev/null 2>&1 || true
 export CS_PULSE_TEST_BOOTSTRAP
 CS_PULSE_TEST_BOOTSTRAP="$(deploy/local/kafka.sh up)"
 # its SASL_SSL listener: address, SCRAM user, password (random per start) and CA file
-eval "$(deploy/local/kafka.sh sasl-env)"
+# (captured first: `eval "$(cmd)"` would hide the command's failure from set -e)
+sasl_env="$(deploy/local/kafka.sh sasl-env)"
+eval "$sasl_env"
 
 echo "==> cargo test (unit, golden, command line, mock cluster)"
 cargo test --locked --lib --bins --tests

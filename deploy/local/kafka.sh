@@ -73,13 +73,14 @@ make_tls() {
   mkdir -p "$d"
   command -v openssl >/dev/null || { say "openssl is needed to make the SASL_SSL listener's certificates"; exit 3; }
   store_pass="$(openssl rand -hex 16)"
+  # chained with &&: inside `{ } ||`, set -e does not stop at a failing step
   {
     openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=cs-pulse local test CA" \
-      -keyout "$d/ca.key" -out "$d/ca.pem"
-    openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" -keyout "$d/broker.key" -out "$d/broker.csr"
-    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n' > "$d/broker.ext"
+      -keyout "$d/ca.key" -out "$d/ca.pem" &&
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" -keyout "$d/broker.key" -out "$d/broker.csr" &&
+    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n' > "$d/broker.ext" &&
     openssl x509 -req -in "$d/broker.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" -CAcreateserial -days 30 \
-      -extfile "$d/broker.ext" -out "$d/broker.pem"
+      -extfile "$d/broker.ext" -out "$d/broker.pem" &&
     openssl pkcs12 -export -in "$d/broker.pem" -inkey "$d/broker.key" -certfile "$d/ca.pem" \
       -name broker -passout "pass:$store_pass" -out "$d/broker.p12"
   } >"$d/openssl.log" 2>&1 || { say "making the certificates failed:"; cat "$d/openssl.log" >&2; exit 1; }
@@ -218,10 +219,11 @@ status() {
 
 sasl_env() {
   running || { say "not running"; exit 1; }
-  echo "export CS_PULSE_TEST_SASL_BOOTSTRAP=127.0.0.1:$sport"
-  echo "export CS_PULSE_TEST_SASL_USERNAME=$sasl_user"
-  echo "export CS_PULSE_TEST_SASL_PASSWORD=$(cat "$run/sasl.password")"
-  echo "export CS_PULSE_TEST_CA=$run/tls/ca.pem"
+  printf 'export %s=%q\n' \
+    CS_PULSE_TEST_SASL_BOOTSTRAP "127.0.0.1:$sport" \
+    CS_PULSE_TEST_SASL_USERNAME "$sasl_user" \
+    CS_PULSE_TEST_SASL_PASSWORD "$(cat "$run/sasl.password")" \
+    CS_PULSE_TEST_CA "$run/tls/ca.pem"
 }
 
 case "${1:-}" in

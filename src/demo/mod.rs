@@ -60,6 +60,9 @@ pub enum DemoError {
     /// The pipeline failed.
     #[error("pipeline: {0}")]
     Pipeline(#[from] crate::pipeline::PipelineError),
+    /// The configuration's client properties were refused.
+    #[error("{0}")]
+    Config(#[from] crate::kafka::ConnectError),
 }
 
 /// The demo's configuration: the given one, pointed at the mock cluster, with time
@@ -203,6 +206,7 @@ pub fn run(base: Config, opts: &DemoOptions, shutdown: Arc<AtomicBool>) -> Resul
     let started = Instant::now();
     let mock = MockCluster::new(1)?;
     let cfg = demo_config(base, &mock.bootstrap_servers());
+    crate::kafka::check_properties(&cfg)?;
     create_topics(&mock, &cfg, 4)?;
     let producer: BaseProducer = crate::kafka::client_config(&cfg).set("linger.ms", "5").create()?;
     let send = |topic: &str, key: &str, payload: &[u8]| -> Result<(), DemoError> {
