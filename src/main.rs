@@ -37,8 +37,10 @@ Examples:
   cs-pulse check-config --config cs-pulse.toml    # validate and print the effective config
 
 Environment: CS_PULSE_BOOTSTRAP_SERVERS and CS_PULSE_METRICS_BIND override the config;
-RUST_LOG sets the log level (default info).
-Exit codes: 0 ok, 2 usage or configuration error, 1 runtime failure.";
+RUST_LOG sets the log level (default info). Secrets in the config are ${VAR} references
+to the environment, e.g. \"sasl.password\" = \"${CS_PULSE_KAFKA_PASSWORD}\".
+Exit codes: 0 ok, 2 usage or configuration error (also refused credentials or an
+untrusted certificate), 1 runtime failure (also brokers that do not answer in time).";
 
 #[derive(Subcommand, Debug)]
 enum Command {
