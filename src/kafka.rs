@@ -170,21 +170,17 @@ pub fn check_connection(cfg: &Config) -> Result<(), ConnectError> {
             .fetch_metadata(Some(&cfg.topics.usage), left.clamp(Duration::from_millis(100), Duration::from_secs(1)));
         // Serves the log lines and error events librdkafka queued meanwhile.
         probe.poll(Duration::from_millis(50));
-        if answer.is_ok() {
+        let Err(e) = answer else {
             // One broker answered: others that failed do not stop the start.
             return Ok(());
-        }
+        };
         let fatal = probe.context().fatal.lock().ok().and_then(|f| f.clone());
         if let Some((code, reason)) = fatal {
             return Err(classify(cfg, &servers, code, reason));
         }
-        match answer {
-            Ok(_) => return Ok(()),
-            Err(e) if left.is_zero() => {
-                let last = probe.context().last.lock().ok().and_then(|l| l.clone()).unwrap_or_else(|| e.to_string());
-                return Err(ConnectError::Unreachable { servers, secs: timeout.as_secs(), last });
-            }
-            Err(_) => {}
+        if left.is_zero() {
+            let last = probe.context().last.lock().ok().and_then(|l| l.clone()).unwrap_or_else(|| e.to_string());
+            return Err(ConnectError::Unreachable { servers, secs: timeout.as_secs(), last });
         }
     }
 }

@@ -628,6 +628,14 @@ fn build(
                 change_id: extra.2,
             })
         };
+        // Change `c` of this burst: created, then deployed to production as `app`.
+        let change = |c: usize, created: i64, deployed: i64, account: usize, team: usize, app: usize| {
+            let id = Some(format!("b{b}-c{c}"));
+            [
+                usage(2 * c, created, account, team, None, UsageKind::ChangeCreated, (None, None, id.clone())),
+                usage(2 * c + 1, deployed, account, team, None, UsageKind::ChangeDeployed, (None, Some(p(app)), id)),
+            ]
+        };
         match *burst {
             Burst::Activity { account, team, start_day, users, days, step_days, feature: f } => {
                 let mut n = 0;
@@ -651,51 +659,13 @@ fn build(
                 for c in 0..2 * changes {
                     let (day, lead) = if c < changes { (c as i64, lead_h) } else { (35 + c as i64, lead_h * factor) };
                     let created = base + day * DAY;
-                    let change = Some(format!("b{b}-c{c}"));
-                    events.push(usage(
-                        2 * c,
-                        created,
-                        account,
-                        team,
-                        None,
-                        UsageKind::ChangeCreated,
-                        (None, None, change.clone()),
-                    ));
-                    let deployed = created + lead * 3_600_000;
-                    events.push(usage(
-                        2 * c + 1,
-                        deployed,
-                        account,
-                        team,
-                        None,
-                        UsageKind::ChangeDeployed,
-                        (None, Some(p(c)), change),
-                    ));
+                    events.extend(change(c, created, created + lead * 3_600_000, account, team, c));
                 }
             }
             Burst::Changes { account, team, start_day, changes, spacing_h, lead_h, app } => {
                 for c in 0..changes {
                     let created = base + start_day * DAY + (c as i64) * spacing_h * 3_600_000;
-                    let change = Some(format!("b{b}-c{c}"));
-                    events.push(usage(
-                        2 * c,
-                        created,
-                        account,
-                        team,
-                        None,
-                        UsageKind::ChangeCreated,
-                        (None, None, change.clone()),
-                    ));
-                    let deployed = created + lead_h * 3_600_000;
-                    events.push(usage(
-                        2 * c + 1,
-                        deployed,
-                        account,
-                        team,
-                        None,
-                        UsageKind::ChangeDeployed,
-                        (None, Some(p(app)), change),
-                    ));
+                    events.extend(change(c, created, created + lead_h * 3_600_000, account, team, app));
                 }
             }
         }

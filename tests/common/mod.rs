@@ -476,16 +476,4 @@ impl Secured {
         })
         .to_string()
     }
-
-    /// A client configuration for this listener, for the tests' own admin calls.
-    pub fn client_config(&self) -> ClientConfig {
-        let mut c = ClientConfig::new();
-        c.set("bootstrap.servers", &self.bootstrap)
-            .set("security.protocol", "SASL_SSL")
-            .set("sasl.mechanisms", "SCRAM-SHA-512")
-            .set("sasl.username", &self.username)
-            .set("sasl.password", &self.password)
-            .set("ssl.ca.location", &self.ca);
-        c
-    }
 }
