@@ -11,9 +11,11 @@ use std::time::{Duration, Instant};
 
 use cs_pulse::config::Config;
 use cs_pulse::decode::json;
-use cs_pulse::demo::generator::{Generator, Input, Scale, DEFAULT_START_MS};
 use cs_pulse::engine::{Engine, EngineConfig, Outputs};
+use cs_pulse::generator::{Generator, Scale, DEFAULT_START_MS};
 use cs_pulse::model::Event;
+use cs_pulse::model::Input;
+use cs_pulse::time::{EventTime, WallClock};
 
 /// The allocator `cs-pulse` itself runs with.
 #[global_allocator]
@@ -60,11 +62,11 @@ fn main() {
     for chunk in events.chunks(10_000) {
         let t = Instant::now();
         for (_, ev) in chunk {
-            engine.ingest(ev, &dims, 0, &mut out);
+            engine.ingest(ev, &dims, WallClock(0), &mut out);
         }
         let t2 = Instant::now();
         let last = chunk.last().map_or(0, |(at, _)| *at);
-        engine.advance(last - 3_600_000, &dims, 0, &mut out);
+        engine.advance(EventTime(last - 3_600_000), &dims, WallClock(0), &mut out);
         let t3 = Instant::now();
         records += engine.take_changes().len();
         let t4 = Instant::now();

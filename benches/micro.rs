@@ -7,13 +7,16 @@ use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 
-use cs_pulse::avro::{frame, output, reader_schema, AvroInput, Input as AvroKind};
+use cs_pulse::avro::{frame, output};
 use cs_pulse::config::Config;
+use cs_pulse::decode::avro::{reader_schema, AvroInput};
 use cs_pulse::decode::json;
-use cs_pulse::demo::generator::{GenRecord, Generator, Input, Scale, DEFAULT_START_MS, KEY_FEATURES};
 use cs_pulse::dims::Dimensions;
 use cs_pulse::engine::{Engine, EngineConfig, Outputs};
+use cs_pulse::generator::{GenRecord, Generator, Scale, DEFAULT_START_MS, KEY_FEATURES};
 use cs_pulse::model::Event;
+use cs_pulse::model::Input;
+use cs_pulse::time::{EventTime, WallClock};
 
 struct Data {
     records: Vec<GenRecord>,
@@ -36,9 +39,9 @@ fn data(accounts: u64, days: i64) -> Data {
     for r in &records {
         let v: serde_json::Value = serde_json::from_slice(&r.payload).expect("generated JSON");
         let (schema, ev) = if r.input == Input::Usage {
-            (reader_schema(AvroKind::Usage), json::decode_usage(Some(&r.payload)))
+            (reader_schema(Input::Usage), json::decode_usage(Some(&r.payload)))
         } else {
-            (reader_schema(AvroKind::Support), json::decode_support(Some(&r.payload)))
+            (reader_schema(Input::Support), json::decode_support(Some(&r.payload)))
         };
         avro.push(frame(1, &output::encode(schema, &v).expect("fits the schema")));
         events.push(ev.expect("valid"));
@@ -64,7 +67,7 @@ fn decode(c: &mut Criterion) {
             }
         })
     });
-    let (mut usage, mut support) = (AvroInput::new(AvroKind::Usage, None), AvroInput::new(AvroKind::Support, None));
+    let (mut usage, mut support) = (AvroInput::new(Input::Usage, None), AvroInput::new(Input::Support, None));
     g.bench_function("avro", |b| {
         b.iter(|| {
             for (r, bytes) in d.records.iter().zip(&d.avro) {
@@ -86,7 +89,7 @@ fn engine(c: &mut Criterion) {
             |mut engine| {
                 let mut out = Outputs::default();
                 for ev in &d.events {
-                    engine.ingest(ev, &d.dims, 0, &mut out);
+                    engine.ingest(ev, &d.dims, WallClock(0), &mut out);
                 }
                 engine
             },
@@ -97,20 +100,20 @@ fn engine(c: &mut Criterion) {
     let mut engine = Engine::new(Arc::clone(&d.cfg));
     let mut out = Outputs::default();
     for ev in &d.events {
-        engine.ingest(ev, &d.dims, 0, &mut out);
+        engine.ingest(ev, &d.dims, WallClock(0), &mut out);
     }
     let last = d.events.iter().map(Event::occurred_at).max().unwrap_or(DEFAULT_START_MS);
-    engine.advance(last, &d.dims, 0, &mut out);
+    engine.advance(EventTime(last), &d.dims, WallClock(0), &mut out);
     let entities: u64 = engine.band_counts().values().sum();
     g.throughput(Throughput::Elements(entities));
-    let mut tick = engine.last_evaluated().unwrap_or(last);
+    let mut tick = engine.last_evaluated().map_or(last, |t| t.0);
     g.bench_function("tick_per_entity", |b| {
         b.iter_custom(|iters| {
             let start = std::time::Instant::now();
             for _ in 0..iters {
                 tick += 3_600_000;
                 let mut out = Outputs::default();
-                engine.advance(tick, &d.dims, 0, &mut out);
+                engine.advance(EventTime(tick), &d.dims, WallClock(0), &mut out);
                 black_box(out.scores.len());
             }
             start.elapsed()
@@ -124,8 +127,8 @@ fn encode(c: &mut Criterion) {
     let mut engine = Engine::new(Arc::clone(&d.cfg));
     let mut out = Outputs::default();
     for ev in &d.events {
-        engine.ingest(ev, &d.dims, 0, &mut out);
-        engine.advance(ev.occurred_at() - 3_600_000, &d.dims, 0, &mut out);
+        engine.ingest(ev, &d.dims, WallClock(0), &mut out);
+        engine.advance(EventTime(ev.occurred_at() - 3_600_000), &d.dims, WallClock(0), &mut out);
     }
     let alerts = out.alerts;
     assert!(!alerts.is_empty(), "the generated days fire alerts");

@@ -12,8 +12,10 @@ use std::time::{Duration, Instant};
 
 use cs_pulse::config::Config;
 use cs_pulse::decode::json;
-use cs_pulse::demo::generator::{Generator, Input, Scale, DEFAULT_START_MS};
 use cs_pulse::engine::{Engine, EngineConfig, Outputs};
+use cs_pulse::generator::{Generator, Scale, DEFAULT_START_MS};
+use cs_pulse::model::Input;
+use cs_pulse::time::{EventTime, WallClock};
 use rdkafka::admin::{AdminClient, AdminOptions};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 
@@ -45,12 +47,12 @@ fn main() {
                     _ => json::decode_support(Some(&r.payload)),
                 };
                 if let Ok(ev) = ev {
-                    engine.ingest(&ev, &dims, 0, &mut out);
+                    engine.ingest(&ev, &dims, WallClock(0), &mut out);
                     events += 1;
                     last = r.at;
                 }
             }
-            engine.advance(last - 3_600_000, &dims, 0, &mut out);
+            engine.advance(EventTime(last - 3_600_000), &dims, WallClock(0), &mut out);
             out = Outputs::default();
             for (k, v) in engine.take_changes() {
                 let bytes = (k.len() + v.as_ref().map_or(0, Vec::len)) as u64;
@@ -156,7 +158,7 @@ fn restore_from_broker(
     cfg.kafka.group_id = format!("cs-pulse-bench-{}", std::process::id());
     let topic = format!("{}-state-changelog", cfg.kafka.group_id);
     cfg.topics.changelog = Some(topic.clone());
-    cs_pulse::loadgen::create_topic(&cfg, &topic, 1, true).expect("create the changelog topic");
+    cs_pulse::kafka::admin::create_topic(&cfg, &topic, 1, true).expect("create the changelog topic");
     let producer: ThreadedProducer<DefaultProducerContext> = cs_pulse::kafka::client_config(&cfg)
         .set("linger.ms", "20")
         .set("compression.type", "zstd")
@@ -178,7 +180,7 @@ fn restore_from_broker(
     producer.flush(Duration::from_secs(120)).expect("flush");
     let store = cs_pulse::pipeline::StateStore::new(&cfg).expect("state store");
     let t = Instant::now();
-    let engine = store.restore(0, engine_cfg).expect("restore from Kafka");
+    let engine = store.restore(cs_pulse::model::Partition(0), engine_cfg).expect("restore from Kafka");
     let secs = t.elapsed().as_secs_f64();
     assert_eq!(engine.state_size(), size, "the broker gave back the whole state");
     let admin: AdminClient<_> = cs_pulse::kafka::client_config(&cfg).create().expect("admin client");

@@ -13,13 +13,16 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use cs_pulse::avro::{self, AvroInput, Input};
+use cs_pulse::avro;
 use cs_pulse::config::Config;
+use cs_pulse::decode::avro::AvroInput;
 use cs_pulse::decode::json;
 use cs_pulse::decode::Upsert;
 use cs_pulse::dims::Dimensions;
 use cs_pulse::engine::{Engine, EngineConfig, Outputs};
+use cs_pulse::model::Input;
 use cs_pulse::model::{AccountRecord, Event, Priority, SupportEvent, SupportKind, TeamRecord, UsageEvent, UsageKind};
+use cs_pulse::time::{EventTime, WallClock};
 
 const HOUR_MS: i64 = 3_600_000;
 const DAY_MS: i64 = 24 * HOUR_MS;
@@ -417,14 +420,14 @@ pub fn config_accepted(data: &[u8]) -> bool {
     let mut out = Outputs::default();
     let emitted_at = T0 + DAY_MS;
     for ev in &events {
-        engine.ingest(ev, &dims, emitted_at, &mut out);
+        engine.ingest(ev, &dims, WallClock(emitted_at), &mut out);
     }
     let last = events.iter().map(Event::occurred_at).max().unwrap_or(T0);
     // At most ~14 days of hourly ticks; a shorter interval runs 3 ticks.
     let (horizon, budget) =
         if interval >= HOUR_MS { (14 * DAY_MS, 14 * 24 + 2) } else { (interval.saturating_mul(3), 3) };
-    let watermark = engine.end_of_input_watermark(last).saturating_add(horizon);
-    engine.advance_at_most(watermark, budget, &dims, emitted_at, &mut out);
+    let watermark = engine.end_of_input_watermark(EventTime(last)).0.saturating_add(horizon);
+    engine.advance_at_most(EventTime(watermark), budget, &dims, WallClock(emitted_at), &mut out);
     for s in &out.scores {
         assert!(s.score.is_finite() && (0.0..=100.0).contains(&s.score), "score out of 0..=100: {s:?}");
         for (name, c) in &s.components {

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::engine::HashMap;
+use crate::hash::HashMap;
 
 use crate::decode::Upsert;
 use crate::model::{AccountRecord, TeamRecord};

@@ -5,7 +5,7 @@
 //! ## Layout: how data flows
 //!
 //! ```text
-//!  Kafka source / NDJSON files        (source: pipeline.rs, replay.rs, demo/)
+//!  Kafka source / NDJSON files        (source: pipeline/, replay.rs; demo runs pipeline/)
 //!        │ bytes
 //!        ▼
 //!  decode  ── invalid ──► dead-letter topic (reason headers), counted
@@ -24,23 +24,33 @@
 //! ```
 //!
 //! `config` and `telemetry` serve every step. The core (`decode`, `window`, `engine`,
-//! `health`, `alert`) is synchronous and takes time as an argument; `replay`, `demo` and
-//! `run` drive the same core.
+//! `health`, `alert`) is synchronous and takes time as an argument. One driver
+//! (`driver.rs`) takes every decoded record through it, behind a small sink trait:
+//! `run` (`pipeline/`, which `demo` runs on an in-process cluster) and `replay` differ
+//! only in their sources and sinks. `generator` makes the synthetic customers of `demo`,
+//! `gen` (`loadgen`), the benchmarks and the tests; `kafka` holds client configuration,
+//! the connection check, topic administration and the output sink.
 
-pub mod alert;
+// The public API: what the commands (`src/main.rs`), the benchmarks and the tests use.
 pub mod avro;
 pub mod config;
 pub mod decode;
 pub mod demo;
 pub mod dims;
 pub mod engine;
-pub mod health;
+pub mod generator;
 pub mod kafka;
 pub mod loadgen;
-pub mod magic;
 pub mod model;
 pub mod pipeline;
 pub mod replay;
 pub mod telemetry;
 pub mod time;
 pub mod window;
+
+// Internal: the engine's rules and models, and the driver every command shares.
+pub(crate) mod alert;
+pub(crate) mod driver;
+pub(crate) mod hash;
+pub(crate) mod health;
+pub(crate) mod magic;

@@ -6,14 +6,14 @@ use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
 use crate::kafka::LogContext;
 
 use crate::config::Config;
-use crate::demo::generator::{start_for, GenRecord, Generator, Input, Scale};
+use crate::generator::{start_for, GenRecord, Generator, Scale};
+use crate::model::Input;
 use crate::time::DAY_MS;
 
 /// What to generate and where.
@@ -66,7 +66,10 @@ pub enum GenError {
     Io(String),
     /// The brokers could not be reached, or refused the credentials or the TLS handshake.
     #[error("{0}")]
-    Connect(#[from] crate::kafka::ConnectError),
+    Connect(#[from] crate::kafka::connect::ConnectError),
+    /// The topics could not be created.
+    #[error("{0}")]
+    Admin(#[from] crate::kafka::admin::AdminError),
 }
 
 impl GenError {
@@ -84,25 +87,6 @@ struct Files {
     support: BufWriter<File>,
     accounts: BufWriter<File>,
     teams: BufWriter<File>,
-}
-
-/// Creates one topic; `compact` sets `cleanup.policy=compact`. An existing topic is fine.
-pub fn create_topic(cfg: &Config, name: &str, partitions: i32, compact: bool) -> Result<(), GenError> {
-    let admin: AdminClient<LogContext> = crate::kafka::client_config(cfg).create_with_context(LogContext::default())?;
-    let mut spec = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
-    if compact {
-        spec = spec.set("cleanup.policy", "compact");
-    }
-    let rt =
-        tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| GenError::Io(e.to_string()))?;
-    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-    for r in rt.block_on(admin.create_topics([&spec], &opts))? {
-        match r {
-            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((name, code)) => return Err(GenError::Io(format!("cannot create topic {name}: {code}"))),
-        }
-    }
-    wait_for_topics(cfg, &[name])
 }
 
 /// The record with its event time moved to now.
@@ -151,60 +135,14 @@ impl Files {
     }
 }
 
-/// Creates the topics that do not exist: inputs with `partitions`, accounts, teams and
-/// scores compacted.
-pub fn create_topics(cfg: &Config, partitions: i32) -> Result<(), GenError> {
-    let admin: AdminClient<LogContext> = crate::kafka::client_config(cfg).create_with_context(LogContext::default())?;
-    let t = &cfg.topics;
-    let compact = [("cleanup.policy", "compact")];
-    let specs: Vec<NewTopic<'_>> = vec![
-        NewTopic::new(&t.usage, partitions, TopicReplication::Fixed(1)),
-        NewTopic::new(&t.support, partitions, TopicReplication::Fixed(1)),
-        NewTopic::new(&t.accounts, 1, TopicReplication::Fixed(1)).set(compact[0].0, compact[0].1),
-        NewTopic::new(&t.teams, 1, TopicReplication::Fixed(1)).set(compact[0].0, compact[0].1),
-        NewTopic::new(&t.alerts, partitions, TopicReplication::Fixed(1)),
-        NewTopic::new(&t.scores, partitions, TopicReplication::Fixed(1)).set(compact[0].0, compact[0].1),
-        NewTopic::new(&t.deadletter, partitions, TopicReplication::Fixed(1)),
-    ];
-    let rt =
-        tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| GenError::Io(e.to_string()))?;
-    let results = rt
-        .block_on(admin.create_topics(&specs, &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)))))?;
-    for r in results {
-        match r {
-            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((name, code)) => return Err(GenError::Io(format!("cannot create topic {name}: {code}"))),
-        }
-    }
-    wait_for_topics(cfg, &[&t.usage, &t.support, &t.accounts, &t.teams, &t.alerts, &t.scores, &t.deadletter])
-}
-
-/// Waits until every topic is visible in the cluster's metadata: a created topic reaches
-/// the brokers a moment after the controller accepts it.
-fn wait_for_topics(cfg: &Config, topics: &[&str]) -> Result<(), GenError> {
-    let consumer: rdkafka::consumer::BaseConsumer<LogContext> =
-        crate::kafka::client_config(cfg).create_with_context(LogContext::default())?;
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let counts = crate::kafka::partition_counts(&consumer, topics, Duration::from_secs(10))?;
-        if counts.iter().all(Option::is_some) {
-            return Ok(());
-        }
-        if std::time::Instant::now() > deadline {
-            return Err(GenError::Io(format!("topics not visible 30 s after creation: {topics:?}")));
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
 /// Generates and writes.
 pub fn run(cfg: &Config, opts: &GenOptions) -> Result<GenSummary, GenError> {
     let started = Instant::now();
     if opts.to_kafka {
-        crate::kafka::check_connection(cfg)?;
+        crate::kafka::connect::check_connection(cfg)?;
     }
     if let Some(p) = opts.create_topics.filter(|_| opts.to_kafka) {
-        create_topics(cfg, p)?;
+        crate::kafka::admin::create_topics(cfg, p)?;
     }
     let producer: Option<BaseProducer<LogContext>> = if opts.to_kafka {
         Some(

@@ -9,14 +9,14 @@ use crate::time::DAY_MS;
 /// The `p`-th percentile (1..=100) of sorted values by nearest rank: the value at rank
 /// `ceil(p/100 * n)`.
 ///
-/// ```
+/// ```text
 /// use cs_pulse::magic::nearest_rank;
 /// assert_eq!(nearest_rank(&[15, 20, 35, 40, 50], 50), Some(35));
 /// assert_eq!(nearest_rank(&[15, 20, 35, 40, 50], 90), Some(50));
 /// assert_eq!(nearest_rank(&[7], 90), Some(7));
 /// assert_eq!(nearest_rank(&[], 50), None);
 /// ```
-pub fn nearest_rank(sorted: &[i64], p: u64) -> Option<i64> {
+pub(crate) fn nearest_rank(sorted: &[i64], p: u64) -> Option<i64> {
     if sorted.is_empty() {
         return None;
     }
@@ -27,7 +27,7 @@ pub fn nearest_rank(sorted: &[i64], p: u64) -> Option<i64> {
 
 /// DORA lead-time bucket of a median time to production.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Dora {
+pub(crate) enum Dora {
     /// Under a day.
     Elite,
     /// Under a week.
@@ -40,7 +40,7 @@ pub enum Dora {
 
 impl Dora {
     /// The bucket of a p50 in milliseconds.
-    pub fn of(p50_ms: i64) -> Self {
+    pub(crate) fn of(p50_ms: i64) -> Self {
         if p50_ms < DAY_MS {
             Dora::Elite
         } else if p50_ms < 7 * DAY_MS {
@@ -53,7 +53,7 @@ impl Dora {
     }
 
     /// The `time_to_production` component score.
-    pub fn score(self) -> f64 {
+    pub(crate) fn score(self) -> f64 {
         match self {
             Dora::Elite => 100.0,
             Dora::High => 75.0,
@@ -63,7 +63,7 @@ impl Dora {
     }
 
     /// Lower-case name.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Dora::Elite => "elite",
             Dora::High => "high",
@@ -75,11 +75,11 @@ impl Dora {
 
 /// Human duration: hours under a day, days with one decimal otherwise.
 ///
-/// ```
+/// ```text
 /// assert_eq!(cs_pulse::magic::human_duration(5 * 3_600_000), "5.0 hours");
 /// assert_eq!(cs_pulse::magic::human_duration(2 * 86_400_000 + 43_200_000), "2.5 days");
 /// ```
-pub fn human_duration(ms: i64) -> String {
+pub(crate) fn human_duration(ms: i64) -> String {
     if ms < DAY_MS {
         format!("{:.1} hours", ms as f64 / 3_600_000.0)
     } else {
@@ -89,17 +89,17 @@ pub fn human_duration(ms: i64) -> String {
 
 /// The two halves of one change, as far as they have arrived.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Change {
+pub(crate) struct Change {
     /// Earliest `change_created`: time and team.
-    pub created: Option<(i64, String)>,
+    pub(crate) created: Option<(i64, String)>,
     /// Earliest production deploy.
-    pub deployed: Option<i64>,
+    pub(crate) deployed: Option<i64>,
 }
 
 impl Change {
     /// Records a `change_created`. Returns the time to production when this completes
     /// a pair within `ttl_ms`.
-    pub fn record_created(&mut self, at: i64, team: &str, ttl_ms: i64) -> Option<i64> {
+    pub(crate) fn record_created(&mut self, at: i64, team: &str, ttl_ms: i64) -> Option<i64> {
         let was = self.paired(ttl_ms);
         // An unmatched half expires `ttl_ms` after its time: a later one replaces it,
         // whether or not the expired one is still held (pruning is only bookkeeping).
@@ -112,7 +112,7 @@ impl Change {
 
     /// Records a production deploy; only the first counts. Returns the time to production
     /// when this completes a pair within `ttl_ms`.
-    pub fn record_deploy(&mut self, at: i64, ttl_ms: i64) -> Option<i64> {
+    pub(crate) fn record_deploy(&mut self, at: i64, ttl_ms: i64) -> Option<i64> {
         let was = self.paired(ttl_ms);
         let expired = !was && self.deployed.is_some_and(|d| at.saturating_sub(d) > ttl_ms);
         if expired || self.deployed.is_none_or(|d| at < d) {
@@ -134,13 +134,13 @@ impl Change {
 
     /// `(deployed_at, time_to_production, team)` when both halves are known and at most
     /// `ttl_ms` apart.
-    pub fn pair(&self, ttl_ms: i64) -> Option<(i64, i64, &str)> {
+    pub(crate) fn pair(&self, ttl_ms: i64) -> Option<(i64, i64, &str)> {
         let ((c, team), d) = (self.created.as_ref()?, self.deployed?);
         ((d - c).abs() <= ttl_ms).then(|| (d, (d - c).max(0), team.as_str()))
     }
 
     /// The pair as of `tick`: both halves before it.
-    pub fn pair_as_of(&self, tick: i64, ttl_ms: i64) -> Option<(i64, i64, &str)> {
+    pub(crate) fn pair_as_of(&self, tick: i64, ttl_ms: i64) -> Option<(i64, i64, &str)> {
         let (c, _) = self.created.as_ref()?;
         let d = self.deployed?;
         if *c >= tick || d >= tick {
@@ -153,7 +153,7 @@ impl Change {
     /// window (56 days), or halves that no partner can reach any more (every event still
     /// to come is at or after `earliest_next`, and a partner must be within the TTL). The
     /// second value says whether it expired unmatched.
-    pub fn droppable(&self, tick: i64, earliest_next: i64, ttl_ms: i64) -> Option<bool> {
+    pub(crate) fn droppable(&self, tick: i64, earliest_next: i64, ttl_ms: i64) -> Option<bool> {
         if let Some((d, _, _)) = self.pair(ttl_ms) {
             return (d < tick - 56 * DAY_MS).then_some(false);
         }
@@ -250,5 +250,25 @@ mod tests {
         let lone = Change { created: Some((0, "t".into())), deployed: None };
         assert_eq!(lone.droppable(TTL + 2 * H, TTL, TTL), None);
         assert_eq!(lone.droppable(TTL + 2 * H, TTL + 1, TTL), Some(true));
+    }
+}
+
+#[cfg(test)]
+mod examples {
+    //! The examples of the docs above, run.
+
+    #[test]
+    fn nearest_rank() {
+        use crate::magic::nearest_rank;
+        assert_eq!(nearest_rank(&[15, 20, 35, 40, 50], 50), Some(35));
+        assert_eq!(nearest_rank(&[15, 20, 35, 40, 50], 90), Some(50));
+        assert_eq!(nearest_rank(&[7], 90), Some(7));
+        assert_eq!(nearest_rank(&[], 50), None);
+    }
+
+    #[test]
+    fn human_duration() {
+        assert_eq!(crate::magic::human_duration(5 * 3_600_000), "5.0 hours");
+        assert_eq!(crate::magic::human_duration(2 * 86_400_000 + 43_200_000), "2.5 days");
     }
 }

@@ -36,8 +36,10 @@ Examples:
                   --teams t.ndjson --out alerts.ndjson --scores scores.ndjson
   cs-pulse check-config --config cs-pulse.toml    # validate and print the effective config
 
-Environment: CS_PULSE_BOOTSTRAP_SERVERS and CS_PULSE_METRICS_BIND override the config;
-RUST_LOG sets the log level (default info). Secrets in the config are ${VAR} references
+Environment: CS_PULSE_BOOTSTRAP_SERVERS, CS_PULSE_GROUP_ID, CS_PULSE_METRICS_BIND,
+CS_PULSE_LOG_FORMAT and CS_PULSE_SCHEMA_REGISTRY_URL override the config (registry basic
+auth: CS_PULSE_SCHEMA_REGISTRY_USERNAME and _PASSWORD); RUST_LOG sets the log level
+(default info). Secrets in the config are ${VAR} references
 to the environment, e.g. \"sasl.password\" = \"${CS_PULSE_KAFKA_PASSWORD}\".
 Exit codes: 0 ok, 2 usage or configuration error (also refused credentials or an
 untrusted certificate), 1 runtime failure (also brokers that do not answer in time).";
@@ -313,7 +315,7 @@ fn main() -> ExitCode {
             telemetry::init_logging(cfg.log.format);
             let opts = cs_pulse::loadgen::GenOptions {
                 seed,
-                scale: cs_pulse::demo::generator::Scale { accounts, teams_per_account: teams, users_per_team: users },
+                scale: cs_pulse::generator::Scale { accounts, teams_per_account: teams, users_per_team: users },
                 days,
                 max_events: events,
                 rate,

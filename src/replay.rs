@@ -15,15 +15,16 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::avro::container::{Container, ContainerError};
-use crate::avro::plan::Decoded;
-use crate::avro::Input;
 use crate::config::Config;
-use crate::decode::{fields, json, DecodeError, Reason, Upsert};
+use crate::decode::avro::container::{Container, ContainerError};
+use crate::decode::avro::plan::Decoded;
+use crate::decode::{fields, json, Upsert};
 use crate::dims::Dimensions;
-use crate::engine::{Engine, EngineConfig, Ingested, Outputs};
-use crate::model::Event;
-use crate::telemetry::{AlertsEmitted, ChangesMeasured, EventLimited, EventsReceived, RecordRejected};
+use crate::driver::{Driver, Sink, Taken};
+use crate::engine::{EngineConfig, Outputs};
+use crate::model::{Event, EventInput, Input, InputPartition, Partition, Reason, Rejection};
+use crate::telemetry::{EventsReceived, RecordRejected};
+use crate::time::WallClock;
 use crate::window::WatermarkTracker;
 
 /// Errors of a replay run.
@@ -45,6 +46,9 @@ pub enum ReplayError {
         /// Why.
         why: String,
     },
+    /// Processing a record or a tick failed (a defect in cs-pulse, not in the input).
+    #[error("{0}")]
+    Failed(String),
 }
 
 impl ReplayError {
@@ -112,7 +116,7 @@ struct DeadLetter<'a> {
 
 /// An input file: NDJSON lines or an Avro container's records.
 struct Lines {
-    name: &'static str,
+    input: Input,
     path: String,
     reader: Box<dyn BufRead>,
     line_no: u64,
@@ -121,10 +125,10 @@ struct Lines {
 
 /// One record read from a file: its line (or record) number, its text for the dead-letter
 /// file (empty for Avro: the number locates it), and what it decoded to.
-type Item<T> = (u64, String, Result<T, DecodeError>);
+type Item<T> = (u64, String, Result<T, Rejection>);
 
 impl Lines {
-    fn open(name: &'static str, path: &Path, input: Input) -> Result<Self, ReplayError> {
+    fn open(input: Input, path: &Path) -> Result<Self, ReplayError> {
         let shown = path.display().to_string();
         let avro = if path.extension().is_some_and(|e| e == "avro") {
             Some(Container::open(path, input).map_err(|e| match e {
@@ -140,14 +144,14 @@ impl Lines {
             let f = File::open(path).map_err(|source| ReplayError::Io { path: shown.clone(), source })?;
             Box::new(BufReader::new(f))
         };
-        Ok(Self { name, path: shown, reader, line_no: 0, avro })
+        Ok(Self { input, path: shown, reader, line_no: 0, avro })
     }
 
     /// The next record, decoded by `json` (NDJSON) or `avro` (containers).
     fn next_item<T>(
         &mut self,
-        json: impl FnOnce(&[u8]) -> Result<T, DecodeError>,
-        avro: impl FnOnce(&Decoded<'_>) -> Result<T, DecodeError>,
+        json: impl FnOnce(&[u8]) -> Result<T, Rejection>,
+        avro: impl FnOnce(&Decoded<'_>) -> Result<T, Rejection>,
     ) -> Result<Option<Item<T>>, ReplayError> {
         if let Some(c) = &mut self.avro {
             let next = c.next_with(avro).map_err(|e| match e {
@@ -159,7 +163,7 @@ impl Lines {
         Ok(self.next_line()?.map(|(no, line)| {
             let decoded = match std::str::from_utf8(&line) {
                 Ok(_) => json(&line),
-                Err(e) => Err(DecodeError::new(
+                Err(e) => Err(Rejection::new(
                     Reason::Undecodable,
                     format!("line is not UTF-8: invalid byte at offset {}", e.valid_up_to()),
                 )),
@@ -198,11 +202,21 @@ impl Lines {
     }
 }
 
-struct Sinks {
+/// A rejected record's place: its file and line (record number for Avro), and its text.
+struct LineRef<'a> {
+    lines: &'a Lines,
+    line: u64,
+    payload: &'a str,
+}
+
+/// Where replay's outputs go: the `--out`, `--scores` and `--deadletter` files, and the
+/// summary.
+struct Files {
     out: BufWriter<File>,
     out_path: String,
     scores: Option<(BufWriter<File>, String)>,
     deadletter: Option<(BufWriter<File>, String)>,
+    summary: ReplaySummary,
 }
 
 fn create(path: &Path) -> Result<BufWriter<File>, ReplayError> {
@@ -217,22 +231,26 @@ fn write_json(w: &mut BufWriter<File>, path: &str, v: &impl Serialize) -> Result
     w.write_all(b"\n").map_err(io)
 }
 
-impl Sinks {
-    fn reject(
-        &mut self,
-        summary: &mut ReplaySummary,
-        src: &Lines,
-        line: u64,
-        err: &DecodeError,
-        payload: &str,
-    ) -> Result<(), ReplayError> {
-        RecordRejected { topic: src.name, partition: -1, offset: line as i64, reason: err.reason, detail: &err.detail }
-            .emit();
-        *summary.rejected.entry(err.reason().to_string()).or_insert(0) += 1;
+impl Sink for Files {
+    type Origin<'a> = LineRef<'a>;
+    type Error = ReplayError;
+
+    fn reject(&mut self, origin: &LineRef<'_>, err: &Rejection) -> Result<(), ReplayError> {
+        let src = origin.lines;
+        let (line, payload) = (origin.line, origin.payload);
+        RecordRejected {
+            topic: src.input.as_str(),
+            partition: -1,
+            offset: line as i64,
+            reason: err.reason,
+            detail: &err.detail,
+        }
+        .emit();
+        *self.summary.rejected.entry(err.reason().to_string()).or_insert(0) += 1;
         match &mut self.deadletter {
             Some((w, path)) => {
                 let dl = DeadLetter {
-                    source: src.name,
+                    source: src.input.as_str(),
                     file: &src.path,
                     line,
                     reason: err.reason(),
@@ -248,31 +266,32 @@ impl Sinks {
         }
     }
 
-    fn write(&mut self, summary: &mut ReplaySummary, out: &mut Outputs) -> Result<(), ReplayError> {
-        ChangesMeasured { paired_ttp_ms: &out.paired_ttp_ms, expired: out.expired_changes }.emit();
+    fn write(&mut self, out: &mut Outputs, _trigger_ms: Option<i64>) -> Result<(), ReplayError> {
+        let summary = &mut self.summary;
         summary.changes_paired += out.paired_ttp_ms.len() as u64;
-        summary.changes_expired += std::mem::take(&mut out.expired_changes);
-        out.paired_ttp_ms.clear();
-        AlertsEmitted { alerts: &out.alerts }.emit();
+        summary.changes_expired += out.expired_changes;
         for a in out.alerts.drain(..) {
             *summary.alerts.entry(a.kind.as_str().to_string()).or_insert(0) += 1;
             write_json(&mut self.out, &self.out_path, &a)?;
         }
         summary.scores += out.scores.len() as u64;
-        match &mut self.scores {
-            Some((w, path)) => {
-                for s in out.scores.drain(..) {
-                    write_json(w, path, &s)?;
-                }
+        if let Some((w, path)) = &mut self.scores {
+            for s in out.scores.drain(..) {
+                write_json(w, path, &s)?;
             }
-            None => out.scores.clear(),
         }
-        summary.ticks += std::mem::take(&mut out.ticks);
-        summary.evaluations += std::mem::take(&mut out.evaluations);
+        summary.ticks += out.ticks;
+        summary.evaluations += out.evaluations;
         Ok(())
     }
 
-    fn finish(mut self) -> Result<(), ReplayError> {
+    fn describe(&self, origin: &LineRef<'_>) -> String {
+        format!("{} line {}", origin.lines.path, origin.line)
+    }
+}
+
+impl Files {
+    fn finish(mut self) -> Result<ReplaySummary, ReplayError> {
         let flush = |w: &mut BufWriter<File>, path: &str| {
             w.flush().map_err(|source| ReplayError::Io { path: path.to_string(), source })
         };
@@ -283,135 +302,135 @@ impl Sinks {
         if let Some((w, p)) = &mut self.deadletter {
             flush(w, p)?;
         }
-        Ok(())
+        Ok(self.summary)
     }
 }
 
 /// One event stream and its next decoded event.
 struct Stream {
     lines: Lines,
-    input: Input,
+    input: EventInput,
     head: Option<(u64, String, Event)>,
 }
 
+/// Replay's files are one input partition.
+const PARTITION: Partition = Partition(0);
+
 impl Stream {
+    fn open(input: EventInput, path: &Path) -> Result<Self, ReplayError> {
+        Ok(Self { lines: Lines::open(input.input(), path)?, input, head: None })
+    }
+
     /// Reads ahead to the next valid event, dead-lettering invalid lines on the way.
-    fn fill(&mut self, sinks: &mut Sinks, summary: &mut ReplaySummary) -> Result<(), ReplayError> {
+    fn fill(&mut self, driver: &mut Driver<Partition>, files: &mut Files) -> Result<(), ReplayError> {
         while self.head.is_none() {
-            let input = self.input;
+            let usage = self.input == EventInput::Usage;
             let item = self.lines.next_item(
-                |b| if input == Input::Usage { json::decode_usage(Some(b)) } else { json::decode_support(Some(b)) },
-                |r| if input == Input::Usage { fields::usage(r) } else { fields::support(r) },
+                |b| if usage { json::decode_usage(Some(b)) } else { json::decode_support(Some(b)) },
+                |r| if usage { fields::usage(r) } else { fields::support(r) },
             )?;
             let Some((no, line, decoded)) = item else {
                 return Ok(());
             };
-            EventsReceived { topic: self.lines.name, count: 1 }.emit();
+            EventsReceived { topic: self.lines.input.as_str(), count: 1 }.emit();
             match decoded {
                 Ok(ev) => self.head = Some((no, line, ev)),
-                Err(e) => sinks.reject(summary, &self.lines, no, &e, &line)?,
+                Err(e) => {
+                    let at = InputPartition { input: self.input, partition: PARTITION };
+                    let origin = LineRef { lines: &self.lines, line: no, payload: &line };
+                    driver.reject(at, &origin, &e, WallClock::now(), files)?;
+                }
             }
         }
         Ok(())
     }
 }
 
+/// Loads a dimension file: account or team records.
+fn load_dimension<T>(
+    files: &mut Files,
+    input: Input,
+    path: &Path,
+    json: impl Fn(&[u8]) -> Result<Upsert<T>, Rejection>,
+    avro: impl Fn(&Decoded<'_>) -> Result<T, Rejection>,
+    mut apply: impl FnMut(Upsert<T>),
+) -> Result<(), ReplayError> {
+    let lines = &mut Lines::open(input, path)?;
+    while let Some((no, line, decoded)) = lines.next_item(&json, |r| avro(r).map(Upsert::Put))? {
+        match decoded {
+            Ok(u) => {
+                apply(u);
+                files.summary.dimension_records += 1;
+            }
+            Err(e) => files.reject(&LineRef { lines, line: no, payload: &line }, &e)?,
+        }
+    }
+    Ok(())
+}
+
 /// Replays the files through the engine.
-pub fn replay(cfg: &Config, files: &ReplayFiles) -> Result<ReplaySummary, ReplayError> {
-    let mut summary = ReplaySummary::default();
-    let mut sinks = Sinks {
-        out: create(&files.out)?,
-        out_path: files.out.display().to_string(),
-        scores: match &files.scores {
-            Some(p) => Some((create(p)?, p.display().to_string())),
-            None => None,
-        },
-        deadletter: match &files.deadletter {
-            Some(p) => Some((create(p)?, p.display().to_string())),
-            None => None,
-        },
+pub fn replay(cfg: &Config, paths: &ReplayFiles) -> Result<ReplaySummary, ReplayError> {
+    let opened = |p: &Option<PathBuf>| -> Result<_, ReplayError> {
+        p.as_ref().map(|p| Ok((create(p)?, p.display().to_string()))).transpose()
+    };
+    let mut files = Files {
+        out: create(&paths.out)?,
+        out_path: paths.out.display().to_string(),
+        scores: opened(&paths.scores)?,
+        deadletter: opened(&paths.deadletter)?,
+        summary: ReplaySummary::default(),
     };
     let mut dims = Dimensions::default();
-    if let Some(p) = &files.accounts {
-        let mut lines = Lines::open("accounts", p, Input::Accounts)?;
-        while let Some((no, line, decoded)) =
-            lines.next_item(|b| json::decode_account(None, Some(b)), |r| fields::account(r).map(Upsert::Put))?
-        {
-            match decoded {
-                Ok(u) => {
-                    dims.apply_account(u);
-                    summary.dimension_records += 1;
-                }
-                Err(e) => sinks.reject(&mut summary, &lines, no, &e, &line)?,
-            }
-        }
+    if let Some(p) = &paths.accounts {
+        let json = |b: &[u8]| json::decode_account(None, Some(b));
+        load_dimension(&mut files, Input::Accounts, p, json, |r| fields::account(r), |u| dims.apply_account(u))?;
     }
-    if let Some(p) = &files.teams {
-        let mut lines = Lines::open("teams", p, Input::Teams)?;
-        while let Some((no, line, decoded)) =
-            lines.next_item(|b| json::decode_team(None, Some(b)), |r| fields::team(r).map(Upsert::Put))?
-        {
-            match decoded {
-                Ok(u) => {
-                    dims.apply_team(u);
-                    summary.dimension_records += 1;
-                }
-                Err(e) => sinks.reject(&mut summary, &lines, no, &e, &line)?,
-            }
-        }
+    if let Some(p) = &paths.teams {
+        let json = |b: &[u8]| json::decode_team(None, Some(b));
+        load_dimension(&mut files, Input::Teams, p, json, |r| fields::team(r), |u| dims.apply_team(u))?;
     }
     let mut streams = Vec::new();
-    if let Some(p) = &files.usage {
-        streams.push(Stream { lines: Lines::open("usage", p, Input::Usage)?, input: Input::Usage, head: None });
+    if let Some(p) = &paths.usage {
+        streams.push(Stream::open(EventInput::Usage, p)?);
     }
-    if let Some(p) = &files.support {
-        streams.push(Stream { lines: Lines::open("support", p, Input::Support)?, input: Input::Support, head: None });
+    if let Some(p) = &paths.support {
+        streams.push(Stream::open(EventInput::Support, p)?);
     }
 
-    let engine_cfg = Arc::new(EngineConfig::from_config(cfg));
-    let mut engine = Engine::new(engine_cfg).without_changelog();
     let lateness_ms = cfg.time.allowed_lateness_secs as i64 * 1000;
-    // Files have no wall clock: one partition that is never idle.
-    let mut watermarks = WatermarkTracker::new(lateness_ms, i64::MAX);
-    watermarks.add_partition((), 0);
-    let mut out = Outputs::default();
-    let now = crate::time::now_ms;
+    // Files have no wall clock: one partition, both inputs merged, that is never idle.
+    let watermarks = WatermarkTracker::new(lateness_ms, i64::MAX);
+    let engine_cfg = Arc::new(EngineConfig::from_config(cfg));
+    let mut driver = Driver::new(engine_cfg, watermarks, |at: InputPartition| at.partition, false);
     loop {
         for s in streams.iter_mut() {
-            s.fill(&mut sinks, &mut summary)?;
+            s.fill(&mut driver, &mut files)?;
         }
         // The earliest head; usage (listed first) wins ties.
         let next =
             streams.iter().enumerate().filter_map(|(i, s)| s.head.as_ref().map(|(_, _, e)| (e.occurred_at(), i))).min();
         let Some((_, i)) = next else { break };
-        let Some((no, line, ev)) = streams[i].head.take() else {
+        let stream = &mut streams[i];
+        let Some((no, line, ev)) = stream.head.take() else {
             break;
         };
-        let result = engine.ingest_at(&ev, &dims, now(), &mut out);
-        match result.rejection(ev.occurred_at()) {
-            None => {
-                summary.events += 1;
-                watermarks.observe(&(), ev.occurred_at(), 0);
-            }
-            Some(err) => {
-                if let Ingested::Limit { level, key, cap } = result {
-                    EventLimited { level, key, cap }.emit();
-                }
-                sinks.reject(&mut summary, &streams[i].lines, no, &err, &line)?;
-            }
+        let at = InputPartition { input: stream.input, partition: PARTITION };
+        let origin = LineRef { lines: &stream.lines, line: no, payload: &line };
+        match driver.ingest(at, &origin, &ev, &dims, WallClock::now(), &mut files)? {
+            Taken::Accepted => files.summary.events += 1,
+            Taken::Rejected => {}
+            Taken::Skipped => break,
+            Taken::Failed(why) => return Err(ReplayError::Failed(why)),
         }
-        if let Some(wm) = watermarks.watermark(0) {
-            engine.advance(wm, &dims, now(), &mut out);
-        }
-        if !out.is_empty() || !out.paired_ttp_ms.is_empty() {
-            sinks.write(&mut summary, &mut out)?;
+        if let Some((_, why)) = driver.advance(WallClock::now(), usize::MAX, &dims, &mut files)?.failed.pop() {
+            return Err(ReplayError::Failed(why));
         }
     }
-    if let Some(max) = watermarks.max_event_time() {
-        engine.advance(engine.end_of_input_watermark(max), &dims, now(), &mut out);
+    if let Some((_, why)) = driver.finish(WallClock::now(), &dims, &mut files)?.failed.pop() {
+        return Err(ReplayError::Failed(why));
     }
-    sinks.write(&mut summary, &mut out)?;
-    sinks.finish()?;
-    summary.last_tick = engine.last_evaluated();
+    let last_tick = driver.last_evaluated();
+    let mut summary = files.finish()?;
+    summary.last_tick = last_tick.map(|t| t.0);
     Ok(summary)
 }

@@ -2,6 +2,11 @@
 //!
 //! cs-pulse keeps every timestamp as UTC epoch milliseconds (`i64`). These helpers are
 //! small and exact so that the core needs no date-time dependency.
+//!
+//! Three clocks meet at the engine's API, and each has its own type there so that one is
+//! never passed for another: [`EventTime`] (when something happened, from the records and
+//! the watermark), [`Tick`] (the end of an evaluation interval) and [`WallClock`] (the
+//! process's clock, for `emitted_at`, idleness and the future-event rule).
 
 /// Milliseconds in one second.
 pub const SECOND_MS: i64 = 1_000;
@@ -13,6 +18,27 @@ pub const DAY_MS: i64 = 24 * HOUR_MS;
 /// engine takes in. Any later event is refused like a future one, so that arithmetic on
 /// event times cannot overflow.
 pub const MAX_TIME_MS: i64 = 253_402_300_799_999;
+
+/// An event time, epoch ms: an event's `occurred_at`, or a watermark (every event before it
+/// is expected to have arrived).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct EventTime(pub i64);
+
+/// The end of an evaluation interval, epoch ms: the tick `T` that evaluates events with
+/// `occurred_at < T`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Tick(pub i64);
+
+/// The process's wall clock, epoch ms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct WallClock(pub i64);
+
+impl WallClock {
+    /// The wall clock now.
+    pub fn now() -> Self {
+        WallClock(now_ms())
+    }
+}
 
 /// Days since 1970-01-01 for a proleptic Gregorian civil date (Howard Hinnant's algorithm).
 pub fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {

@@ -99,7 +99,7 @@ fn gen_closes_at_the_end_of_the_last_day_written() {
     // 400 days from the default start would reach past today: the history starts whole
     // weeks earlier, so that it ends before the wall clock
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
-    let start = cs_pulse::demo::generator::start_for(400, now);
+    let start = cs_pulse::generator::start_for(400, now);
     assert!(start + 400 * 86_400_000 <= now);
     assert_eq!(max, start + 86_400_000 - 1000, "closing events at the end of day 1");
     std::fs::remove_dir_all(&dir).ok();

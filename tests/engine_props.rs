@@ -44,10 +44,11 @@ use cs_pulse::decode::fields::{MAX_SEATS, MAX_STRING_BYTES};
 use cs_pulse::decode::Upsert;
 use cs_pulse::dims::Dimensions;
 use cs_pulse::engine::{Engine, EngineConfig, Ingested, Outputs};
+use cs_pulse::model::EventInput;
 use cs_pulse::model::{
     AccountRecord, Alert, Event, Priority, ScoreRecord, SupportEvent, SupportKind, TeamRecord, UsageEvent, UsageKind,
 };
-use cs_pulse::time::MAX_TIME_MS;
+use cs_pulse::time::{EventTime, WallClock, MAX_TIME_MS};
 use cs_pulse::window::WatermarkTracker;
 
 // ------------------------------------------------------------------------------------------
@@ -811,7 +812,7 @@ impl Driver<'_> {
     /// Evaluates ticks up to `w` in chunks; false when stalled.
     fn advance(&mut self, w: i64) -> bool {
         loop {
-            let more = self.engine.advance_at_most(w, 64, &self.dims, WALL, &mut self.out);
+            let more = self.engine.advance_at_most(EventTime(w), 64, &self.dims, WallClock(WALL), &mut self.out);
             self.run.collect(&mut self.out);
             if self.run.evaluations > self.opts.eval_cap || self.run.ticks > TICK_CAP {
                 self.run.stalled = Some(format!(
@@ -900,14 +901,15 @@ fn drive(s: &Scenario, events: &[Event], opts: &Opts) -> Run {
                 }
             }
         }
-        let r = d.engine.ingest_at(ev, &d.dims, WALL, &mut d.out);
+        let r = d.engine.ingest_at(ev, &d.dims, WallClock(WALL), &mut d.out);
         let ok = matches!(r, Ingested::Accepted);
         d.run.accepted.push(ok);
         d.run.results.push(format!("{r:?}"));
         if ok {
             let t = ev.occurred_at();
             if opts.note_input {
-                d.engine.note_input(usize::from(is_support(ev)), t);
+                let input = if is_support(ev) { EventInput::Support } else { EventInput::Usage };
+                d.engine.note_input(input, EventTime(t));
             }
             d.wm.observe(&(), t, 0);
             d.max = Some(d.max.map_or(t, |m| m.max(t)));
@@ -939,8 +941,8 @@ fn drive(s: &Scenario, events: &[Event], opts: &Opts) -> Run {
         return d.run;
     }
     if let Some(m) = d.max {
-        let w = d.engine.end_of_input_watermark(m);
-        if !d.advance(w) {
+        let w = d.engine.end_of_input_watermark(EventTime(m));
+        if !d.advance(w.0) {
             return d.run;
         }
     }

@@ -183,7 +183,7 @@ fn prometheus_scrapes_a_running_instance_and_every_dashboard_query_returns_data(
     let dir = temp_dir(&names)?;
     let port = free_port();
     let config = write_config(&dir, &bootstrap, &names, &format!("{}-g", names.prefix), port, "")?;
-    cs_pulse::loadgen::create_topics(&cs_pulse::config::Config::load(&config)?, 4)?;
+    cs_pulse::kafka::admin::create_topics(&cs_pulse::config::Config::load(&config)?, 4)?;
 
     // cs-pulse first, so that Prometheus sees it from the start; then records keep
     // arriving for a while: bad ones through kcat, and a synthetic customer base at a
@@ -210,7 +210,7 @@ fn prometheus_scrapes_a_running_instance_and_every_dashboard_query_returns_data(
         .arg(&config)
         .output()?;
     assert!(gen.status.success(), "gen failed: {}", String::from_utf8_lossy(&gen.stderr));
-    let end = cs_pulse::demo::generator::DEFAULT_START_MS + days * cs_pulse::time::DAY_MS - 1000;
+    let end = cs_pulse::generator::DEFAULT_START_MS + days * cs_pulse::time::DAY_MS - 1000;
     run.wait_watermark(end - 3_600_000, Duration::from_secs(180))?;
     // a few more scrapes of the final state
     std::thread::sleep(Duration::from_secs(4));

@@ -62,7 +62,7 @@ fn gen(config: &std::path::Path, dir: &std::path::Path, accounts: u64, days: i64
         .output()?;
     assert!(out.status.success(), "gen failed: {}", String::from_utf8_lossy(&out.stderr));
     // the closing events sit at the last second of the last day
-    Ok(cs_pulse::demo::generator::DEFAULT_START_MS + days * DAY_MS - 1000)
+    Ok(cs_pulse::generator::DEFAULT_START_MS + days * DAY_MS - 1000)
 }
 
 #[test]
@@ -108,7 +108,7 @@ fn two_instances_split_partitions_and_match_replay() -> Result {
     let c2 = dir.join("second.toml");
     std::fs::write(&c2, std::fs::read_to_string(&c1)?.replace(&format!("127.0.0.1:{p1}"), &format!("127.0.0.1:{p2}")))?;
     // topics first, instances next, data last: the group is settled before any event
-    cs_pulse::loadgen::create_topics(&cs_pulse::config::Config::load(&c1)?, 4)?;
+    cs_pulse::kafka::admin::create_topics(&cs_pulse::config::Config::load(&c1)?, 4)?;
     let mut a = RunProcess::start(&c1, dir.join("a.log"), p1)?;
     let mut b = RunProcess::start(&c2, dir.join("b.log"), p2)?;
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
@@ -168,7 +168,7 @@ fn garbage_reaches_the_dead_letter_topic_with_reasons() -> Result {
     let dir = temp_dir(&names)?;
     let port = free_port();
     let config = write_config(&dir, &bootstrap, &names, &format!("{}-g", names.prefix), port, "")?;
-    cs_pulse::loadgen::create_topics(&cs_pulse::config::Config::load(&config)?, 2)?;
+    cs_pulse::kafka::admin::create_topics(&cs_pulse::config::Config::load(&config)?, 2)?;
     kcat_produce(
         &bootstrap,
         &names.topic("usage"),
@@ -240,7 +240,7 @@ fn sigterm_mid_stream_and_restart_misses_no_alert() -> Result {
     let dir = temp_dir(&names)?;
     let port = free_port();
     let config = write_config(&dir, &bootstrap, &names, &format!("{}-g", names.prefix), port, "")?;
-    cs_pulse::loadgen::create_topics(&cs_pulse::config::Config::load(&config)?, 4)?;
+    cs_pulse::kafka::admin::create_topics(&cs_pulse::config::Config::load(&config)?, 4)?;
     let mut first = RunProcess::start(&config, dir.join("first.log"), port)?;
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while first.metric("cs_pulse_assigned_partitions").unwrap_or(0.0) < 8.0 {
@@ -262,7 +262,7 @@ fn sigterm_mid_stream_and_restart_misses_no_alert() -> Result {
     assert_eq!(first.terminate(Duration::from_secs(30))?, Some(0), "{}", first.log_text());
     let mut second = RunProcess::start(&config, dir.join("second.log"), port)?;
     assert!(gen.wait()?.success(), "gen failed");
-    let end = cs_pulse::demo::generator::DEFAULT_START_MS + days * DAY_MS - 1000;
+    let end = cs_pulse::generator::DEFAULT_START_MS + days * DAY_MS - 1000;
     second.wait_watermark(end - LATENESS_MS, Duration::from_secs(180))?;
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(second.terminate(Duration::from_secs(30))?, Some(0), "{}", second.log_text());
@@ -304,7 +304,7 @@ fn exactly_once_through_five_kill_9s() -> Result {
     let text =
         std::fs::read_to_string(&config)?.replace("[processing]\nguarantee = \"at_least_once\"\n", "") + EXACTLY_ONCE;
     std::fs::write(&config, text)?;
-    cs_pulse::loadgen::create_topics(&cs_pulse::config::Config::load(&config)?, 4)?;
+    cs_pulse::kafka::admin::create_topics(&cs_pulse::config::Config::load(&config)?, 4)?;
 
     let days = 35;
     let mut gen = cs_pulse()
@@ -337,7 +337,7 @@ fn exactly_once_through_five_kill_9s() -> Result {
     let total = std::fs::read_to_string(dir.join("usage.ndjson"))?.lines().count()
         + std::fs::read_to_string(dir.join("support.ndjson"))?.lines().count();
     assert!(total >= 200_000, "only {total} events");
-    let end = cs_pulse::demo::generator::DEFAULT_START_MS + days * DAY_MS - 1000;
+    let end = cs_pulse::generator::DEFAULT_START_MS + days * DAY_MS - 1000;
     run.wait_watermark(end - LATENESS_MS, Duration::from_secs(600))?;
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(run.terminate(Duration::from_secs(60))?, Some(0), "{}", run.log_text());
@@ -374,7 +374,7 @@ fn exactly_once_when_one_of_two_instances_is_killed() -> Result {
     std::fs::write(&c1, base.clone() + &eos("one"))?;
     let c2 = dir.join("two.toml");
     std::fs::write(&c2, base.replace(&format!("127.0.0.1:{p1}"), &format!("127.0.0.1:{p2}")) + &eos("two"))?;
-    cs_pulse::loadgen::create_topics(&cs_pulse::config::Config::load(&c1)?, 4)?;
+    cs_pulse::kafka::admin::create_topics(&cs_pulse::config::Config::load(&c1)?, 4)?;
     let mut a = RunProcess::start(&c1, dir.join("a.log"), p1)?;
     let mut b = RunProcess::start(&c2, dir.join("b.log"), p2)?;
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
@@ -404,7 +404,7 @@ fn exactly_once_when_one_of_two_instances_is_killed() -> Result {
     a.child.kill()?; // SIGKILL, mid-stream
     a.child.wait()?;
     assert!(gen.wait()?.success(), "gen failed");
-    let end = cs_pulse::demo::generator::DEFAULT_START_MS + days * DAY_MS - 1000;
+    let end = cs_pulse::generator::DEFAULT_START_MS + days * DAY_MS - 1000;
     b.wait_watermark(end - LATENESS_MS, Duration::from_secs(400))?;
     assert_eq!(b.metric("cs_pulse_assigned_partitions"), Some(8.0), "b took over every partition");
     std::thread::sleep(Duration::from_secs(2));

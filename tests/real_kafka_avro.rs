@@ -25,7 +25,7 @@ fn gen_files(dir: &Path, days: i64) -> Result<i64> {
         .arg(dir)
         .output()?;
     assert!(out.status.success(), "gen failed: {}", String::from_utf8_lossy(&out.stderr));
-    Ok(cs_pulse::demo::generator::DEFAULT_START_MS + days * DAY_MS - 1000)
+    Ok(cs_pulse::generator::DEFAULT_START_MS + days * DAY_MS - 1000)
 }
 
 fn os(s: &str) -> &std::ffi::OsStr {
@@ -46,7 +46,7 @@ fn avro_in_and_out_with_independent_clients_matches_replay() -> Result {
     );
     let config = write_config(&dir, &bootstrap, &names, &format!("{}-g", names.prefix), port, &extra)?;
     let end = gen_files(&dir, 35)?;
-    cs_pulse::loadgen::create_topics(&cs_pulse::config::Config::load(&config)?, 4)?;
+    cs_pulse::kafka::admin::create_topics(&cs_pulse::config::Config::load(&config)?, 4)?;
     let produced = interop(&[
         os("produce"),
         os(&bootstrap),

@@ -40,7 +40,7 @@ fn across_a_broker_restart(name: &str, outage_secs: u64, fenced: bool) -> Result
     let text = std::fs::read_to_string(&config)?.replace("[processing]\nguarantee = \"at_least_once\"\n", "")
         + "[processing]\nguarantee = \"exactly_once\"\ninstance_id = \"solo\"\n";
     std::fs::write(&config, text)?;
-    cs_pulse::loadgen::create_topics(&cs_pulse::config::Config::load(&config)?, 4)?;
+    cs_pulse::kafka::admin::create_topics(&cs_pulse::config::Config::load(&config)?, 4)?;
     let days = 30;
     let out = cs_pulse()
         .args(["gen", "--accounts", "60", "--teams", "4", "--users", "8", "--days", &days.to_string()])
@@ -65,7 +65,7 @@ fn across_a_broker_restart(name: &str, outage_secs: u64, fenced: bool) -> Result
         .env("KAFKA_RESTART_PAUSE", outage_secs.to_string())
         .status()?;
     assert!(status.success(), "broker restart failed");
-    let end = cs_pulse::demo::generator::DEFAULT_START_MS + days * DAY_MS - 1000;
+    let end = cs_pulse::generator::DEFAULT_START_MS + days * DAY_MS - 1000;
     run.wait_watermark(end - LATENESS_MS, Duration::from_secs(400))?;
     std::thread::sleep(Duration::from_secs(2));
     let aborted = run.metric("cs_pulse_transactions_total{outcome=\"aborted\"}").unwrap_or(0.0);

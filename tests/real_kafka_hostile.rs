@@ -48,7 +48,7 @@ fn every_kind_of_bad_record_is_dead_lettered_with_its_reason_and_nothing_else_is
         registry.1
     );
     let config = write_config(&dir, &bootstrap, &names, &format!("{}-g", names.prefix), port, &extra)?;
-    cs_pulse::loadgen::create_topics(&cs_pulse::config::Config::load(&config)?, 1)?;
+    cs_pulse::kafka::admin::create_topics(&cs_pulse::config::Config::load(&config)?, 1)?;
 
     let (u, s) = (names.topic("usage"), names.topic("support"));
     let ok_event = |id: &str, at: i64, kind: &str, extra: Value| {
@@ -180,7 +180,7 @@ fn trial_deploys_before_contract_start_raise_the_onboarding_alerts_replay_raises
     let dir = temp_dir(&names)?;
     let port = free_port();
     let config = write_config(&dir, &bootstrap, &names, &format!("{}-g", names.prefix), port, "")?;
-    cs_pulse::loadgen::create_topics(&cs_pulse::config::Config::load(&config)?, 2)?;
+    cs_pulse::kafka::admin::create_topics(&cs_pulse::config::Config::load(&config)?, 2)?;
     let cs = BASE + 30 * DAY_MS;
     let accounts: Vec<Value> = ["pilot", "stalled"]
         .iter()
@@ -270,7 +270,7 @@ fn a_panic_stops_only_its_partition_and_after_a_restart_alerts_are_exact() -> Re
         .arg(&config)
         .output()?;
     assert!(out.status.success(), "gen failed: {}", String::from_utf8_lossy(&out.stderr));
-    let end = cs_pulse::demo::generator::DEFAULT_START_MS + days * DAY_MS - 1000;
+    let end = cs_pulse::generator::DEFAULT_START_MS + days * DAY_MS - 1000;
 
     // which partition each account's records are in, as the broker holds them
     let located = std::process::Command::new("kcat")

@@ -79,7 +79,7 @@ fn sasl_ssl_gen_then_exactly_once_run_matches_replay_and_never_prints_the_passwo
     let gen_log = text(&gen);
     assert!(gen.status.success(), "gen over SASL_SSL failed: {gen_log}");
     assert!(gen_log.contains("sasl.password"), "librdkafka's configuration dump is in the log: {gen_log}");
-    let end = cs_pulse::demo::generator::DEFAULT_START_MS + days * DAY_MS - 1000;
+    let end = cs_pulse::generator::DEFAULT_START_MS + days * DAY_MS - 1000;
 
     let mut run = RunProcess::start_with_env(&config, dir.join("run.log"), port, &env)?;
     run.wait_watermark(end - 3_600_000, Duration::from_secs(180))?;
@@ -253,7 +253,7 @@ fn schema_registry_over_https_is_trusted_through_its_ca_and_refused_without() ->
     )?;
     let shown = timed(&["check-config"], &trusted, &env)?.0;
     assert!(shown.contains(&format!("ca_location = \"{}\"", s.ca)), "{shown}");
-    cs_pulse::loadgen::create_topics(&cs_pulse::config::Config::load(&config_with_env(&trusted, &s)?)?, 2)?;
+    cs_pulse::kafka::admin::create_topics(&cs_pulse::config::Config::load(&config_with_env(&trusted, &s)?)?, 2)?;
     let days = 21;
     let gen = cs_pulse()
         .args(["gen", "--no-kafka", "--accounts", "12", "--teams", "3", "--users", "6", "--seed", "3"])
@@ -261,7 +261,7 @@ fn schema_registry_over_https_is_trusted_through_its_ca_and_refused_without() ->
         .arg(&dir)
         .output()?;
     assert!(gen.status.success(), "{}", text(&gen));
-    let end = cs_pulse::demo::generator::DEFAULT_START_MS + days * DAY_MS - 1000;
+    let end = cs_pulse::generator::DEFAULT_START_MS + days * DAY_MS - 1000;
     let kafka = s.interop_config();
     let interop_env = [("INTEROP_KAFKA_CONFIG", kafka.as_str()), ("INTEROP_REGISTRY_CA", s.ca.as_str())];
     let produced = interop_with_env(

@@ -2,7 +2,7 @@
 
 mod reasons;
 
-pub use reasons::{band_change_reasons, explain_component, magic_reasons, usage_drop_reasons};
+pub(crate) use reasons::{band_change_reasons, magic_reasons, usage_drop_reasons};
 
 use std::collections::BTreeMap;
 
@@ -13,12 +13,12 @@ const NINETY_DAYS_MS: i64 = 90 * DAY_MS;
 
 /// A deterministic 128-bit id (FNV-1a over the parts, two seeds), as 32 hex digits.
 ///
-/// ```
+/// ```text
 /// use cs_pulse::alert::stable_id;
 /// assert_eq!(stable_id(&["usage_drop", "team", "t1", "5"]), stable_id(&["usage_drop", "team", "t1", "5"]));
 /// assert_ne!(stable_id(&["ab", "c"]), stable_id(&["a", "bc"]));
 /// ```
-pub fn stable_id(parts: &[&str]) -> String {
+pub(crate) fn stable_id(parts: &[&str]) -> String {
     let mut hi: u64 = 0xcbf2_9ce4_8422_2325;
     let mut lo: u64 = 0x8422_2325_cbf2_9ce4;
     for p in parts {
@@ -31,13 +31,13 @@ pub fn stable_id(parts: &[&str]) -> String {
 }
 
 /// Whether `t` is within 90 days before the renewal date: `0 <= renewal - t <= 90d`.
-pub fn near_renewal(account: Option<&AccountRecord>, t: i64) -> bool {
+pub(crate) fn near_renewal(account: Option<&AccountRecord>, t: i64) -> bool {
     account.and_then(|a| a.renewal_date).is_some_and(|r| (0..=NINETY_DAYS_MS).contains(&r.saturating_sub(t)))
 }
 
 /// The account's stage at `t`: renewal near the renewal date, onboarding in the first 90
 /// days of the contract (and before it), adoption otherwise.
-pub fn stage_at(account: Option<&AccountRecord>, t: i64) -> Stage {
+pub(crate) fn stage_at(account: Option<&AccountRecord>, t: i64) -> Stage {
     if near_renewal(account, t) {
         Stage::Renewal
     } else if account.and_then(|a| a.contract_start).is_some_and(|cs| t < cs.saturating_add(NINETY_DAYS_MS)) {
@@ -48,45 +48,45 @@ pub fn stage_at(account: Option<&AccountRecord>, t: i64) -> Stage {
 }
 
 /// Whole days from `t` to the renewal date, when it is not past.
-pub fn renewal_in_days(account: Option<&AccountRecord>, t: i64) -> Option<i64> {
+pub(crate) fn renewal_in_days(account: Option<&AccountRecord>, t: i64) -> Option<i64> {
     account.and_then(|a| a.renewal_date).filter(|&r| r >= t).map(|r| r.saturating_sub(t) / DAY_MS)
 }
 
 /// Everything an alert needs besides its kind-specific content.
 #[derive(Debug, Clone, Copy)]
-pub struct AlertContext<'a> {
+pub(crate) struct AlertContext<'a> {
     /// Who it is about.
-    pub entity: &'a EntityRef,
+    pub(crate) entity: &'a EntityRef,
     /// The tick or the event time.
-    pub at: i64,
+    pub(crate) at: i64,
     /// Wall clock now.
-    pub emitted_at: i64,
+    pub(crate) emitted_at: i64,
     /// The account's record, for stage and renewal.
-    pub account: Option<&'a AccountRecord>,
+    pub(crate) account: Option<&'a AccountRecord>,
 }
 
 /// The kind-specific content of an alert.
 #[derive(Debug, Clone, Default)]
-pub struct AlertBody {
+pub(crate) struct AlertBody {
     /// Score now and before, when the alert is about health.
-    pub health: Option<HealthInfo>,
+    pub(crate) health: Option<HealthInfo>,
     /// Component scores.
-    pub components: BTreeMap<String, f64>,
+    pub(crate) components: BTreeMap<String, f64>,
     /// Sentences, most important first.
-    pub reasons: Vec<String>,
+    pub(crate) reasons: Vec<String>,
     /// Kind-specific numbers.
-    pub details: serde_json::Map<String, serde_json::Value>,
+    pub(crate) details: serde_json::Map<String, serde_json::Value>,
 }
 
 /// Builds an alert: id from kind, level, entity and `at`; severity raised near renewal.
-pub fn build(kind: AlertKind, base: Severity, ctx: AlertContext<'_>, body: AlertBody) -> Alert {
+pub(crate) fn build(kind: AlertKind, base: Severity, ctx: AlertContext<'_>, body: AlertBody) -> Alert {
     let at = ctx.at.to_string();
     let id = stable_id(&[kind.as_str(), ctx.entity.level.as_str(), &ctx.entity.account_id, &ctx.entity.id, &at]);
     build_with_id(id, kind, base, ctx, body)
 }
 
 /// Builds an alert with a given id (support_escalation derives it from the event id).
-pub fn build_with_id(
+pub(crate) fn build_with_id(
     alert_id: String,
     kind: AlertKind,
     base: Severity,
@@ -169,5 +169,17 @@ mod tests {
         assert_eq!(a1.alert_id, a2.alert_id);
         assert_ne!(a1.alert_id, a3.alert_id);
         assert_eq!(a1.alert_id.len(), 32);
+    }
+}
+
+#[cfg(test)]
+mod examples {
+    //! The examples of the docs above, run.
+
+    #[test]
+    fn stable_id() {
+        use crate::alert::stable_id;
+        assert_eq!(stable_id(&["usage_drop", "team", "t1", "5"]), stable_id(&["usage_drop", "team", "t1", "5"]));
+        assert_ne!(stable_id(&["ab", "c"]), stable_id(&["a", "bc"]));
     }
 }

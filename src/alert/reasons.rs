@@ -17,7 +17,7 @@ fn plural(n: u64, one: &str, many: &str) -> String {
 }
 
 /// One sentence explaining a component's score from the metrics behind it.
-pub fn explain_component(name: &str, score: f64, m: &EntityMetrics) -> String {
+pub(crate) fn explain_component(name: &str, score: f64, m: &EntityMetrics) -> String {
     match name {
         "utilization" => format!(
             "Seat utilization is {:.0}%: {} of {} seats active in the last 28 days (utilization score {score:.1}).",
@@ -70,7 +70,12 @@ pub fn explain_component(name: &str, score: f64, m: &EntityMetrics) -> String {
 
 /// Reasons of a `health_band_changed` alert: the move itself, then the components that
 /// cost the most points (weight times shortfall), largest first.
-pub fn band_change_reasons(previous: (f64, Band), now: (f64, Band), scored: &Scored, m: &EntityMetrics) -> Vec<String> {
+pub(crate) fn band_change_reasons(
+    previous: (f64, Band),
+    now: (f64, Band),
+    scored: &Scored,
+    m: &EntityMetrics,
+) -> Vec<String> {
     let verb = if now.0 < previous.0 { "fell" } else { "rose" };
     let mut out = vec![format!(
         "Health score {verb} from {:.1} ({}) to {:.1} ({}).",
@@ -92,7 +97,7 @@ pub fn band_change_reasons(previous: (f64, Band), now: (f64, Band), scored: &Sco
 }
 
 /// Reasons of a `magic_number_regressed` alert.
-pub fn magic_reasons(m: &EntityMetrics) -> Vec<String> {
+pub(crate) fn magic_reasons(m: &EntityMetrics) -> Vec<String> {
     let (p50, earlier) = (m.ttp_p50_ms.unwrap_or(0), m.ttp_p50_earlier_ms.unwrap_or(0));
     vec![
         format!(
@@ -111,7 +116,7 @@ pub fn magic_reasons(m: &EntityMetrics) -> Vec<String> {
 }
 
 /// Reasons of a `usage_drop` alert.
-pub fn usage_drop_reasons(m: &EntityMetrics) -> Vec<String> {
+pub(crate) fn usage_drop_reasons(m: &EntityMetrics) -> Vec<String> {
     let lost = m.active_users_7d_earlier.saturating_sub(m.active_users_7d);
     vec![
         format!(

@@ -2,8 +2,9 @@
 //! present a record as named [`Field`]s, and the rules here turn it into an event or a
 //! dimension record, or reject it with a reason naming the field.
 
-use super::{DecodeError, Reason, Upsert};
+use super::Upsert;
 use crate::model::{AccountRecord, Event, Priority, SupportEvent, SupportKind, TeamRecord, UsageEvent, UsageKind};
+use crate::model::{Reason, Rejection};
 
 /// One field of a record as decoded, before validation.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -42,70 +43,66 @@ pub trait Record {
 /// in state.
 pub const MAX_STRING_BYTES: usize = 1024;
 
-fn opt_str<'a, R: Record + ?Sized>(o: &'a R, field: &str) -> Result<Option<&'a str>, DecodeError> {
+fn opt_str<'a, R: Record + ?Sized>(o: &'a R, field: &str) -> Result<Option<&'a str>, Rejection> {
     match o.field(field) {
         Field::Absent => Ok(None),
-        Field::Str(s) if s.len() > MAX_STRING_BYTES => Err(DecodeError::new(
+        Field::Str(s) if s.len() > MAX_STRING_BYTES => Err(Rejection::new(
             Reason::TooLong,
             format!("field `{field}` is {} bytes long; at most {MAX_STRING_BYTES} are accepted", s.len()),
         )),
         Field::Str(s) => Ok(Some(s)),
-        v => {
-            Err(DecodeError::new(Reason::WrongType, format!("field `{field}` must be a string, got {}", v.type_name())))
-        }
+        v => Err(Rejection::new(Reason::WrongType, format!("field `{field}` must be a string, got {}", v.type_name()))),
     }
 }
 
 /// A string that is present; an empty string counts as missing.
-fn req_str<R: Record + ?Sized>(o: &R, field: &str) -> Result<String, DecodeError> {
+fn req_str<R: Record + ?Sized>(o: &R, field: &str) -> Result<String, Rejection> {
     match opt_str(o, field)? {
         Some(s) if !s.is_empty() => Ok(s.to_string()),
-        Some(_) => Err(DecodeError::new(Reason::MissingField, format!("field `{field}` is empty"))),
-        None => Err(DecodeError::new(Reason::MissingField, format!("field `{field}` is required"))),
+        Some(_) => Err(Rejection::new(Reason::MissingField, format!("field `{field}` is empty"))),
+        None => Err(Rejection::new(Reason::MissingField, format!("field `{field}` is required"))),
     }
 }
 
 /// An optional string where "" means absent.
-fn opt_nonempty<R: Record + ?Sized>(o: &R, field: &str) -> Result<Option<String>, DecodeError> {
+fn opt_nonempty<R: Record + ?Sized>(o: &R, field: &str) -> Result<Option<String>, Rejection> {
     Ok(opt_str(o, field)?.filter(|s| !s.is_empty()).map(str::to_string))
 }
 
-fn opt_time<R: Record + ?Sized>(o: &R, field: &str) -> Result<Option<i64>, DecodeError> {
+fn opt_time<R: Record + ?Sized>(o: &R, field: &str) -> Result<Option<i64>, Rejection> {
     match o.field(field) {
         Field::Absent => Ok(None),
         Field::Int(ms) if ms >= 0 => Ok(Some(ms)),
-        Field::Int(ms) => Err(DecodeError::new(Reason::InvalidValue, format!("field `{field}` is {ms}, before 1970"))),
-        Field::Float(n) => Err(DecodeError::new(
+        Field::Int(ms) => Err(Rejection::new(Reason::InvalidValue, format!("field `{field}` is {ms}, before 1970"))),
+        Field::Float(n) => Err(Rejection::new(
             Reason::InvalidValue,
             format!("field `{field}` must be whole epoch milliseconds, got {n}"),
         )),
         Field::Str(s) => crate::time::parse_rfc3339(s).filter(|ms| *ms >= 0).map(Some).ok_or_else(|| {
-            DecodeError::new(Reason::InvalidValue, format!("field `{field}` is not an RFC 3339 timestamp: '{s}'"))
+            Rejection::new(Reason::InvalidValue, format!("field `{field}` is not an RFC 3339 timestamp: '{s}'"))
         }),
-        v => Err(DecodeError::new(
+        v => Err(Rejection::new(
             Reason::WrongType,
             format!("field `{field}` must be epoch milliseconds or an RFC 3339 string, got {}", v.type_name()),
         )),
     }
 }
 
-fn req_time<R: Record + ?Sized>(o: &R, field: &str) -> Result<i64, DecodeError> {
-    opt_time(o, field)?.ok_or_else(|| DecodeError::new(Reason::MissingField, format!("field `{field}` is required")))
+fn req_time<R: Record + ?Sized>(o: &R, field: &str) -> Result<i64, Rejection> {
+    opt_time(o, field)?.ok_or_else(|| Rejection::new(Reason::MissingField, format!("field `{field}` is required")))
 }
 
-fn opt_uint<R: Record + ?Sized>(o: &R, field: &str) -> Result<Option<u64>, DecodeError> {
+fn opt_uint<R: Record + ?Sized>(o: &R, field: &str) -> Result<Option<u64>, Rejection> {
     match o.field(field) {
         Field::Absent => Ok(None),
         Field::Int(n) if n >= 0 => Ok(Some(n as u64)),
         Field::Int(n) => {
-            Err(DecodeError::new(Reason::InvalidValue, format!("field `{field}` must be a whole number >= 0, got {n}")))
+            Err(Rejection::new(Reason::InvalidValue, format!("field `{field}` must be a whole number >= 0, got {n}")))
         }
         Field::Float(n) => {
-            Err(DecodeError::new(Reason::InvalidValue, format!("field `{field}` must be a whole number >= 0, got {n}")))
+            Err(Rejection::new(Reason::InvalidValue, format!("field `{field}` must be a whole number >= 0, got {n}")))
         }
-        v => {
-            Err(DecodeError::new(Reason::WrongType, format!("field `{field}` must be a number, got {}", v.type_name())))
-        }
+        v => Err(Rejection::new(Reason::WrongType, format!("field `{field}` must be a number, got {}", v.type_name()))),
     }
 }
 
@@ -113,9 +110,9 @@ fn opt_uint<R: Record + ?Sized>(o: &R, field: &str) -> Result<Option<u64>, Decod
 /// exact, and anything larger is a producer's mistake.
 pub const MAX_SEATS: u64 = 1_000_000_000;
 
-fn opt_seats<R: Record + ?Sized>(o: &R) -> Result<Option<u64>, DecodeError> {
+fn opt_seats<R: Record + ?Sized>(o: &R) -> Result<Option<u64>, Rejection> {
     match opt_uint(o, "seats")? {
-        Some(n) if n > MAX_SEATS => Err(DecodeError::new(
+        Some(n) if n > MAX_SEATS => Err(Rejection::new(
             Reason::InvalidValue,
             format!("field `seats` is {n}, above the largest accepted, {MAX_SEATS}"),
         )),
@@ -126,9 +123,9 @@ fn opt_seats<R: Record + ?Sized>(o: &R) -> Result<Option<u64>, DecodeError> {
 /// A date of a dimension record: at most the end of year 9999, so that the engine's
 /// arithmetic on it cannot overflow. (An event's `occurred_at` has no such bound here:
 /// the event-time sanity rule refuses a future one with reason `future`.)
-fn opt_record_time<R: Record + ?Sized>(o: &R, field: &str) -> Result<Option<i64>, DecodeError> {
+fn opt_record_time<R: Record + ?Sized>(o: &R, field: &str) -> Result<Option<i64>, Rejection> {
     match opt_time(o, field)? {
-        Some(ms) if ms > crate::time::MAX_TIME_MS => Err(DecodeError::new(
+        Some(ms) if ms > crate::time::MAX_TIME_MS => Err(Rejection::new(
             Reason::InvalidValue,
             format!("field `{field}` is {ms}, after year 9999 (epoch milliseconds expected)"),
         )),
@@ -136,12 +133,12 @@ fn opt_record_time<R: Record + ?Sized>(o: &R, field: &str) -> Result<Option<i64>
     }
 }
 
-fn missing(field: &str, why: &str) -> DecodeError {
-    DecodeError::new(Reason::MissingField, format!("field `{field}` is required {why}"))
+fn missing(field: &str, why: &str) -> Rejection {
+    Rejection::new(Reason::MissingField, format!("field `{field}` is required {why}"))
 }
 
 /// A usage event from its fields.
-pub fn usage<R: Record + ?Sized>(o: &R) -> Result<Event, DecodeError> {
+pub fn usage<R: Record + ?Sized>(o: &R) -> Result<Event, Rejection> {
     let event_type = req_str(o, "type")?;
     let kind = match event_type.as_str() {
         "change_created" => UsageKind::ChangeCreated,
@@ -178,10 +175,10 @@ pub fn usage<R: Record + ?Sized>(o: &R) -> Result<Event, DecodeError> {
 }
 
 /// A support or feedback event from its fields.
-pub fn support<R: Record + ?Sized>(o: &R) -> Result<Event, DecodeError> {
+pub fn support<R: Record + ?Sized>(o: &R) -> Result<Event, Rejection> {
     let kind_s = req_str(o, "kind")?;
     let kind = SupportKind::parse(&kind_s).ok_or_else(|| {
-        DecodeError::new(
+        Rejection::new(
             Reason::UnknownEnum,
             format!(
                 "field `kind` is '{kind_s}', not one of ticket_opened, ticket_escalated, ticket_resolved, ticket_reopened, csat_response, nps_response"
@@ -198,7 +195,7 @@ pub fn support<R: Record + ?Sized>(o: &R) -> Result<Event, DecodeError> {
     let priority = match opt_str(o, "priority")? {
         None => None,
         Some(p) => Some(Priority::parse(p).ok_or_else(|| {
-            DecodeError::new(Reason::UnknownEnum, format!("field `priority` is '{p}', not one of P1, P2, P3, P4"))
+            Rejection::new(Reason::UnknownEnum, format!("field `priority` is '{p}', not one of P1, P2, P3, P4"))
         })?),
     };
     if matches!(kind, SupportKind::TicketOpened | SupportKind::TicketEscalated) && priority.is_none() {
@@ -210,7 +207,7 @@ pub fn support<R: Record + ?Sized>(o: &R) -> Result<Event, DecodeError> {
             let min = if kind == SupportKind::CsatResponse { 1 } else { 0 };
             let s = opt_uint(o, "score")?.ok_or_else(|| missing("score", &format!("for kind {kind_s}")))?;
             if s < min || s > max {
-                return Err(DecodeError::new(
+                return Err(Rejection::new(
                     Reason::InvalidValue,
                     format!("field `score` is {s}, outside {min}..={max} for kind {kind_s}"),
                 ));
@@ -233,15 +230,15 @@ pub fn support<R: Record + ?Sized>(o: &R) -> Result<Event, DecodeError> {
 }
 
 /// The deletion a tombstone (a key with no value) stands for.
-pub fn tombstone<T>(key: Option<&[u8]>) -> Result<Upsert<T>, DecodeError> {
+pub fn tombstone<T>(key: Option<&[u8]>) -> Result<Upsert<T>, Rejection> {
     key.and_then(|k| std::str::from_utf8(k).ok())
         .filter(|s| !s.is_empty())
         .map(|s| Upsert::Delete(s.to_string()))
-        .ok_or_else(|| DecodeError::new(Reason::MissingField, "tombstone without a key"))
+        .ok_or_else(|| Rejection::new(Reason::MissingField, "tombstone without a key"))
 }
 
 /// An account record from its fields.
-pub fn account<R: Record + ?Sized>(o: &R) -> Result<AccountRecord, DecodeError> {
+pub fn account<R: Record + ?Sized>(o: &R) -> Result<AccountRecord, Rejection> {
     Ok(AccountRecord {
         account_id: req_str(o, "account_id")?,
         name: opt_str(o, "name")?.map(str::to_string),
@@ -253,7 +250,7 @@ pub fn account<R: Record + ?Sized>(o: &R) -> Result<AccountRecord, DecodeError> 
 }
 
 /// A team record from its fields.
-pub fn team<R: Record + ?Sized>(o: &R) -> Result<TeamRecord, DecodeError> {
+pub fn team<R: Record + ?Sized>(o: &R) -> Result<TeamRecord, Rejection> {
     Ok(TeamRecord {
         team_id: req_str(o, "team_id")?,
         account_id: req_str(o, "account_id")?,

@@ -8,8 +8,9 @@ use std::fmt;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 
 use super::fields::{self, Field, Record};
-use super::{DecodeError, Reason, Upsert};
+use super::Upsert;
 use crate::model::{AccountRecord, Event, TeamRecord};
+use crate::model::{Reason, Rejection};
 
 /// A JSON object's top-level fields, borrowed from the message where no escape had to be
 /// undone: decoding builds no tree and copies no string. A repeated name counts with its
@@ -135,10 +136,10 @@ impl<'de> de::Deserialize<'de> for Key<'de> {
     }
 }
 
-fn parse_object(bytes: Option<&[u8]>) -> Result<Obj<'_>, DecodeError> {
+fn parse_object(bytes: Option<&[u8]>) -> Result<Obj<'_>, Rejection> {
     let bytes = match bytes {
         Some(b) if !b.is_empty() => b,
-        _ => return Err(DecodeError::new(Reason::Undecodable, "empty payload")),
+        _ => return Err(Rejection::new(Reason::Undecodable, "empty payload")),
     };
     // A UTF-8 byte-order mark, which some Windows tools write, is not part of the JSON.
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
@@ -147,9 +148,9 @@ fn parse_object(bytes: Option<&[u8]>) -> Result<Obj<'_>, DecodeError> {
     match value {
         Ok(Val::Fields(o)) => Ok(o),
         Ok(other) => {
-            Err(DecodeError::new(Reason::NotObject, format!("expected a JSON object, got {}", other.type_name())))
+            Err(Rejection::new(Reason::NotObject, format!("expected a JSON object, got {}", other.type_name())))
         }
-        Err(e) => Err(DecodeError::new(Reason::Undecodable, format!("not JSON: {e}"))),
+        Err(e) => Err(Rejection::new(Reason::Undecodable, format!("not JSON: {e}"))),
     }
 }
 
@@ -166,7 +167,7 @@ impl Record for Obj<'_> {
 }
 
 /// Decodes a usage event.
-pub fn decode_usage(bytes: Option<&[u8]>) -> Result<Event, DecodeError> {
+pub fn decode_usage(bytes: Option<&[u8]>) -> Result<Event, Rejection> {
     let o = parse_object(bytes)?;
     let ev = fields::usage(&o)?;
     match o.get("properties") {
@@ -182,14 +183,14 @@ pub fn decode_usage(bytes: Option<&[u8]>) -> Result<Event, DecodeError> {
                 .map(|(_, e)| e)
                 .min_by(|a, b| a.0.cmp(&b.0));
             if let Some((k, t)) = bad {
-                return Err(DecodeError::new(
+                return Err(Rejection::new(
                     Reason::WrongType,
                     format!("field `properties.{k}` must be a string, got {t}"),
                 ));
             }
         }
         Some(v) => {
-            return Err(DecodeError::new(
+            return Err(Rejection::new(
                 Reason::WrongType,
                 format!("field `properties` must be an object of strings, got {}", v.type_name()),
             ))
@@ -199,12 +200,12 @@ pub fn decode_usage(bytes: Option<&[u8]>) -> Result<Event, DecodeError> {
 }
 
 /// Decodes a support or feedback event.
-pub fn decode_support(bytes: Option<&[u8]>) -> Result<Event, DecodeError> {
+pub fn decode_support(bytes: Option<&[u8]>) -> Result<Event, Rejection> {
     fields::support(&parse_object(bytes)?)
 }
 
 /// Decodes an account record; a null value with a key is a deletion.
-pub fn decode_account(key: Option<&[u8]>, bytes: Option<&[u8]>) -> Result<Upsert<AccountRecord>, DecodeError> {
+pub fn decode_account(key: Option<&[u8]>, bytes: Option<&[u8]>) -> Result<Upsert<AccountRecord>, Rejection> {
     if bytes.is_none() {
         return fields::tombstone(key);
     }
@@ -212,7 +213,7 @@ pub fn decode_account(key: Option<&[u8]>, bytes: Option<&[u8]>) -> Result<Upsert
 }
 
 /// Decodes a team record; a null value with a key is a deletion.
-pub fn decode_team(key: Option<&[u8]>, bytes: Option<&[u8]>) -> Result<Upsert<TeamRecord>, DecodeError> {
+pub fn decode_team(key: Option<&[u8]>, bytes: Option<&[u8]>) -> Result<Upsert<TeamRecord>, Rejection> {
     if bytes.is_none() {
         return fields::tombstone(key);
     }
@@ -224,10 +225,10 @@ mod tests {
     use super::*;
     use crate::model::{Priority, UsageKind};
 
-    fn usage(s: &str) -> Result<Event, DecodeError> {
+    fn usage(s: &str) -> Result<Event, Rejection> {
         decode_usage(Some(s.as_bytes()))
     }
-    fn support(s: &str) -> Result<Event, DecodeError> {
+    fn support(s: &str) -> Result<Event, Rejection> {
         decode_support(Some(s.as_bytes()))
     }
 

@@ -1,13 +1,106 @@
-//! Alert rules that keep state across ticks: champions and onboarding milestones; and the
-//! reasons of the kinds they fire.
+//! The alert rules evaluated at a tick, each with its named thresholds: usage drop, time
+//! to production regressed, health band changed, champions inactive and onboarding
+//! milestones; and the content of the alerts they fire. (`support_escalation` fires on
+//! ingest, in the engine.)
+//!
+//! A rule with memory across ticks keeps it in the entity's state: `usage_drop` and
+//! `magic_number_regressed` are armed at first, fire once and disarm, and re-arm only once
+//! the measure has recovered (hysteresis, so that a value hovering at the threshold does
+//! not fire every tick).
 
 use serde_json::{json, Map, Value};
 
 use super::aggregate::{distinct_days, Windows};
 use super::state::{AccountState, Champion, TeamState, UserIds};
+use crate::alert;
+use crate::health::{EntityMetrics, Scored};
 use crate::magic::human_duration;
-use crate::model::{AccountRecord, AlertKind, Severity};
+use crate::model::{AccountRecord, AlertKind, Band, Severity};
 use crate::time::{format_rfc3339, DAY_MS};
+
+/// `usage_drop` looks only at entities with at least this many active users over the
+/// earlier 7 days.
+const USAGE_DROP_MIN_USERS: u64 = 5;
+/// `usage_drop` fires when active users over the last 7 days are at most this share of the
+/// 7 days before, as (numerator, denominator): a fall of 30 % or more.
+const USAGE_DROP_FIRES_AT: (u64, u64) = (7, 10);
+/// `usage_drop` re-arms once active users are back to at least this share: 90 %.
+const USAGE_DROP_REARMS_AT: (u64, u64) = (9, 10);
+
+/// `usage_drop`: active users over 7 days fell against the 7 days before. Updates the
+/// rule's arming, and returns the alert's reasons and details when it fires.
+pub(super) fn usage_drop(armed: &mut bool, m: &EntityMetrics) -> Option<(Vec<String>, Map<String, Value>)> {
+    let (now, earlier) = (m.active_users_7d, m.active_users_7d_earlier);
+    if !*armed {
+        *armed = USAGE_DROP_REARMS_AT.1 * now >= USAGE_DROP_REARMS_AT.0 * earlier;
+        return None;
+    }
+    if earlier < USAGE_DROP_MIN_USERS || USAGE_DROP_FIRES_AT.1 * now > USAGE_DROP_FIRES_AT.0 * earlier {
+        return None;
+    }
+    *armed = false;
+    let mut details = Map::new();
+    details.insert("active_users_7d".into(), json!(now));
+    details.insert("active_users_7d_earlier".into(), json!(earlier));
+    details.insert("active_users_1d".into(), json!(m.active_users_1d));
+    details.insert("active_users_28d".into(), json!(m.active_users_28d));
+    Some((alert::usage_drop_reasons(m), details))
+}
+
+/// `magic_number_regressed` looks only at windows with at least this many changes paired,
+/// now and earlier.
+const MAGIC_MIN_CHANGES: u64 = 5;
+/// It fires when the median time to production is at least this multiple of the earlier
+/// one, as (numerator, denominator): 1.5 times.
+const MAGIC_FIRES_AT: (i64, i64) = (3, 2);
+/// It re-arms once the median is back under this multiple: 1.2 times.
+const MAGIC_REARMS_BELOW: (i64, i64) = (6, 5);
+
+/// `magic_number_regressed`: the median time to production grew against the earlier
+/// window. Updates the rule's arming, and returns the alert's reasons and details when it
+/// fires.
+pub(super) fn magic_number_regressed(armed: &mut bool, m: &EntityMetrics) -> Option<(Vec<String>, Map<String, Value>)> {
+    let (Some(p50), Some(earlier)) = (m.ttp_p50_ms, m.ttp_p50_earlier_ms) else { return None };
+    if !*armed {
+        *armed = MAGIC_REARMS_BELOW.1 * p50 < MAGIC_REARMS_BELOW.0 * earlier;
+        return None;
+    }
+    let enough = m.ttp_changes >= MAGIC_MIN_CHANGES && m.ttp_changes_earlier >= MAGIC_MIN_CHANGES;
+    if !enough || MAGIC_FIRES_AT.1 * p50 < MAGIC_FIRES_AT.0 * earlier {
+        return None;
+    }
+    *armed = false;
+    let mut details = Map::new();
+    details.insert("p50_ms".into(), json!(p50));
+    details.insert("p50_earlier_ms".into(), json!(earlier));
+    details.insert("p90_ms".into(), json!(m.ttp_p90_ms));
+    details.insert("changes".into(), json!(m.ttp_changes));
+    details.insert("changes_earlier".into(), json!(m.ttp_changes_earlier));
+    Some((alert::magic_reasons(m), details))
+}
+
+/// `health_band_changed`: the entity's band differs from the previous tick's (`previous`:
+/// score and band then). Its severity: critical into red, warning from green to yellow,
+/// info otherwise. The caller holds it back during warm-up.
+pub(super) fn band_changed(
+    previous: Option<(f64, Band)>,
+    band: Band,
+    scored: &Scored,
+    m: &EntityMetrics,
+) -> Option<(Severity, Vec<String>, Map<String, Value>)> {
+    let prev = previous.filter(|p| p.1 != band)?;
+    let severity = match (prev.1, band) {
+        (_, Band::Red) => Severity::Critical,
+        (Band::Green, Band::Yellow) => Severity::Warning,
+        _ => Severity::Info,
+    };
+    let mut details = Map::new();
+    details.insert("score".into(), json!(scored.score));
+    details.insert("previous_score".into(), json!(prev.0));
+    details.insert("active_users_7d".into(), json!(m.active_users_7d));
+    details.insert("active_users_28d".into(), json!(m.active_users_28d));
+    Some((severity, alert::band_change_reasons(prev, (scored.score, band), scored, m), details))
+}
 
 /// Updates a team's champions at the tick and returns the champions who reached 14 days
 /// of inactivity at it (once per inactive spell).

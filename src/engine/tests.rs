@@ -1,7 +1,16 @@
+//! The engine's unit tests: one per rule and edge, on hand-built events.
+//!
+//! Long because each rule of the engine (windows, roll-up, scoring, every alert kind,
+//! late and future events, limits, pruning, restore) has its tests here, beside the
+//! private state they inspect.
+
+use super::aggregate::{aggregate, Windows};
 use super::*;
 use crate::config::{Config, Weights};
 use crate::decode::Upsert;
 use crate::model::{AccountRecord, Priority, SupportEvent, TeamRecord, UsageEvent, UsageKind};
+use crate::model::{AlertKind, EntityRef, Event, Severity, SupportKind};
+use crate::time::{EventTime, Tick, WallClock};
 use std::collections::BTreeSet;
 
 const D: i64 = DAY_MS;
@@ -85,10 +94,10 @@ impl Run {
         Self { engine: Engine::new(cfg), dims: Dimensions::default(), out: Outputs::default() }
     }
     fn ingest(&mut self, e: Event) -> Ingested {
-        self.engine.ingest(&e, &self.dims, 0, &mut self.out)
+        self.engine.ingest(&e, &self.dims, WallClock(0), &mut self.out)
     }
     fn advance(&mut self, wm: i64) {
-        self.engine.advance(wm, &self.dims, 0, &mut self.out);
+        self.engine.advance(EventTime(wm), &self.dims, WallClock(0), &mut self.out);
     }
     fn score_of(&self, level: Level, id: &str, at: i64) -> Option<&ScoreRecord> {
         self.out.scores.iter().find(|s| s.entity.level == level && s.entity.id == id && s.at == at)
@@ -197,11 +206,11 @@ fn first_tick_and_late_events() {
     // an earlier event before any evaluation moves the first tick back
     assert_eq!(r.ingest(usage("2", T0 + D + 7, "a", "t", Some("u"))), Ingested::Accepted);
     r.advance(T0 + 3 * D);
-    assert_eq!(r.engine.last_evaluated(), Some(T0 + 3 * D));
+    assert_eq!(r.engine.last_evaluated(), Some(Tick(T0 + 3 * D)));
     assert_eq!(r.out.ticks, 2, "ticks T0+2d and T0+3d");
     // an event whose own tick (T0+3d) is evaluated is late and leaves state alone
     let before = r.engine.state_size();
-    assert_eq!(r.ingest(usage("3", T0 + 2 * D + 1, "a", "t", Some("late"))), Ingested::Late { tick: T0 + 3 * D });
+    assert_eq!(r.ingest(usage("3", T0 + 2 * D + 1, "a", "t", Some("late"))), Ingested::Late { tick: Tick(T0 + 3 * D) });
     assert_eq!(r.engine.state_size(), before);
     // one in the current interval is on time
     assert_eq!(r.ingest(usage("4", T0 + 3 * D, "a", "t", Some("v"))), Ingested::Accepted);
@@ -399,8 +408,8 @@ fn restore_from_changelog_continues_identically() {
     let mut changelog: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::new();
     let mut out = Outputs::default();
     for (i, e) in before.iter().enumerate() {
-        original.ingest(e, &dims, 0, &mut out);
-        original.advance(e.occurred_at() - 3_600_000, &dims, 0, &mut out);
+        original.ingest(e, &dims, WallClock(0), &mut out);
+        original.advance(EventTime(e.occurred_at() - 3_600_000), &dims, WallClock(0), &mut out);
         if i % 7 == 0 {
             changelog.extend(original.take_changes());
         }
@@ -413,14 +422,14 @@ fn restore_from_changelog_continues_identically() {
 
     let (mut out_a, mut out_b) = (Outputs::default(), Outputs::default());
     for e in after {
-        let a = original.ingest(e, &dims, 0, &mut out_a);
-        let b = restored.ingest(e, &dims, 0, &mut out_b);
+        let a = original.ingest(e, &dims, WallClock(0), &mut out_a);
+        let b = restored.ingest(e, &dims, WallClock(0), &mut out_b);
         assert_eq!(a, b);
-        original.advance(e.occurred_at() - 3_600_000, &dims, 0, &mut out_a);
-        restored.advance(e.occurred_at() - 3_600_000, &dims, 0, &mut out_b);
+        original.advance(EventTime(e.occurred_at() - 3_600_000), &dims, WallClock(0), &mut out_a);
+        restored.advance(EventTime(e.occurred_at() - 3_600_000), &dims, WallClock(0), &mut out_b);
     }
-    original.advance(T0 + 40 * D, &dims, 0, &mut out_a);
-    restored.advance(T0 + 40 * D, &dims, 0, &mut out_b);
+    original.advance(EventTime(T0 + 40 * D), &dims, WallClock(0), &mut out_a);
+    restored.advance(EventTime(T0 + 40 * D), &dims, WallClock(0), &mut out_b);
     assert!(!out_a.alerts.is_empty(), "the scenario fires alerts after the restore point");
     assert_eq!(out_a.alerts, out_b.alerts);
     assert_eq!(out_a.scores, out_b.scores);
@@ -450,20 +459,20 @@ fn changelog_writes_only_what_an_event_changed() {
     let dims = Dimensions::default();
     let mut e = Engine::new(c);
     let mut out = Outputs::default();
-    e.ingest(&usage("1", T0 + 1, "a", "t", Some("u1")), &dims, 0, &mut out);
+    e.ingest(&usage("1", T0 + 1, "a", "t", Some("u1")), &dims, WallClock(0), &mut out);
     // the first event also sets the first tick, kept in the bookkeeping record
     assert_eq!(
         changed_keys(&mut e),
         [("\\x00meta".into(), true), ("aa".into(), true), ("t\\x01at".into(), true), ("u\\x01a\\x01tu1".into(), true)]
     );
     // The same user in the same hour: nothing new to write.
-    e.ingest(&usage("2", T0 + 60_000, "a", "t", Some("u1")), &dims, 0, &mut out);
+    e.ingest(&usage("2", T0 + 60_000, "a", "t", Some("u1")), &dims, WallClock(0), &mut out);
     assert_eq!(changed_keys(&mut e), []);
     // A new hour rewrites that user's activity only.
-    e.ingest(&usage("3", T0 + 3_600_000, "a", "t", Some("u1")), &dims, 0, &mut out);
+    e.ingest(&usage("3", T0 + 3_600_000, "a", "t", Some("u1")), &dims, WallClock(0), &mut out);
     assert_eq!(changed_keys(&mut e), [("u\\x01a\\x01tu1".into(), true)]);
     let records = {
-        e.ingest(&usage("4", T0 + 7_200_000, "a", "t", Some("u1")), &dims, 0, &mut out);
+        e.ingest(&usage("4", T0 + 7_200_000, "a", "t", Some("u1")), &dims, WallClock(0), &mut out);
         e.take_changes()
     };
     let user_bytes: usize = records.iter().map(|(k, v)| k.len() + v.as_ref().map_or(0, Vec::len)).sum();
@@ -476,15 +485,15 @@ fn changelog_ticks_write_entities_that_moved_and_tombstones_for_what_is_gone() {
     let dims = Dimensions::default();
     let mut e = Engine::new(c);
     let mut out = Outputs::default();
-    e.ingest(&usage("1", T0 + 1, "a", "t", Some("u1")), &dims, 0, &mut out);
+    e.ingest(&usage("1", T0 + 1, "a", "t", Some("u1")), &dims, WallClock(0), &mut out);
     e.take_changes();
-    e.advance(T0 + D, &dims, 0, &mut out);
+    e.advance(EventTime(T0 + D), &dims, WallClock(0), &mut out);
     let first = changed_keys(&mut e);
     assert!(first.contains(&("e\\x01a\\x00t".into(), true)), "{first:?}");
     assert!(first.contains(&("e\\x01a\\x04a".into(), true)), "{first:?}");
     assert!(first.contains(&("\\x00meta".into(), true)), "{first:?}");
     // 31 quiet days later the user's activity is pruned away: a tombstone.
-    e.advance(T0 + 32 * D, &dims, 0, &mut out);
+    e.advance(EventTime(T0 + 32 * D), &dims, WallClock(0), &mut out);
     let later = changed_keys(&mut e);
     assert!(later.contains(&("u\\x01a\\x01tu1".into(), false)), "{later:?}");
 }
@@ -506,7 +515,8 @@ fn compact(log: &[(Vec<u8>, Option<Vec<u8>>)]) -> Vec<(Vec<u8>, Option<Vec<u8>>)
 #[test]
 fn restore_from_compacted_changelog_continues_identically_on_the_demo_storylines() {
     use crate::decode::json;
-    use crate::demo::generator::{Generator, Input, DEFAULT_START_MS, KEY_FEATURES};
+    use crate::generator::{Generator, DEFAULT_START_MS, KEY_FEATURES};
+    use crate::model::Input;
     let mut config = Config::default();
     config.adoption.key_features = KEY_FEATURES.iter().map(|s| s.to_string()).collect();
     let c = Arc::new(EngineConfig::from_config(&config));
@@ -533,28 +543,28 @@ fn restore_from_compacted_changelog_continues_identically_on_the_demo_storylines
             assert_eq!(restored.state_size(), original.state_size(), "state size at event {i}");
             followers.push((restored, Outputs::default(), original_out.alerts.len(), original_out.scores.len()));
         }
-        original.ingest(ev, &dims, 0, &mut original_out);
+        original.ingest(ev, &dims, WallClock(0), &mut original_out);
         for (f, out, ..) in followers.iter_mut() {
-            f.ingest(ev, &dims, 0, out);
+            f.ingest(ev, &dims, WallClock(0), out);
         }
         if i % 500 == 499 {
             let wm = ev.occurred_at() - 3_600_000;
-            original.advance(wm, &dims, 0, &mut original_out);
+            original.advance(EventTime(wm), &dims, WallClock(0), &mut original_out);
             log.extend(original.take_changes());
             for (f, out, ..) in followers.iter_mut() {
-                f.advance(wm, &dims, 0, out);
+                f.advance(EventTime(wm), &dims, WallClock(0), out);
                 f.take_changes();
             }
         }
     }
     let end = events.iter().map(Event::occurred_at).max().unwrap();
-    original.advance(end, &dims, 0, &mut original_out);
+    original.advance(EventTime(end), &dims, WallClock(0), &mut original_out);
     let kinds: BTreeSet<_> = original_out.alerts.iter().map(|a| a.kind).collect();
     assert!(kinds.len() >= 6, "the storylines fire most kinds: {kinds:?}");
     let tombstones = log.iter().filter(|(_, v)| v.is_none()).count();
     assert!(tombstones > 0, "pruning wrote tombstones");
     for (n, (mut f, mut out, alerts_from, scores_from)) in followers.into_iter().enumerate() {
-        f.advance(end, &dims, 0, &mut out);
+        f.advance(EventTime(end), &dims, WallClock(0), &mut out);
         assert!(!out.alerts.is_empty(), "follower {n} saw alerts");
         assert_eq!(out.alerts, original_out.alerts[alerts_from..], "alerts of follower {n}");
         assert_eq!(out.scores, original_out.scores[scores_from..], "scores of follower {n}");
@@ -826,19 +836,19 @@ fn future_events_are_refused_and_change_nothing() {
     let mut out = Outputs::default();
     // year 9999 and a time in microseconds
     for (i, t) in [253_402_300_799_000, (T0 + D) * 1000, now + 2 * H].into_iter().enumerate() {
-        let r = e.ingest_at(&usage(&format!("f{i}"), t, "a", "t", Some("u")), &dims, now, &mut out);
-        assert_eq!(r, Ingested::Future { latest: now + H }, "{t}");
-        let err = r.rejection(t).unwrap();
+        let r = e.ingest_at(&usage(&format!("f{i}"), t, "a", "t", Some("u")), &dims, WallClock(now), &mut out);
+        assert_eq!(r, Ingested::Future { latest: EventTime(now + H) }, "{t}");
+        let err = r.rejection(EventTime(t)).unwrap();
         assert_eq!(err.reason(), "future");
         assert!(err.detail.contains("time.max_future_secs"), "{}", err.detail);
     }
     assert_eq!(e.state_size(), StateSize::default(), "nothing was taken in");
     assert!(e.take_changes().is_empty());
     // within the allowance: taken
-    let r = e.ingest_at(&usage("ok", now + H, "a", "t", Some("u")), &dims, now, &mut out);
+    let r = e.ingest_at(&usage("ok", now + H, "a", "t", Some("u")), &dims, WallClock(now), &mut out);
     assert_eq!(r, Ingested::Accepted);
     // the engine refuses times beyond year 9999 even without a wall clock
-    let r = e.ingest(&usage("max", i64::MAX, "a", "t", Some("u")), &dims, 0, &mut out);
+    let r = e.ingest(&usage("max", i64::MAX, "a", "t", Some("u")), &dims, WallClock(0), &mut out);
     assert!(matches!(r, Ingested::Future { .. }), "{r:?}");
 }
 
@@ -866,7 +876,7 @@ fn caps_refuse_new_entities_and_existing_ones_keep_working() {
     assert!(r.ingest(ticket("11", T0 + 1, None, SupportKind::TicketResolved, "T1", None)).is_accepted());
     assert!(r.ingest(change("12", T0, "t1", UsageKind::ChangeCreated, "c1", None, "app")).is_accepted());
     assert!(limit(LimitLevel::Change)(r.ingest(change("13", T0, "t1", UsageKind::ChangeCreated, "c2", None, "app"))));
-    let err = r.ingest(usage("14", T0, "a", "t9", None)).rejection(T0).unwrap();
+    let err = r.ingest(usage("14", T0, "a", "t9", None)).rejection(EventTime(T0)).unwrap();
     assert_eq!(err.reason(), "limit");
     assert!(err.detail.contains("limits.max_teams_per_account = 2"), "{}", err.detail);
     let size = r.engine.state_size();
@@ -874,7 +884,7 @@ fn caps_refuse_new_entities_and_existing_ones_keep_working() {
     // restored, the counts behind the caps come back
     let mut restored = Engine::restore(Arc::clone(&r.engine.cfg), r.engine.take_changes()).unwrap();
     let mut out = Outputs::default();
-    let again = restored.ingest(&usage("15", T0, "a", "t3", Some("u1")), &r.dims, 0, &mut out);
+    let again = restored.ingest(&usage("15", T0, "a", "t3", Some("u1")), &r.dims, WallClock(0), &mut out);
     assert!(limit(LimitLevel::Team)(again), "{again:?}");
     r.advance(T0 + D);
     // the existing entities are evaluated: account a (teams t1, t2) and account b

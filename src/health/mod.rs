@@ -8,107 +8,107 @@ use crate::model::Band;
 
 /// The numbers of one entity at one tick that the model reads.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct EntityMetrics {
+pub(crate) struct EntityMetrics {
     /// Distinct users active in `[T-1d, T)`.
-    pub active_users_1d: u64,
+    pub(crate) active_users_1d: u64,
     /// Distinct users active in `[T-7d, T)`.
-    pub active_users_7d: u64,
+    pub(crate) active_users_7d: u64,
     /// Distinct users active in `[T-28d, T)`.
-    pub active_users_28d: u64,
+    pub(crate) active_users_28d: u64,
     /// Distinct users active in `[T-14d, T-7d)`: the week before.
-    pub active_users_7d_earlier: u64,
+    pub(crate) active_users_7d_earlier: u64,
     /// Seats, when known for the entity.
-    pub seats: Option<u64>,
+    pub(crate) seats: Option<u64>,
     /// Key features used in 28 days.
-    pub key_features_used: u64,
+    pub(crate) key_features_used: u64,
     /// Number of configured key features.
-    pub key_features_total: u64,
+    pub(crate) key_features_total: u64,
     /// Open tickets at T by priority P1..P4.
-    pub open_tickets: [u64; 4],
+    pub(crate) open_tickets: [u64; 4],
     /// `ticket_escalated` events in `[T-7d, T)`.
-    pub escalations_7d: u64,
+    pub(crate) escalations_7d: u64,
     /// Changes whose production deploy is in `[T-28d, T)`.
-    pub ttp_changes: u64,
+    pub(crate) ttp_changes: u64,
     /// Their p50 time to production, ms (nearest rank).
-    pub ttp_p50_ms: Option<i64>,
+    pub(crate) ttp_p50_ms: Option<i64>,
     /// Their p90 time to production, ms (nearest rank).
-    pub ttp_p90_ms: Option<i64>,
+    pub(crate) ttp_p90_ms: Option<i64>,
     /// Changes whose production deploy is in `[T-56d, T-28d)`.
-    pub ttp_changes_earlier: u64,
+    pub(crate) ttp_changes_earlier: u64,
     /// Their p50, ms.
-    pub ttp_p50_earlier_ms: Option<i64>,
+    pub(crate) ttp_p50_earlier_ms: Option<i64>,
     /// NPS over 90 days: % promoters minus % detractors.
-    pub nps: Option<f64>,
+    pub(crate) nps: Option<f64>,
     /// NPS answers in 90 days.
-    pub nps_responses: u64,
+    pub(crate) nps_responses: u64,
     /// Mean CSAT over 90 days.
-    pub csat: Option<f64>,
+    pub(crate) csat: Option<f64>,
     /// CSAT answers in 90 days.
-    pub csat_responses: u64,
+    pub(crate) csat_responses: u64,
     /// Champions now.
-    pub champions: u64,
+    pub(crate) champions: u64,
     /// Champions active in `[T-14d, T)`.
-    pub active_champions: u64,
+    pub(crate) active_champions: u64,
 }
 
 impl EntityMetrics {
     /// `active_users_28d / seats`, when seats are known and positive.
-    pub fn utilization(&self) -> Option<f64> {
+    pub(crate) fn utilization(&self) -> Option<f64> {
         self.seats.filter(|&s| s > 0).map(|s| self.active_users_28d as f64 / s as f64)
     }
 
     /// `active_users_7d(T) / active_users_7d(T-7d)`, when the earlier week is not 0.
-    pub fn trend(&self) -> Option<f64> {
+    pub(crate) fn trend(&self) -> Option<f64> {
         (self.active_users_7d_earlier > 0).then(|| self.active_users_7d as f64 / self.active_users_7d_earlier as f64)
     }
 
     /// The `time_to_production` component: the DORA bucket of the p50.
-    pub fn dora(&self) -> Option<crate::magic::Dora> {
+    pub(crate) fn dora(&self) -> Option<crate::magic::Dora> {
         self.ttp_p50_ms.filter(|_| self.ttp_changes > 0).map(crate::magic::Dora::of)
     }
 
     /// The `sentiment` component: the mean of `(NPS+100)/2` and `25*(CSAT-1)`, those
     /// present.
-    pub fn sentiment(&self) -> Option<f64> {
+    pub(crate) fn sentiment(&self) -> Option<f64> {
         let parts: Vec<f64> =
             [self.nps.map(|n| (n + 100.0) / 2.0), self.csat.map(|c| 25.0 * (c - 1.0))].into_iter().flatten().collect();
         (!parts.is_empty()).then(|| parts.iter().sum::<f64>() / parts.len() as f64)
     }
 
     /// Share of champions still active, when there are champions.
-    pub fn champion_share(&self) -> Option<f64> {
+    pub(crate) fn champion_share(&self) -> Option<f64> {
         (self.champions > 0).then(|| self.active_champions as f64 / self.champions as f64)
     }
 
     /// Share of key features used, when any are configured.
-    pub fn breadth(&self) -> Option<f64> {
+    pub(crate) fn breadth(&self) -> Option<f64> {
         (self.key_features_total > 0).then(|| self.key_features_used as f64 / self.key_features_total as f64)
     }
 }
 
 /// One component's contribution.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Component {
+pub(crate) struct Component {
     /// Component name as in the config and alert JSON.
-    pub name: &'static str,
+    pub(crate) name: &'static str,
     /// 0-100.
-    pub score: f64,
+    pub(crate) score: f64,
     /// Its weight (> 0).
-    pub weight: f64,
+    pub(crate) weight: f64,
 }
 
 /// A scored entity.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Scored {
+pub(crate) struct Scored {
     /// Weighted mean, rounded half up to one decimal.
-    pub score: f64,
+    pub(crate) score: f64,
     /// The components present, in the model's order.
-    pub components: Vec<Component>,
+    pub(crate) components: Vec<Component>,
 }
 
 impl Scored {
     /// `{name: score}` for the alert and score records, each rounded to one decimal.
-    pub fn component_map(&self) -> BTreeMap<String, f64> {
+    pub(crate) fn component_map(&self) -> BTreeMap<String, f64> {
         self.components.iter().map(|c| (c.name.to_string(), round1(c.score))).collect()
     }
 }
@@ -116,17 +116,17 @@ impl Scored {
 /// Rounds half up to one decimal. A tiny epsilon keeps values like 62.45, which binary
 /// floating point holds as 62.4499.., rounding the way a person computes them.
 ///
-/// ```
+/// ```text
 /// assert_eq!(cs_pulse::health::round1(62.45), 62.5);
 /// assert_eq!(cs_pulse::health::round1(93.75), 93.8);
 /// assert_eq!(cs_pulse::health::round1(12.34), 12.3);
 /// ```
-pub fn round1(x: f64) -> f64 {
+pub(crate) fn round1(x: f64) -> f64 {
     (x * 10.0 + 0.5 + 1e-7).floor() / 10.0
 }
 
 /// Support component: `max(0, 100 - 30*P1 - 10*P2 - 3*P3 - 15*escalations_7d)`.
-pub fn support_score(m: &EntityMetrics) -> f64 {
+pub(crate) fn support_score(m: &EntityMetrics) -> f64 {
     let [p1, p2, p3, _] = m.open_tickets;
     let penalty = [(30, p1), (10, p2), (3, p3), (15, m.escalations_7d)]
         .into_iter()
@@ -135,7 +135,7 @@ pub fn support_score(m: &EntityMetrics) -> f64 {
 }
 
 /// Trend component: 100 at or above 1, 0 at or below 0.5, linear between.
-pub fn trend_score(trend: f64) -> f64 {
+pub(crate) fn trend_score(trend: f64) -> f64 {
     if trend >= 1.0 {
         100.0
     } else if trend <= 0.5 {
@@ -148,14 +148,14 @@ pub fn trend_score(trend: f64) -> f64 {
 /// Computes the components that have data and a weight above 0, and the weighted score.
 /// Returns `None` when no component is present.
 ///
-/// ```
+/// ```text
 /// use cs_pulse::{config::Weights, health::{score, EntityMetrics}};
 /// let m = EntityMetrics { active_users_28d: 3, seats: Some(4), ..Default::default() };
 /// let s = score(&m, &Weights::default()).unwrap();
 /// // utilization 0.75 -> 93.75 (weight 25); support 100 (weight 20)
 /// assert_eq!(s.score, 96.5);
 /// ```
-pub fn score(m: &EntityMetrics, w: &Weights) -> Option<Scored> {
+pub(crate) fn score(m: &EntityMetrics, w: &Weights) -> Option<Scored> {
     let mut components = Vec::with_capacity(7);
     let mut push = |name: &'static str, weight: f64, value: Option<f64>| {
         if let Some(score) = value.filter(|_| weight > 0.0) {
@@ -184,7 +184,7 @@ pub fn score(m: &EntityMetrics, w: &Weights) -> Option<Scored> {
 /// yellow below 65 and to red below 35; yellow rises to green at 75 and falls to red below
 /// 35; red rises to yellow at 45 and to green at 75.
 ///
-/// ```
+/// ```text
 /// use cs_pulse::{config::Bands, health::band_for, model::Band};
 /// let b = Bands::default();
 /// assert_eq!(band_for(None, 69.9, &b), Band::Yellow);
@@ -192,7 +192,7 @@ pub fn score(m: &EntityMetrics, w: &Weights) -> Option<Scored> {
 /// assert_eq!(band_for(Some(Band::Green), 64.9, &b), Band::Yellow);
 /// assert_eq!(band_for(Some(Band::Red), 74.9, &b), Band::Yellow);
 /// ```
-pub fn band_for(previous: Option<Band>, score: f64, b: &Bands) -> Band {
+pub(crate) fn band_for(previous: Option<Band>, score: f64, b: &Bands) -> Band {
     // Compare in tenths so that 65.0 is exactly 650 and never 649.999.
     let s = (score * 10.0).round() as i64;
     let t = |x: f64| (x * 10.0).round() as i64;
@@ -378,5 +378,39 @@ mod tests {
         assert_eq!(band_for(r, 45.0, &b), Band::Yellow);
         assert_eq!(band_for(r, 74.9, &b), Band::Yellow);
         assert_eq!(band_for(r, 75.0, &b), Band::Green);
+    }
+}
+
+#[cfg(test)]
+mod examples {
+    //! The examples of the docs above, run.
+
+    #[test]
+    fn round1() {
+        assert_eq!(crate::health::round1(62.45), 62.5);
+        assert_eq!(crate::health::round1(93.75), 93.8);
+        assert_eq!(crate::health::round1(12.34), 12.3);
+    }
+
+    #[test]
+    fn score() {
+        use crate::{
+            config::Weights,
+            health::{score, EntityMetrics},
+        };
+        let m = EntityMetrics { active_users_28d: 3, seats: Some(4), ..Default::default() };
+        let s = score(&m, &Weights::default()).unwrap();
+        // utilization 0.75 -> 93.75 (weight 25); support 100 (weight 20)
+        assert_eq!(s.score, 96.5);
+    }
+
+    #[test]
+    fn band_for() {
+        use crate::{config::Bands, health::band_for, model::Band};
+        let b = Bands::default();
+        assert_eq!(band_for(None, 69.9, &b), Band::Yellow);
+        assert_eq!(band_for(Some(Band::Green), 65.0, &b), Band::Green);
+        assert_eq!(band_for(Some(Band::Green), 64.9, &b), Band::Yellow);
+        assert_eq!(band_for(Some(Band::Red), 74.9, &b), Band::Yellow);
     }
 }

@@ -141,6 +141,11 @@ impl Event {
         }
     }
 
+    /// [`Event::occurred_at`] as the engine's API takes it.
+    pub fn event_time(&self) -> crate::time::EventTime {
+        crate::time::EventTime(self.occurred_at())
+    }
+
     /// The customer.
     pub fn account_id(&self) -> &str {
         match self {

@@ -2,7 +2,11 @@
 //! cs-pulse writes.
 
 mod events;
+mod input;
 mod output;
+mod rejection;
 
 pub use events::{AccountRecord, Event, Priority, SupportEvent, SupportKind, TeamRecord, UsageEvent, UsageKind};
+pub use input::{EventInput, Input, InputPartition, Partition};
 pub use output::{Alert, AlertKind, Band, EntityRef, HealthInfo, Level, ScoreRecord, Severity, Stage};
+pub use rejection::{Reason, Rejection};

@@ -1,17 +1,21 @@
-//! Telemetry: Prometheus metrics, the `/metrics` `/healthz` `/readyz` endpoint, logging,
-//! and one struct per notable occurrence whose `emit()` both logs and counts.
+//! Telemetry: Prometheus metrics, the `/metrics` `/healthz` `/readyz` endpoint, and
+//! logging.
+//!
+//! Code that does something notable says so in one way: it builds the occurrence's struct
+//! (in [`events`]) and calls `emit()`, which logs and counts it. Nothing outside this module
+//! touches the metrics registry.
 
+mod events;
 mod http;
 mod metrics;
 
+pub use events::*;
 pub use http::serve;
 pub use metrics::{metrics, Metrics};
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::config::LogFormat;
-use crate::decode::Reason;
-use crate::model::Alert;
 
 static READY: AtomicBool = AtomicBool::new(false);
 
@@ -21,7 +25,7 @@ static FAILED: std::sync::Mutex<std::collections::BTreeMap<i32, String>> =
 
 /// Marks input partition `partition` stopped (`/readyz` answers 503 and says why) or, with
 /// `None`, no longer stopped (revoked from this instance).
-pub fn set_partition_failed(partition: i32, why: Option<String>) {
+fn set_partition_failed(partition: i32, why: Option<String>) {
     if let Ok(mut m) = FAILED.lock() {
         match why {
             Some(w) => {
@@ -69,140 +73,10 @@ pub fn init_logging(format: LogFormat) {
     drop(result);
 }
 
-/// Records were read from an input topic.
-pub struct EventsReceived<'a> {
-    /// Topic name.
-    pub topic: &'a str,
-    /// How many.
-    pub count: u64,
-}
-
-impl EventsReceived<'_> {
-    /// Counts them.
-    pub fn emit(self) {
-        metrics().events_total.with_label_values(&[self.topic]).inc_by(self.count);
-    }
-}
-
-/// A record was rejected and dead-lettered.
-pub struct RecordRejected<'a> {
-    /// Source topic.
-    pub topic: &'a str,
-    /// Source partition (-1 for files).
-    pub partition: i32,
-    /// Source offset (line number for files).
-    pub offset: i64,
-    /// Why.
-    pub reason: Reason,
-    /// Detail naming the field.
-    pub detail: &'a str,
-}
-
-impl RecordRejected<'_> {
-    /// Logs at DEBUG (per record) and counts: late events in
-    /// `cs_pulse_late_events_total`, the rest in `cs_pulse_invalid_events_total`.
-    pub fn emit(self) {
-        tracing::debug!(
-            topic = self.topic,
-            partition = self.partition,
-            offset = self.offset,
-            reason = self.reason.as_str(),
-            error = self.detail,
-            "Record dead-lettered."
-        );
-        let m = metrics();
-        if self.reason == Reason::Late {
-            m.late_events_total.with_label_values(&[self.topic]).inc();
-        } else {
-            m.invalid_events_total.with_label_values(&[self.topic, self.reason.as_str()]).inc();
-        }
-    }
-}
-
-/// An event was refused because it would have created an entity beyond a cap.
-pub struct EventLimited {
-    /// The capped level.
-    pub level: crate::engine::LimitLevel,
-    /// The cap's configuration key.
-    pub key: &'static str,
-    /// The cap.
-    pub cap: usize,
-}
-
-impl EventLimited {
-    /// Counts it in `cs_pulse_limited_events_total{level}`, and warns the first time
-    /// each level's cap is reached in this process (per event it logs only at DEBUG,
-    /// through [`RecordRejected`]).
-    pub fn emit(self) {
-        use crate::engine::LimitLevel;
-        static WARNED: [AtomicBool; 5] = [
-            AtomicBool::new(false),
-            AtomicBool::new(false),
-            AtomicBool::new(false),
-            AtomicBool::new(false),
-            AtomicBool::new(false),
-        ];
-        metrics().limited_events_total.with_label_values(&[self.level.as_str()]).inc();
-        let i = LimitLevel::ALL.iter().position(|l| *l == self.level).unwrap_or(0);
-        if !WARNED[i].swap(true, Ordering::Relaxed) {
-            tracing::warn!(
-                level = self.level.as_str(),
-                cap = self.cap,
-                key = self.key,
-                "Cap reached: events that would create a new entity at this level are dead-lettered (reason limit); existing entities keep working."
-            );
-        }
-    }
-}
-
-/// Changes paired or expired (the magic number).
-pub struct ChangesMeasured<'a> {
-    /// Times to production of changes that paired, ms.
-    pub paired_ttp_ms: &'a [i64],
-    /// Halves that expired unmatched.
-    pub expired: u64,
-}
-
-impl ChangesMeasured<'_> {
-    /// Observes the histogram and counts expiries.
-    pub fn emit(self) {
-        let m = metrics();
-        for ms in self.paired_ttp_ms {
-            m.time_to_production_seconds.observe(*ms as f64 / 1000.0);
-        }
-        m.changes_expired_total.inc_by(self.expired);
-    }
-}
-
-/// Alerts were produced.
-pub struct AlertsEmitted<'a> {
-    /// The alerts.
-    pub alerts: &'a [Alert],
-}
-
-impl AlertsEmitted<'_> {
-    /// Counts them by kind and severity, and logs each at INFO: alerts are rare and are
-    /// the product's output, not per-event noise.
-    pub fn emit(self) {
-        let m = metrics();
-        for a in self.alerts {
-            m.alerts_total.with_label_values(&[a.kind.as_str(), a.severity.as_str()]).inc();
-            tracing::info!(
-                kind = a.kind.as_str(),
-                severity = a.severity.as_str(),
-                level = a.entity.level.as_str(),
-                entity = %a.entity.id,
-                account = %a.entity.account_id,
-                at = a.at,
-                "Alert."
-            );
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Reason;
 
     #[test]
     fn rejections_are_counted_by_reason() {

@@ -9,8 +9,9 @@ use std::path::Path;
 use apache_avro::{Codec, Schema};
 
 use super::plan::{zigzag, Cursor, Decoded, Plan};
-use super::{reader, Input};
-use crate::decode::DecodeError;
+use super::reader;
+use crate::model::Input;
+use crate::model::Rejection;
 
 /// A container file that cannot be read at all.
 #[derive(Debug, thiserror::Error)]
@@ -116,8 +117,9 @@ impl Container {
         let text = schema_text.ok_or_else(|| ContainerError::Format("the header has no avro.schema".into()))?;
         let writer = Schema::parse_str(&text)
             .map_err(|e| ContainerError::Format(format!("the header's schema does not parse: {e}")))?;
-        let plan = Plan::compile(&writer, &reader(input).spec)
-            .map_err(|e| ContainerError::Format(format!("its schema cannot be read as {}: {e}", input.name())))?;
+        let plan = Plan::compile(&writer, &reader(input).spec).map_err(|e| {
+            ContainerError::Format(format!("its schema cannot be read as {}: {e}", super::schema_of(input).1))
+        })?;
         Ok(Self { file, plan, sync, codec, block: Vec::new(), pos: 0, left_in_block: 0, record_no: 0 })
     }
 
@@ -149,8 +151,8 @@ impl Container {
     /// boundaries are lost); reading goes on with the next block.
     pub fn next_with<T>(
         &mut self,
-        f: impl FnOnce(&Decoded<'_>) -> Result<T, DecodeError>,
-    ) -> Result<Option<Result<T, DecodeError>>, ContainerError> {
+        f: impl FnOnce(&Decoded<'_>) -> Result<T, Rejection>,
+    ) -> Result<Option<Result<T, Rejection>>, ContainerError> {
         while self.left_in_block == 0 {
             if !self.next_block()? {
                 return Ok(None);
@@ -166,7 +168,7 @@ impl Container {
             Err(e) => {
                 let skipped = self.left_in_block;
                 self.left_in_block = 0;
-                Ok(Some(Err(DecodeError::new(
+                Ok(Some(Err(Rejection::new(
                     e.reason,
                     format!("{}; the {skipped} records after it in its block are skipped", e.detail),
                 ))))

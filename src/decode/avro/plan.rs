@@ -15,7 +15,7 @@ use apache_avro::schema::{InnerDecimalSchema, UuidSchema};
 use apache_avro::Schema;
 
 use crate::decode::fields::{Field, Record};
-use crate::decode::{DecodeError, Reason};
+use crate::model::{Reason, Rejection};
 
 /// Most fields a reader schema may have.
 pub(crate) const MAX_FIELDS: usize = 16;
@@ -117,7 +117,7 @@ enum Step {
 
 /// A writer schema resolved against a reader schema, ready to decode records.
 #[derive(Debug)]
-pub struct Plan {
+pub(crate) struct Plan {
     steps: Vec<Step>,
     names: Vec<String>,
 }
@@ -301,11 +301,11 @@ impl Plan {
     }
 
     /// Decodes one record that fills `body` exactly.
-    pub fn decode<'a>(&'a self, body: &'a [u8]) -> Result<Decoded<'a>, DecodeError> {
+    pub(crate) fn decode<'a>(&'a self, body: &'a [u8]) -> Result<Decoded<'a>, Rejection> {
         let mut cur = Cursor { buf: body, pos: 0 };
         let rec = self.decode_next(&mut cur)?;
         if cur.pos != body.len() {
-            return Err(DecodeError::new(
+            return Err(Rejection::new(
                 Reason::Undecodable,
                 format!(
                     "{} bytes left after the Avro record: the data does not match its writer schema",
@@ -317,18 +317,17 @@ impl Plan {
     }
 
     /// Decodes the next record at the cursor.
-    pub(crate) fn decode_next<'a>(&'a self, cur: &mut Cursor<'a>) -> Result<Decoded<'a>, DecodeError> {
+    pub(crate) fn decode_next<'a>(&'a self, cur: &mut Cursor<'a>) -> Result<Decoded<'a>, Rejection> {
         let mut slots = [Field::Absent; MAX_FIELDS];
         for step in &self.steps {
             match step {
                 Step::Skip(s) => cur.skip(s)?,
                 Step::Take { slot, take } => {
                     let v = cur.take(take).map_err(|e| match e {
-                        Fail::Data(detail) => DecodeError::new(Reason::Undecodable, detail),
-                        Fail::Branch(why) => DecodeError::new(
-                            Reason::IncompatibleSchema,
-                            format!("field `{}`: {why}", self.names[*slot]),
-                        ),
+                        Fail::Data(detail) => Rejection::new(Reason::Undecodable, detail),
+                        Fail::Branch(why) => {
+                            Rejection::new(Reason::IncompatibleSchema, format!("field `{}`: {why}", self.names[*slot]))
+                        }
                     })?;
                     slots[*slot] = v;
                 }
@@ -402,9 +401,9 @@ impl<'a> Cursor<'a> {
         Ok(())
     }
 
-    fn skip(&mut self, s: &Skip) -> Result<(), DecodeError> {
+    fn skip(&mut self, s: &Skip) -> Result<(), Rejection> {
         self.skip_inner(s).map_err(|e| match e {
-            Fail::Data(d) | Fail::Branch(d) => DecodeError::new(Reason::Undecodable, d),
+            Fail::Data(d) | Fail::Branch(d) => Rejection::new(Reason::Undecodable, d),
         })
     }
 

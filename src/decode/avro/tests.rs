@@ -6,8 +6,9 @@ use apache_avro::types::Value;
 use apache_avro::Schema;
 use serde_json::json;
 
-use super::registry::{Registry, RegistryError};
 use super::*;
+use crate::avro::registry::{Registry, RegistryError};
+use crate::avro::{frame, output, split_frame, ALERT_SCHEMA, SCORE_SCHEMA};
 use crate::decode::json;
 
 /// Avro binary of `record` (JSON, resolved against `schema`).
@@ -28,8 +29,8 @@ fn usage_json() -> serde_json::Value {
 #[test]
 fn own_schemas_parse_and_resolve_against_themselves() {
     for input in [Input::Usage, Input::Support, Input::Accounts, Input::Teams] {
-        let schema = Schema::parse_str(input.text()).expect("parses");
-        let spec = plan::ReaderSpec::of(input.name(), &schema).expect("reader spec");
+        let schema = Schema::parse_str(schema_of(input).0).expect("parses");
+        let spec = plan::ReaderSpec::of(schema_of(input).1, &schema).expect("reader spec");
         assert!(!spec.fields.is_empty());
         plan::Plan::compile(&schema, &spec).expect("own plan");
     }
@@ -60,7 +61,7 @@ fn avro_support_event_with_enums() {
 fn wire_format_errors_are_named() {
     let mut input = AvroInput::new(Input::Usage, None);
     let err = |b: &[u8], input: &mut AvroInput| match input.usage(Some(b)) {
-        Err(AvroError::Record(e)) => e,
+        Err(DecodeError::Rejected(e)) => e,
         other => panic!("expected a record error, got {other:?}"),
     };
     let e = err(b"{\"event_id\":1}", &mut input);
@@ -232,14 +233,14 @@ fn writer_schemas_come_from_the_registry_once_per_id() {
     }
     assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 1, "one fetch for three records");
     match input.usage(Some(&frame(22, &body))) {
-        Err(AvroError::Record(e)) => {
+        Err(DecodeError::Rejected(e)) => {
             assert_eq!(e.reason, Reason::IncompatibleSchema);
             assert!(e.detail.contains("writer schema 22"), "{e}");
         }
         other => panic!("{other:?}"),
     }
     match input.usage(Some(&frame(23, &body))) {
-        Err(AvroError::Record(e)) => assert_eq!(e.reason, Reason::UnknownSchema, "{e}"),
+        Err(DecodeError::Rejected(e)) => assert_eq!(e.reason, Reason::UnknownSchema, "{e}"),
         other => panic!("{other:?}"),
     }
     let out = output::AvroOutput::register(&registry, "cs.health.alerts.v1", "cs.health.scores.v1").expect("ids");
@@ -274,7 +275,7 @@ fn an_unreachable_registry_is_not_the_records_fault() {
     drop(listener);
     let mut input = AvroInput::new(Input::Usage, Some(Arc::new(Registry::with_auth(&url, None))));
     let body = datum(reader_schema(Input::Usage), usage_json());
-    assert!(matches!(input.usage(Some(&frame(5, &body))), Err(AvroError::Registry(_))));
+    assert!(matches!(input.usage(Some(&frame(5, &body))), Err(DecodeError::Registry(_))));
     // The start-up check names the registry it could not reach.
     match Registry::with_auth(&url, None).check() {
         Err(RegistryError::Unavailable(e)) => assert!(e.contains(&format!("the schema registry at {url}")), "{e}"),

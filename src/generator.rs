@@ -1,5 +1,8 @@
-//! A deterministic synthetic customer base with scripted storylines, for `demo` and load
-//! generation.
+//! A deterministic synthetic customer base with scripted storylines, for `demo`, `gen`,
+//! the benchmarks and the tests.
+//!
+//! Long because the storylines, the org charts and the day-by-day event rules they drive
+//! read best together: splitting them would scatter one scenario over several files.
 //!
 //! Five companies with org charts, seats and contracts; their developers use the product
 //! on working days. Storylines:
@@ -21,6 +24,7 @@
 
 use serde_json::{json, Value};
 
+use crate::model::Input;
 use crate::time::{DAY_MS, HOUR_MS};
 
 /// 2026-01-05T00:00:00Z, a Monday: day 0 of the simulation.
@@ -31,7 +35,7 @@ pub const DEFAULT_START_MS: i64 = 1_767_571_200_000;
 /// events ahead of the wall clock as `future`). Weeks keep day 0 a Monday.
 ///
 /// ```
-/// use cs_pulse::demo::generator::{start_for, DEFAULT_START_MS};
+/// use cs_pulse::generator::{start_for, DEFAULT_START_MS};
 /// assert_eq!(start_for(60, DEFAULT_START_MS + 61 * 86_400_000), DEFAULT_START_MS);
 /// let start = start_for(400, DEFAULT_START_MS + 100 * 86_400_000);
 /// assert!(start + 400 * 86_400_000 <= DEFAULT_START_MS + 100 * 86_400_000);
@@ -50,19 +54,6 @@ pub fn start_for(days: i64, now_ms: i64) -> i64 {
 /// The key features the demo's health model scores `breadth` on.
 pub const KEY_FEATURES: [&str; 4] = ["dashboards", "alerts", "deploys", "api"];
 const OTHER_FEATURES: [&str; 2] = ["settings", "search"];
-
-/// Which input a generated record belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Input {
-    /// Usage events.
-    Usage,
-    /// Support events.
-    Support,
-    /// Account records.
-    Accounts,
-    /// Team records.
-    Teams,
-}
 
 /// One generated record.
 #[derive(Debug, Clone, PartialEq)]

@@ -5,8 +5,6 @@
 //! second), runs the real `run` pipeline against it, prints alerts as they arrive on the
 //! alert topic, and ends with a summary.
 
-pub mod generator;
-
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,8 +18,9 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
 use crate::config::Config;
+use crate::generator::{self, Generator};
+use crate::model::Input;
 use crate::model::{Alert, Band, Level, ScoreRecord, Severity};
-use generator::{Generator, Input};
 
 /// Demo options.
 #[derive(Debug, Clone)]
@@ -62,7 +61,7 @@ pub enum DemoError {
     Pipeline(#[from] crate::pipeline::PipelineError),
     /// The configuration's client properties were refused.
     #[error("{0}")]
-    Config(#[from] crate::kafka::ConnectError),
+    Config(#[from] crate::kafka::connect::ConnectError),
 }
 
 /// The demo's configuration: the given one, pointed at the mock cluster, with time
@@ -206,7 +205,7 @@ pub fn run(base: Config, opts: &DemoOptions, shutdown: Arc<AtomicBool>) -> Resul
     let started = Instant::now();
     let mock = MockCluster::new(1)?;
     let cfg = demo_config(base, &mock.bootstrap_servers());
-    crate::kafka::check_properties(&cfg)?;
+    crate::kafka::connect::check_properties(&cfg)?;
     create_topics(&mock, &cfg, 4)?;
     let producer: BaseProducer = crate::kafka::client_config(&cfg).set("linger.ms", "5").create()?;
     let send = |topic: &str, key: &str, payload: &[u8]| -> Result<(), DemoError> {
