@@ -4,7 +4,7 @@
 #   - the demo scenario (`gen --no-kafka --ndjson-dir`, seed 42, 60 days);
 #   - every golden case in tests/golden, with its config;
 #   - 1,000,000 synthetic events (`gen --events 1000000`).
-# Alerts, scores and dead letters are compared, and replay's summary on stdout. The only
+# Alerts, scores and dead letters are compared, and what replay prints (its summary). The only
 # field rewritten before comparing is the alerts' `emitted_at`: the wall clock at which
 # each alert fired, which differs between any two runs.
 #
@@ -25,7 +25,7 @@ mkdir -p "$work"
 
 echo "==> generating inputs with $old" >&2
 "$old" gen --no-kafka --ndjson-dir "$work/in/demo" --seed 42 --days 60 >/dev/null
-"$old" gen --no-kafka --ndjson-dir "$work/in/million" --seed 7 --accounts 2000 --days 90 --events 1000000 >/dev/null
+"$old" gen --no-kafka --ndjson-dir "$work/in/million" --seed 7 --accounts 200 --days 60 --events 1000000 >/dev/null
 for d in tests/golden/*/; do
   name="$(basename "$d")"
   mkdir -p "$work/in/golden-$name"
@@ -46,12 +46,12 @@ for case_dir in "$work"/in/*/; do
     done
     [ -f "$case_dir/config.toml" ] && args+=(--config "$case_dir/config.toml")
     start=$(date +%s.%N)
-    "$bin" "${args[@]}" >"$out/summary.json"
+    "$bin" "${args[@]}" >"$out/stdout.txt" 2>"$out/stderr.txt"
     end=$(date +%s.%N)
     sed -i -E 's/"emitted_at":-?[0-9]+/"emitted_at":0/' "$out/alerts.ndjson"
     printf '%-22s %-3s %6.2f s\n' "$case" "$which" "$(echo "$end - $start" | bc)" >&2
   done
-  for f in alerts.ndjson scores.ndjson deadletter.ndjson summary.json; do
+  for f in alerts.ndjson scores.ndjson deadletter.ndjson stdout.txt stderr.txt; do
     a="$work/out/$case/old/$f" b="$work/out/$case/new/$f"
     if cmp -s "$a" "$b"; then
       printf 'same       %-22s %-16s %9d lines  sha256 %s\n' "$case" "$f" "$(wc -l <"$a")" "$(sha256sum "$a" | cut -c1-16)"

@@ -1,6 +1,6 @@
 //! The partition driver: what every command does with a decoded record, written once.
-//! `run` (and `demo`, which runs it), `replay` and `backtest` differ only in where records
-//! come from and where outputs go: a [`Sink`].
+//! `run` (and `demo`, which runs it) and `replay` differ only in where records come from
+//! and where outputs go: a [`Sink`].
 //!
 //! For a record, [`Driver::ingest`]: the engine of its input partition takes it in;
 //! a late, future or over-limit event is rejected to the sink with its reason; an
@@ -258,12 +258,15 @@ impl<K: Hash + Eq + Clone> Driver<K> {
     }
 
     /// Evaluates, partition by partition, the ticks the pipeline watermark has passed (at
-    /// most `max_ticks` each), then writes every output held.
+    /// most `max_ticks` each), then writes every output held. With `stop_at_failure`, a
+    /// partition that fails ends it there, nothing written: the caller discards the work
+    /// (an exactly-once batch is aborted and redone).
     pub(crate) fn advance<S: Sink>(
         &mut self,
         now: WallClock,
         max_ticks: usize,
         dims: &Dimensions,
+        stop_at_failure: bool,
         sink: &mut S,
     ) -> Result<Advanced, S::Error> {
         let mut done = Advanced::default();
@@ -272,6 +275,9 @@ impl<K: Hash + Eq + Clone> Driver<K> {
             WatermarkAdvanced { watermark: wm, now }.emit();
             for p in self.partitions() {
                 self.advance_partition(p, wm, max_ticks, dims, now, &mut done);
+                if stop_at_failure && !done.failed.is_empty() {
+                    return Ok(done);
+                }
             }
             TicksEvaluated { ticks: self.out.ticks, earliest_evaluated: self.last_evaluated() }.emit();
         }

@@ -422,7 +422,7 @@ pub fn replay(cfg: &Config, paths: &ReplayFiles) -> Result<ReplaySummary, Replay
             Taken::Skipped => break,
             Taken::Failed(why) => return Err(ReplayError::Failed(why)),
         }
-        if let Some((_, why)) = driver.advance(WallClock::now(), usize::MAX, &dims, &mut files)?.failed.pop() {
+        if let Some((_, why)) = driver.advance(WallClock::now(), usize::MAX, &dims, true, &mut files)?.failed.pop() {
             return Err(ReplayError::Failed(why));
         }
     }

@@ -32,7 +32,8 @@ pub enum SinkError {
     #[error("kafka: {0}")]
     Kafka(#[from] KafkaError),
     /// An output record could not be encoded: it does not fit its schema (a defect).
-    /// Producing it again cannot help, so it is never retried.
+    /// Producing it again cannot help, so it is never retried: `run` stops (exit 1),
+    /// naming the record, with the batch uncommitted, so nothing is lost.
     #[error("cannot encode {what}: {why}")]
     Encode {
         /// The record, named.

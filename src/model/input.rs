@@ -69,10 +69,17 @@ impl std::fmt::Display for Partition {
 }
 
 /// One Kafka partition of an event input: what a watermark and an offset belong to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct InputPartition {
     /// Usage or support.
     pub input: EventInput,
     /// The partition.
     pub partition: Partition,
+}
+
+/// `usage-0`, `support-3`: short, for the log's lists of partitions.
+impl std::fmt::Debug for InputPartition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.input.input().as_str(), self.partition.0)
+    }
 }

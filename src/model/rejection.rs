@@ -80,6 +80,7 @@ pub struct Rejection {
 }
 
 impl Rejection {
+    /// A rejection for `reason`, with its detail.
     pub fn new(reason: Reason, detail: impl Into<String>) -> Self {
         Self { reason, detail: detail.into() }
     }

@@ -20,8 +20,7 @@ use crate::engine::Outputs;
 use crate::kafka::sink::{DeadLetter, KafkaSink, SinkError};
 use crate::model::{EventInput, InputPartition, Partition, Reason, Rejection};
 use crate::telemetry::{
-    EventsReceived, OutputNotEncoded, PartitionsOwned, RecordRejected, ScoresEmitted, StateMeasured,
-    StoppedPartitionReleased,
+    EventsReceived, PartitionsOwned, RecordRejected, ScoresEmitted, StateMeasured, StoppedPartitionReleased,
 };
 use crate::time::WallClock;
 
@@ -259,19 +258,12 @@ impl<M: Message> Sink for BatchSink<'_, M> {
         }
         self.produced = true;
         for a in out.alerts.drain(..) {
-            match self.sink.alert(&a, trigger_ms) {
-                Ok(()) => self.summary.alerts += 1,
-                Err(SinkError::Encode { what, why }) => OutputNotEncoded { error: &format!("{what}: {why}") }.emit(),
-                Err(e) => return Err(e),
-            }
+            self.sink.alert(&a, trigger_ms)?;
+            self.summary.alerts += 1;
         }
         ScoresEmitted { count: out.scores.len() }.emit();
         for s in out.scores.drain(..) {
-            match self.sink.score(&s) {
-                Ok(()) => {}
-                Err(SinkError::Encode { what, why }) => OutputNotEncoded { error: &format!("{what}: {why}") }.emit(),
-                Err(e) => return Err(e),
-            }
+            self.sink.score(&s)?;
         }
         Ok(())
     }
@@ -297,6 +289,8 @@ pub(super) fn process_batch<M: Message>(
     sink: &KafkaSink,
     summary: &mut RunSummary,
 ) -> Result<bool, PipelineError> {
+    // Dead letters of account and team records are outputs of the batch too.
+    let dead_before = summary.dead_letters;
     dims_reader.poll_updates(dims, sink, summary);
     let transactional = sink.is_transactional();
     let mut out = BatchSink { sink, summary, produced: false, record: PhantomData };
@@ -357,8 +351,10 @@ pub(super) fn process_batch<M: Message>(
             out.summary.records += count;
         }
     }
-    let advanced = owned.driver.advance(WallClock::now(), MAX_TICKS_PER_BATCH, dims, &mut out)?;
-    let produced = out.produced;
+    // Exactly-once, a partition that fails evaluating a tick ends the batch there: it is
+    // aborted and redone without that partition.
+    let advanced = owned.driver.advance(WallClock::now(), MAX_TICKS_PER_BATCH, dims, transactional, &mut out)?;
+    let produced = out.produced || out.summary.dead_letters > dead_before;
     for (p, why) in advanced.failed {
         owned.forget_offsets(p);
         if transactional {

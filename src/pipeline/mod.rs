@@ -178,10 +178,11 @@ pub fn run(cfg: &Config, shutdown: &AtomicBool) -> Result<RunSummary, PipelineEr
 /// ```
 ///
 /// `Consuming` polls a batch, processes it and commits it. A batch that cannot commit
-/// (an aborted transaction, a stopped partition, the schema registry unavailable) moves
-/// to `Recovering`, which aborts the transaction (or replaces the producer), restores
-/// every owned partition's state from the changelog and seeks back to the committed
-/// offsets; the batch is then read again. `Done` carries how the consumer ended; a
+/// moves to `Recovering`: a partition stopped by a failure, and, exactly-once, an
+/// aborted transaction or producing error or the schema registry unavailable (at-least-once
+/// these end the consumer). `Recovering` aborts the transaction (or replaces the
+/// producer), restores every owned partition's state from the changelog and seeks back
+/// to the committed offsets; the batch is then read again. `Done` carries how the consumer ended; a
 /// consumer that failed for good is replaced by [`run`].
 enum Lifecycle {
     /// Polling, processing and committing batches. `recoveries`: batches recovered in a
@@ -385,6 +386,9 @@ impl Batches<'_> {
             }
             // 3. Commit: outputs, state and input offsets together.
             Ok(_) => self.commit(consumer),
+            // Producing failed: the transaction is aborted and the batch redone. (An output
+            // that cannot be encoded, `SinkError::Encode`, is a defect no retry can mend:
+            // fatal below, naming the record.)
             Err(PipelineError::Sink(SinkError::Kafka(e)) | PipelineError::Kafka(e)) if transactional => {
                 Err(CommitFailure::Retry(format!("producing failed: {e}")))
             }

@@ -22,7 +22,8 @@ use crate::telemetry::StateRestored;
 /// Why state could not be read or kept.
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
-    /// Kafka failed (exit 1; a recovery retries first).
+    /// Kafka failed (exit 1; while recovering a batch, retried until the recovery's
+    /// deadline first).
     #[error("kafka: {0}")]
     Kafka(#[from] KafkaError),
     /// Reading a partition's changelog did not finish in time (exit 1).

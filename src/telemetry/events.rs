@@ -7,38 +7,38 @@ use crate::model::{Alert, Partition, Reason};
 use crate::time::{EventTime, Tick, WallClock};
 
 /// Records were read from an input topic.
-pub struct EventsReceived<'a> {
+pub(crate) struct EventsReceived<'a> {
     /// Topic name.
-    pub topic: &'a str,
+    pub(crate) topic: &'a str,
     /// How many.
-    pub count: u64,
+    pub(crate) count: u64,
 }
 
 impl EventsReceived<'_> {
     /// Counts them.
-    pub fn emit(self) {
+    pub(crate) fn emit(self) {
         metrics().events_total.with_label_values(&[self.topic]).inc_by(self.count);
     }
 }
 
 /// A record was rejected and dead-lettered.
-pub struct RecordRejected<'a> {
+pub(crate) struct RecordRejected<'a> {
     /// Source topic.
-    pub topic: &'a str,
+    pub(crate) topic: &'a str,
     /// Source partition (-1 for files).
-    pub partition: i32,
+    pub(crate) partition: i32,
     /// Source offset (line number for files).
-    pub offset: i64,
+    pub(crate) offset: i64,
     /// Why.
-    pub reason: Reason,
+    pub(crate) reason: Reason,
     /// Detail naming the field.
-    pub detail: &'a str,
+    pub(crate) detail: &'a str,
 }
 
 impl RecordRejected<'_> {
     /// Logs at DEBUG (per record) and counts: late events in
     /// `cs_pulse_late_events_total`, the rest in `cs_pulse_invalid_events_total`.
-    pub fn emit(self) {
+    pub(crate) fn emit(self) {
         tracing::debug!(
             topic = self.topic,
             partition = self.partition,
@@ -57,20 +57,20 @@ impl RecordRejected<'_> {
 }
 
 /// An event was refused because it would have created an entity beyond a cap.
-pub struct EventLimited {
+pub(crate) struct EventLimited {
     /// The capped level.
-    pub level: crate::engine::LimitLevel,
+    pub(crate) level: crate::engine::LimitLevel,
     /// The cap's configuration key.
-    pub key: &'static str,
+    pub(crate) key: &'static str,
     /// The cap.
-    pub cap: usize,
+    pub(crate) cap: usize,
 }
 
 impl EventLimited {
     /// Counts it in `cs_pulse_limited_events_total{level}`, and warns the first time
     /// each level's cap is reached in this process (per event it logs only at DEBUG,
     /// through [`RecordRejected`]).
-    pub fn emit(self) {
+    pub(crate) fn emit(self) {
         use crate::engine::LimitLevel;
         static WARNED: [AtomicBool; 5] = [
             AtomicBool::new(false),
@@ -93,16 +93,16 @@ impl EventLimited {
 }
 
 /// Changes paired or expired (the magic number).
-pub struct ChangesMeasured<'a> {
+pub(crate) struct ChangesMeasured<'a> {
     /// Times to production of changes that paired, ms.
-    pub paired_ttp_ms: &'a [i64],
+    pub(crate) paired_ttp_ms: &'a [i64],
     /// Halves that expired unmatched.
-    pub expired: u64,
+    pub(crate) expired: u64,
 }
 
 impl ChangesMeasured<'_> {
     /// Observes the histogram and counts expiries.
-    pub fn emit(self) {
+    pub(crate) fn emit(self) {
         let m = metrics();
         for ms in self.paired_ttp_ms {
             m.time_to_production_seconds.observe(*ms as f64 / 1000.0);
@@ -112,15 +112,15 @@ impl ChangesMeasured<'_> {
 }
 
 /// Alerts were produced.
-pub struct AlertsEmitted<'a> {
+pub(crate) struct AlertsEmitted<'a> {
     /// The alerts.
-    pub alerts: &'a [Alert],
+    pub(crate) alerts: &'a [Alert],
 }
 
 impl AlertsEmitted<'_> {
     /// Counts them by kind and severity, and logs each at INFO: alerts are rare and are
     /// the product's output, not per-event noise.
-    pub fn emit(self) {
+    pub(crate) fn emit(self) {
         let m = metrics();
         for a in self.alerts {
             m.alerts_total.with_label_values(&[a.kind.as_str(), a.severity.as_str()]).inc();
@@ -138,16 +138,16 @@ impl AlertsEmitted<'_> {
 }
 
 /// The pipeline watermark was computed.
-pub struct WatermarkAdvanced {
+pub(crate) struct WatermarkAdvanced {
     /// The watermark.
-    pub watermark: EventTime,
+    pub(crate) watermark: EventTime,
     /// The wall clock.
-    pub now: WallClock,
+    pub(crate) now: WallClock,
 }
 
 impl WatermarkAdvanced {
     /// Sets the watermark and its delay behind the wall clock.
-    pub fn emit(self) {
+    pub(crate) fn emit(self) {
         let m = metrics();
         m.watermark_timestamp_seconds.set(self.watermark.0 as f64 / 1000.0);
         m.watermark_delay_seconds.set((self.now.0 - self.watermark.0) as f64 / 1000.0);
@@ -155,16 +155,16 @@ impl WatermarkAdvanced {
 }
 
 /// Ticks were evaluated.
-pub struct TicksEvaluated {
+pub(crate) struct TicksEvaluated {
     /// How many (summed over partitions).
-    pub ticks: u64,
+    pub(crate) ticks: u64,
     /// The latest tick every partition has evaluated, if any has.
-    pub earliest_evaluated: Option<Tick>,
+    pub(crate) earliest_evaluated: Option<Tick>,
 }
 
 impl TicksEvaluated {
     /// Counts them and sets the evaluated-tick gauge.
-    pub fn emit(self) {
+    pub(crate) fn emit(self) {
         let m = metrics();
         m.ticks_evaluated_total.inc_by(self.ticks);
         if let Some(t) = self.earliest_evaluated {
@@ -174,33 +174,33 @@ impl TicksEvaluated {
 }
 
 /// Score records were produced.
-pub struct ScoresEmitted {
+pub(crate) struct ScoresEmitted {
     /// How many.
-    pub count: usize,
+    pub(crate) count: usize,
 }
 
 impl ScoresEmitted {
     /// Counts them.
-    pub fn emit(self) {
+    pub(crate) fn emit(self) {
         metrics().scores_total.inc_by(self.count as u64);
     }
 }
 
 /// An input partition stopped: processing one of its records or ticks failed (a defect).
-pub struct PartitionStopped<'a> {
+pub(crate) struct PartitionStopped<'a> {
     /// The partition.
-    pub partition: Partition,
+    pub(crate) partition: Partition,
     /// What was being processed.
-    pub what: &'a str,
+    pub(crate) what: &'a str,
     /// The failure.
-    pub error: &'a str,
+    pub(crate) error: &'a str,
     /// What `/readyz` says of it.
-    pub why: &'a str,
+    pub(crate) why: &'a str,
 }
 
 impl PartitionStopped<'_> {
     /// Logs at ERROR, counts it, and makes `/readyz` answer 503 saying why.
-    pub fn emit(self) {
+    pub(crate) fn emit(self) {
         tracing::error!(
             partition = self.partition.0,
             what = self.what,
@@ -213,45 +213,45 @@ impl PartitionStopped<'_> {
 }
 
 /// A stopped input partition was revoked from this instance: it is no longer its concern.
-pub struct StoppedPartitionReleased {
+pub(crate) struct StoppedPartitionReleased {
     /// The partition.
-    pub partition: Partition,
+    pub(crate) partition: Partition,
 }
 
 impl StoppedPartitionReleased {
     /// Clears it from `/readyz`.
-    pub fn emit(self) {
+    pub(crate) fn emit(self) {
         set_partition_failed(self.partition.0, None);
     }
 }
 
 /// The consumer group gave partitions to this instance or took them away.
-pub struct Rebalanced {
+pub(crate) struct Rebalanced {
     /// Assigned (true) or revoked.
-    pub assigned: bool,
+    pub(crate) assigned: bool,
 }
 
 impl Rebalanced {
     /// Counts it by kind.
-    pub fn emit(self) {
+    pub(crate) fn emit(self) {
         let kind = if self.assigned { "assign" } else { "revoke" };
         metrics().rebalances_total.with_label_values(&[kind]).inc();
     }
 }
 
 /// The input partitions this instance owns changed.
-pub struct PartitionsOwned<'a, T: std::fmt::Debug> {
+pub(crate) struct PartitionsOwned<'a, T: std::fmt::Debug> {
     /// Assigned (true) or revoked.
-    pub assigned: bool,
+    pub(crate) assigned: bool,
     /// The input partitions owned now.
-    pub partitions: &'a T,
+    pub(crate) partitions: &'a T,
     /// How many.
-    pub count: usize,
+    pub(crate) count: usize,
 }
 
 impl<T: std::fmt::Debug> PartitionsOwned<'_, T> {
     /// Logs them at INFO and sets the gauge.
-    pub fn emit(self) {
+    pub(crate) fn emit(self) {
         if self.assigned {
             tracing::info!(partitions = ?self.partitions, "Partitions assigned.");
         } else {
@@ -262,14 +262,14 @@ impl<T: std::fmt::Debug> PartitionsOwned<'_, T> {
 }
 
 /// An offset commit finished (at-least-once).
-pub struct OffsetsCommitted<'a> {
+pub(crate) struct OffsetsCommitted<'a> {
     /// Why it failed, if it did.
-    pub error: Option<&'a rdkafka::error::KafkaError>,
+    pub(crate) error: Option<&'a rdkafka::error::KafkaError>,
 }
 
 impl OffsetsCommitted<'_> {
     /// Counts it by outcome; a failure is a warning (the records are read again).
-    pub fn emit(self) {
+    pub(crate) fn emit(self) {
         let outcome = if self.error.is_some() { "error" } else { "ok" };
         metrics().commits_total.with_label_values(&[outcome]).inc();
         if let Some(e) = self.error {
@@ -279,16 +279,16 @@ impl OffsetsCommitted<'_> {
 }
 
 /// An exactly-once batch's transaction ended.
-pub struct TransactionEnded<'a> {
+pub(crate) struct TransactionEnded<'a> {
     /// Why it was aborted; `None` when it committed.
-    pub aborted: Option<&'a str>,
+    pub(crate) aborted: Option<&'a str>,
     /// Transactions aborted in a row, this one included.
-    pub attempt: u32,
+    pub(crate) attempt: u32,
 }
 
 impl TransactionEnded<'_> {
     /// Counts it by outcome; an abort is a warning.
-    pub fn emit(self) {
+    pub(crate) fn emit(self) {
         let outcome = if self.aborted.is_some() { "aborted" } else { "committed" };
         metrics().transactions_total.with_label_values(&[outcome]).inc();
         if let Some(e) = self.aborted {
@@ -298,93 +298,93 @@ impl TransactionEnded<'_> {
 }
 
 /// A batch was processed and committed.
-pub struct BatchCommitted {
+pub(crate) struct BatchCommitted {
     /// How long it took, commit included.
-    pub seconds: f64,
+    pub(crate) seconds: f64,
 }
 
 impl BatchCommitted {
     /// Observes its duration.
-    pub fn emit(self) {
+    pub(crate) fn emit(self) {
         metrics().batch_duration_seconds.observe(self.seconds);
     }
 }
 
 /// A consumer failed for good and is replaced by a new one.
-pub struct ConsumerReplaced<'a> {
+pub(crate) struct ConsumerReplaced<'a> {
     /// Why it failed.
-    pub error: &'a str,
+    pub(crate) error: &'a str,
     /// Consumers failed in a row.
-    pub attempt: u32,
+    pub(crate) attempt: u32,
 }
 
 impl ConsumerReplaced<'_> {
     /// Counts it and warns.
-    pub fn emit(self) {
+    pub(crate) fn emit(self) {
         metrics().consumer_restarts_total.inc();
         tracing::warn!(error = %self.error, attempt = self.attempt, "Consumer failed; starting a new one from the committed state.");
     }
 }
 
 /// The statistics gave an input partition's lag.
-pub struct ConsumerLag<'a> {
+pub(crate) struct ConsumerLag<'a> {
     /// The topic.
-    pub topic: &'a str,
+    pub(crate) topic: &'a str,
     /// The partition.
-    pub partition: i32,
+    pub(crate) partition: i32,
     /// Records between the position and the end.
-    pub lag: i64,
+    pub(crate) lag: i64,
 }
 
 impl ConsumerLag<'_> {
     /// Sets the lag gauge.
-    pub fn emit(self) {
+    pub(crate) fn emit(self) {
         metrics().consumer_lag.with_label_values(&[self.topic, &self.partition.to_string()]).set(self.lag);
     }
 }
 
 /// An account or team record was applied.
-pub struct DimensionRecordApplied<'a> {
+pub(crate) struct DimensionRecordApplied<'a> {
     /// Its topic.
-    pub topic: &'a str,
+    pub(crate) topic: &'a str,
 }
 
 impl DimensionRecordApplied<'_> {
     /// Counts it.
-    pub fn emit(self) {
+    pub(crate) fn emit(self) {
         metrics().dimension_records_total.with_label_values(&[self.topic]).inc();
     }
 }
 
 /// A partition's state was read back from its changelog.
-pub struct StateRestored {
+pub(crate) struct StateRestored {
     /// The partition.
-    pub partition: i32,
+    pub(crate) partition: i32,
     /// Changelog records read.
-    pub records: usize,
+    pub(crate) records: usize,
     /// How long it took.
-    pub seconds: f64,
+    pub(crate) seconds: f64,
 }
 
 impl StateRestored {
     /// Observes the duration and logs at INFO.
-    pub fn emit(self) {
+    pub(crate) fn emit(self) {
         metrics().restore_duration_seconds.observe(self.seconds);
         tracing::info!(partition = self.partition, records = self.records, seconds = self.seconds, "State restored.");
     }
 }
 
 /// The size of the state held, and its entities by band.
-pub struct StateMeasured<'a> {
+pub(crate) struct StateMeasured<'a> {
     /// Accounts, teams, (team, user) activity sets and tickets held.
-    pub size: crate::engine::StateSize,
+    pub(crate) size: crate::engine::StateSize,
     /// Entities by level and band at their last tick.
-    pub bands: &'a std::collections::HashMap<(crate::model::Level, crate::model::Band), u64>,
+    pub(crate) bands: &'a std::collections::HashMap<(crate::model::Level, crate::model::Band), u64>,
 }
 
 impl StateMeasured<'_> {
     /// Sets the state gauges.
-    pub fn emit(self) {
+    pub(crate) fn emit(self) {
         let m = metrics();
         let s = self.size;
         for (kind, v) in
@@ -397,16 +397,16 @@ impl StateMeasured<'_> {
 }
 
 /// Kafka acknowledged an output record, or refused it.
-pub struct OutputDelivered<'a> {
+pub(crate) struct OutputDelivered<'a> {
     /// For an alert fired by a record: its append time, epoch ms.
-    pub trigger_ms: Option<i64>,
+    pub(crate) trigger_ms: Option<i64>,
     /// Why Kafka refused it, with its topic and partition.
-    pub error: Option<(&'a rdkafka::error::KafkaError, &'a str, i32)>,
+    pub(crate) error: Option<(&'a rdkafka::error::KafkaError, &'a str, i32)>,
 }
 
 impl OutputDelivered<'_> {
     /// Observes event-to-alert latency, or counts and logs the failure at ERROR.
-    pub fn emit(self) {
+    pub(crate) fn emit(self) {
         let m = metrics();
         match self.error {
             None => {
@@ -423,40 +423,25 @@ impl OutputDelivered<'_> {
     }
 }
 
-/// An output record could not be encoded (it does not fit its schema: a defect). It is
-/// not produced; retrying cannot help.
-pub struct OutputNotEncoded<'a> {
-    /// The record, named, and why.
-    pub error: &'a str,
-}
-
-impl OutputNotEncoded<'_> {
-    /// Counts it as an output error and logs it at ERROR.
-    pub fn emit(self) {
-        metrics().output_errors_total.inc();
-        tracing::error!(error = self.error, "Output record not produced: it cannot be encoded.");
-    }
-}
-
 /// A record was produced to the dead-letter topic.
-pub struct DeadLetterProduced;
+pub(crate) struct DeadLetterProduced;
 
 impl DeadLetterProduced {
     /// Counts it.
-    pub fn emit(self) {
+    pub(crate) fn emit(self) {
         metrics().deadletter_records_total.inc();
     }
 }
 
 /// A state change was produced to the changelog.
-pub struct ChangelogWritten {
+pub(crate) struct ChangelogWritten {
     /// Key and value bytes.
-    pub bytes: usize,
+    pub(crate) bytes: usize,
 }
 
 impl ChangelogWritten {
     /// Counts the record and its bytes.
-    pub fn emit(self) {
+    pub(crate) fn emit(self) {
         let m = metrics();
         m.changelog_records_total.inc();
         m.changelog_bytes_total.inc_by(self.bytes as u64);

@@ -9,7 +9,7 @@ mod events;
 mod http;
 mod metrics;
 
-pub use events::*;
+pub(crate) use events::*;
 pub use http::serve;
 pub use metrics::{metrics, Metrics};
 
