@@ -120,7 +120,7 @@ impl<K: Hash + Eq + Clone> Driver<K> {
 
     /// Starts tracking an input partition's watermark.
     pub(crate) fn add_input(&mut self, at: InputPartition, now: WallClock) {
-        self.watermarks.add_partition((self.key_of)(at), now.0);
+        self.watermarks.add_partition((self.key_of)(at), now);
     }
 
     /// Stops tracking an input partition's watermark.
@@ -134,8 +134,8 @@ impl<K: Hash + Eq + Clone> Driver<K> {
         for (input, max) in EventInput::ALL.into_iter().zip(engine.input_max()) {
             if let Some(t) = max {
                 let key = (self.key_of)(InputPartition { input, partition: p });
-                self.watermarks.add_partition(key.clone(), now.0);
-                self.watermarks.observe(&key, t.0, now.0);
+                self.watermarks.add_partition(key.clone(), now);
+                self.watermarks.observe(&key, t, now);
             }
         }
         self.engines.insert(p, engine);
@@ -194,7 +194,7 @@ impl<K: Hash + Eq + Clone> Driver<K> {
         now: WallClock,
         sink: &mut S,
     ) -> Result<(), S::Error> {
-        self.watermarks.touch(&(self.key_of)(at), now.0);
+        self.watermarks.touch(&(self.key_of)(at), now);
         sink.reject(origin, why)
     }
 
@@ -239,11 +239,11 @@ impl<K: Hash + Eq + Clone> Driver<K> {
         let taken = match result.rejection(ev.event_time()) {
             None => {
                 engine.note_input(at.input, ev.event_time());
-                self.watermarks.observe(&key, ev.occurred_at(), now.0);
+                self.watermarks.observe(&key, ev.event_time(), now);
                 Taken::Accepted
             }
             Some(why) => {
-                self.watermarks.touch(&key, now.0);
+                self.watermarks.touch(&key, now);
                 if let Ingested::Limit { level, key, cap } = result {
                     EventLimited { level, key, cap }.emit();
                 }
@@ -270,8 +270,7 @@ impl<K: Hash + Eq + Clone> Driver<K> {
         sink: &mut S,
     ) -> Result<Advanced, S::Error> {
         let mut done = Advanced::default();
-        if let Some(wm) = self.watermarks.watermark(now.0) {
-            let wm = crate::time::EventTime(wm);
+        if let Some(wm) = self.watermarks.watermark(now) {
             WatermarkAdvanced { watermark: wm, now }.emit();
             for p in self.partitions() {
                 self.advance_partition(p, wm, max_ticks, dims, now, &mut done);
@@ -297,7 +296,7 @@ impl<K: Hash + Eq + Clone> Driver<K> {
         if let Some(max) = self.watermarks.max_event_time() {
             for p in self.partitions() {
                 let Some(engine) = self.engines.get(&p) else { continue };
-                let wm = engine.end_of_input_watermark(crate::time::EventTime(max));
+                let wm = engine.end_of_input_watermark(max);
                 self.advance_partition(p, wm, usize::MAX, dims, now, &mut done);
             }
         }

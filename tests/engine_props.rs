@@ -878,7 +878,7 @@ fn drive(s: &Scenario, events: &[Event], opts: &Opts) -> Run {
         }
     }
     let mut wm = WatermarkTracker::new(s.knobs.lateness_ms(), i64::MAX);
-    wm.add_partition((), 0);
+    wm.add_partition((), WallClock(0));
     let mut d = Driver {
         ecfg,
         engine,
@@ -911,12 +911,12 @@ fn drive(s: &Scenario, events: &[Event], opts: &Opts) -> Run {
                 let input = if is_support(ev) { EventInput::Support } else { EventInput::Usage };
                 d.engine.note_input(input, EventTime(t));
             }
-            d.wm.observe(&(), t, 0);
+            d.wm.observe(&(), EventTime(t), WallClock(0));
             d.max = Some(d.max.map_or(t, |m| m.max(t)));
         }
         if (pos + 1) % opts.batch == 0 {
-            if let Some(w) = d.wm.watermark(0) {
-                if !d.advance(w) {
+            if let Some(w) = d.wm.watermark(WallClock(0)) {
+                if !d.advance(w.0) {
                     return d.run;
                 }
             }
@@ -932,8 +932,8 @@ fn drive(s: &Scenario, events: &[Event], opts: &Opts) -> Run {
         }
     }
     // A batch that has not been advanced yet: its watermark first, as a pipeline would.
-    if let Some(w) = d.wm.watermark(0) {
-        if !d.advance(w) {
+    if let Some(w) = d.wm.watermark(WallClock(0)) {
+        if !d.advance(w.0) {
             return d.run;
         }
     }
