@@ -508,7 +508,7 @@ pub enum LogFormat {
 pub struct LogConfig {
     /// `human` or `json`. `CS_PULSE_LOG_FORMAT` overrides.
     pub format: LogFormat,
-    /// A `CS_PULSE_LOG_FORMAT` value that is neither, refused by [`Config::validate`].
+    /// A `CS_PULSE_LOG_FORMAT` value that is neither, refused by [`crate::config::Config::validate`].
     #[serde(skip)]
     pub bad_env_format: Option<String>,
 }

@@ -7,7 +7,7 @@
 //! State machine of an entity (team, group, business unit, division, account):
 //! it is created by the first usage or support event that names it, evaluated at every
 //! tick `T` after that event (`occurred_at < T`), and its band moves only through
-//! [`crate::health::band_for`]. Everything evaluated at `T` reads only events with
+//! `health::band_for`. Everything evaluated at `T` reads only events with
 //! `occurred_at < T`, even when later events have already arrived.
 
 mod aggregate;

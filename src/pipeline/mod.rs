@@ -7,7 +7,7 @@
 //! 1. polls input records for up to `processing.commit_interval_ms` (rebalances are
 //!    applied as they come, restoring the state of assigned partitions);
 //! 2. applies account and team record updates, then takes each record through the
-//!    [driver](crate::driver): decoded, ingested into the engine of its partition
+//!    driver (`src/driver.rs`): decoded, ingested into the engine of its partition
 //!    (invalid, late, future and over-limit records go to the dead-letter topic;
 //!    `support_escalation` alerts are produced at once); then the pipeline watermark
 //!    moves and the ticks it passed are evaluated; state changes go to the changelog;
@@ -20,9 +20,9 @@
 //! State is owned per co-partitioned input partition: partition N of the usage and the
 //! support topic feed engine N, and the range assignor gives both to the same member.
 //!
-//! The parts: [`source`] (the consumer's context, the dimension reader), [`state`] (the
+//! The parts: `source` (the consumer's context, the dimension reader), [`state`] (the
 //! changelog store and restore), `batch` (the owned partitions and one batch's work), and
-//! here the loop: the consumer's [`Lifecycle`], commit and recovery.
+//! here the loop: the consumer's `Lifecycle`, commit and recovery.
 
 mod batch;
 pub(crate) mod source;

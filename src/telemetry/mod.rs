@@ -2,7 +2,7 @@
 //! logging.
 //!
 //! Code that does something notable says so in one way: it builds the occurrence's struct
-//! (in [`events`]) and calls `emit()`, which logs and counts it. Nothing outside this module
+//! (in `telemetry/events.rs`) and calls `emit()`, which logs and counts it. Nothing outside this module
 //! touches the metrics registry.
 
 mod events;

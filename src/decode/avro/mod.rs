@@ -1,7 +1,7 @@
 //! Avro input: writer schemas from the schema registry resolved against cs-pulse's own
 //! (`schemas/*.avsc`), and object container files for `replay`.
 //!
-//! Each (writer schema id, input) pair is resolved once into a [`plan::Plan`] and cached;
+//! Each (writer schema id, input) pair is resolved once into a plan (`plan::Plan`) and cached;
 //! a record is then decoded by running the plan over its bytes, borrowing its strings.
 
 pub mod container;
