@@ -33,6 +33,7 @@
 
 // The public API: what the commands (`src/main.rs`), the benchmarks and the tests use.
 pub mod avro;
+pub mod backtest;
 pub mod config;
 pub mod decode;
 pub mod demo;
