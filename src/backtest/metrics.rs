@@ -9,33 +9,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::model::Outcome;
 use crate::time::DAY_MS;
-
-/// What a customer did at the end of a contract term.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Outcome {
-    /// Renewed as it was.
-    Renewed,
-    /// Renewed and bought more.
-    Expanded,
-    /// Renewed and bought less.
-    Contracted,
-    /// Left.
-    Churned,
-}
-
-impl Outcome {
-    /// Its name, as in the outcomes file.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Renewed => "renewed",
-            Outcome::Expanded => "expanded",
-            Outcome::Contracted => "contracted",
-            Outcome::Churned => "churned",
-        }
-    }
-}
 
 /// Days in a month, for volumes: a Gregorian year's average.
 pub const DAYS_PER_MONTH: f64 = 365.2425 / 12.0;

@@ -4,7 +4,7 @@
 
 use super::Upsert;
 use crate::model::{AccountRecord, Event, Priority, SupportEvent, SupportKind, TeamRecord, UsageEvent, UsageKind};
-use crate::model::{Reason, Rejection};
+use crate::model::{Outcome, OutcomeRecord, Reason, Rejection};
 
 /// One field of a record as decoded, before validation.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -247,6 +247,24 @@ pub fn account<R: Record + ?Sized>(o: &R) -> Result<AccountRecord, Rejection> {
         contract_start: opt_record_time(o, "contract_start")?,
         renewal_date: opt_record_time(o, "renewal_date")?,
     })
+}
+
+/// A backtest outcome from its fields: `account_id`, `at` (epoch ms or RFC 3339, not after
+/// year 9999) and `outcome` (renewed, expanded, contracted or churned).
+pub fn outcome<R: Record + ?Sized>(o: &R) -> Result<OutcomeRecord, Rejection> {
+    let account_id = req_str(o, "account_id")?;
+    let at = req_time(o, "at")?;
+    if at > crate::time::MAX_TIME_MS {
+        return Err(Rejection::new(Reason::InvalidValue, format!("field `at` is {at}, after the year 9999")));
+    }
+    let name = req_str(o, "outcome")?;
+    let outcome = Outcome::parse(&name).ok_or_else(|| {
+        Rejection::new(
+            Reason::UnknownEnum,
+            format!("field `outcome` is '{name}', not one of renewed, expanded, contracted, churned"),
+        )
+    })?;
+    Ok(OutcomeRecord { account_id, at, outcome })
 }
 
 /// A team record from its fields.

@@ -9,7 +9,7 @@ use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 
 use super::fields::{self, Field, Record};
 use super::Upsert;
-use crate::model::{AccountRecord, Event, TeamRecord};
+use crate::model::{AccountRecord, Event, OutcomeRecord, TeamRecord};
 use crate::model::{Reason, Rejection};
 
 /// A JSON object's top-level fields, borrowed from the message where no escape had to be
@@ -212,6 +212,11 @@ pub fn decode_account(key: Option<&[u8]>, bytes: Option<&[u8]>) -> Result<Upsert
     Ok(Upsert::Put(fields::account(&parse_object(bytes)?)?))
 }
 
+/// Decodes a backtest outcome.
+pub fn decode_outcome(bytes: Option<&[u8]>) -> Result<OutcomeRecord, Rejection> {
+    fields::outcome(&parse_object(bytes)?)
+}
+
 /// Decodes a team record; a null value with a key is a deletion.
 pub fn decode_team(key: Option<&[u8]>, bytes: Option<&[u8]>) -> Result<Upsert<TeamRecord>, Rejection> {
     if bytes.is_none() {
@@ -408,5 +413,22 @@ mod tests {
         // a far-future event decodes: the event-time sanity rule refuses it as `future`
         assert!(usage(r#"{"event_id":"e","occurred_at":1767225600000000,"account_id":"a","team_id":"t","type":"v"}"#)
             .is_ok());
+    }
+
+    #[test]
+    fn outcomes() {
+        use crate::model::Outcome;
+        let ok = |s: &str| decode_outcome(Some(s.as_bytes()));
+        let r = ok(r#"{"account_id":"acme","at":"2026-03-01T00:00:00Z","outcome":"churned"}"#).unwrap();
+        assert_eq!((r.account_id.as_str(), r.at, r.outcome), ("acme", 1_772_323_200_000, Outcome::Churned));
+        assert_eq!(ok(r#"{"account_id":"a","at":5,"outcome":"expanded"}"#).unwrap().outcome, Outcome::Expanded);
+        let reason = |s: &str| ok(s).unwrap_err().reason;
+        assert_eq!(reason(r#"{"account_id":"a","at":5,"outcome":"lost"}"#), Reason::UnknownEnum);
+        assert_eq!(reason(r#"{"at":5,"outcome":"renewed"}"#), Reason::MissingField);
+        assert_eq!(reason(r#"{"account_id":"a","outcome":"renewed"}"#), Reason::MissingField);
+        assert_eq!(reason(r#"{"account_id":"a","at":1.5,"outcome":"renewed"}"#), Reason::InvalidValue);
+        assert_eq!(reason(r#"{"account_id":"a","at":253402300800000,"outcome":"renewed"}"#), Reason::InvalidValue);
+        assert_eq!(reason(r#"{"account_id":"a","at":5,"outcome":7}"#), Reason::WrongType);
+        assert_eq!(reason("[1]"), Reason::NotObject);
     }
 }
