@@ -4,3 +4,4 @@
 //! wrote (scores, alerts) and what customers did ([`crate::model::Outcome`]).
 
 pub mod metrics;
+pub mod summary;

@@ -1,0 +1,297 @@
+//! A backtest's summary: the [`metrics`](super::metrics) of the band model and of each alert
+//! kind and severity, from what a replay wrote (alerts, account score records) and the
+//! outcomes.
+//!
+//! - The band model's signal is an account's entry into red: a score record in red whose
+//!   previous one (if any) was not.
+//! - Discrimination: each outcome is paired with its account's score 90 days before it
+//!   (the last score record at or before then); churned accounts are told apart from
+//!   renewed and expanded ones, and contracted ones on their own.
+//! - An alert counts for its entity's account, whatever the entity's level.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+
+use super::metrics::{auc, churn_times, lead_times_days, median, per_account_month, PrecisionRecall, Signal};
+use crate::model::{Alert, AlertKind, Band, Level, Outcome, OutcomeRecord, ScoreRecord, Severity};
+use crate::time::DAY_MS;
+
+/// How long before an outcome the score that predicts it is read.
+pub const SCORE_LEAD_DAYS: i64 = 90;
+
+/// What a backtest compares.
+#[derive(Debug, Clone, Copy)]
+pub struct Inputs<'a> {
+    /// Every alert the replay wrote.
+    pub alerts: &'a [Alert],
+    /// Every score record the replay wrote (only accounts' are read), in time order.
+    pub scores: &'a [ScoreRecord],
+    /// What customers did.
+    pub outcomes: &'a [OutcomeRecord],
+    /// How long after a signal a churn counts as foretold by it.
+    pub horizon_days: i64,
+    /// The time the replay covered, epoch ms: from its first to its last tick.
+    pub span_ms: i64,
+}
+
+/// The numbers of one kind of signal.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SignalRow {
+    /// Signals.
+    pub count: u64,
+    /// Signals per account per month.
+    pub per_account_month: Option<f64>,
+    /// Against churn within the horizon.
+    pub churn: PrecisionRecall,
+    /// Median days from the first signal within the horizon before a churn to the churn.
+    pub median_lead_days: Option<f64>,
+}
+
+/// The band model's numbers.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BandModel {
+    /// Entries into red, as a signal.
+    pub red: SignalRow,
+    /// The first critical alert (any kind), as a signal.
+    pub critical: SignalRow,
+    /// ROC AUC of the account score 90 days before the outcome: churned against renewed or
+    /// expanded.
+    pub auc_churned: Option<f64>,
+    /// The same for contracted against renewed or expanded.
+    pub auc_contracted: Option<f64>,
+    /// Outcomes with a score 90 days before them, by outcome.
+    pub scored_outcomes: BTreeMap<&'static str, u64>,
+}
+
+/// A backtest's summary.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Summary {
+    /// Accounts with a score record.
+    pub accounts: u64,
+    /// Months the replay covered.
+    pub months: f64,
+    /// Outcomes by kind.
+    pub outcomes: BTreeMap<&'static str, u64>,
+    /// The band model.
+    pub band_model: BandModel,
+    /// Each alert kind and severity that fired, with its numbers.
+    pub alerts: Vec<(AlertKind, Severity, SignalRow)>,
+}
+
+fn row(signals: &[Signal], churns: &BTreeMap<String, i64>, horizon_ms: i64, accounts: u64, span_ms: i64) -> SignalRow {
+    SignalRow {
+        count: signals.len() as u64,
+        per_account_month: per_account_month(signals.len() as u64, accounts, span_ms),
+        churn: super::metrics::precision_recall(signals, churns, horizon_ms),
+        median_lead_days: median(&lead_times_days(signals, churns, horizon_ms)),
+    }
+}
+
+/// Entries into red, from account score records in time order.
+fn red_entries(scores: &[ScoreRecord]) -> Vec<Signal> {
+    let mut last: BTreeMap<&str, Band> = BTreeMap::new();
+    let mut out = Vec::new();
+    for s in scores.iter().filter(|s| s.entity.level == Level::Account) {
+        let before = last.insert(&s.entity.account_id, s.band);
+        if s.band == Band::Red && before != Some(Band::Red) {
+            out.push(Signal { account_id: s.entity.account_id.clone(), at: s.at });
+        }
+    }
+    out
+}
+
+/// Each account's score history, in time order.
+fn histories(scores: &[ScoreRecord]) -> BTreeMap<&str, Vec<(i64, f64)>> {
+    let mut h: BTreeMap<&str, Vec<(i64, f64)>> = BTreeMap::new();
+    for s in scores.iter().filter(|s| s.entity.level == Level::Account) {
+        h.entry(&s.entity.account_id).or_default().push((s.at, s.score));
+    }
+    for v in h.values_mut() {
+        v.sort_by_key(|(at, _)| *at);
+    }
+    h
+}
+
+/// The account's score at `at`: its last record at or before then.
+fn score_at(history: &[(i64, f64)], at: i64) -> Option<f64> {
+    let n = history.partition_point(|(t, _)| *t <= at);
+    n.checked_sub(1).map(|i| history[i].1)
+}
+
+/// The summary of a backtest.
+pub fn summarize(inputs: Inputs<'_>) -> Summary {
+    let horizon_ms = inputs.horizon_days.saturating_mul(DAY_MS);
+    let churns = churn_times(inputs.outcomes.iter().map(|o| (o.account_id.as_str(), o.at, o.outcome)));
+    let accounts: BTreeSet<&str> = inputs
+        .scores
+        .iter()
+        .filter(|s| s.entity.level == Level::Account)
+        .map(|s| s.entity.account_id.as_str())
+        .collect();
+    let n_accounts = accounts.len() as u64;
+    let span = inputs.span_ms;
+    let signal = |a: &Alert| Signal { account_id: a.entity.account_id.clone(), at: a.at };
+
+    let critical: Vec<Signal> = inputs.alerts.iter().filter(|a| a.severity == Severity::Critical).map(signal).collect();
+    let mut by_kind: BTreeMap<(AlertKind, Severity), Vec<Signal>> = BTreeMap::new();
+    for a in inputs.alerts {
+        by_kind.entry((a.kind, a.severity)).or_default().push(signal(a));
+    }
+
+    let history = histories(inputs.scores);
+    let mut scored: BTreeMap<Outcome, Vec<f64>> = BTreeMap::new();
+    for o in inputs.outcomes {
+        let before = o.at.saturating_sub(SCORE_LEAD_DAYS * DAY_MS);
+        if let Some(s) = history.get(o.account_id.as_str()).and_then(|h| score_at(h, before)) {
+            scored.entry(o.outcome).or_default().push(s);
+        }
+    }
+    let of = |o: Outcome| scored.get(&o).cloned().unwrap_or_default();
+    let stayed: Vec<f64> = of(Outcome::Renewed).into_iter().chain(of(Outcome::Expanded)).collect();
+
+    let mut outcomes = BTreeMap::new();
+    for o in inputs.outcomes {
+        *outcomes.entry(o.outcome.as_str()).or_insert(0) += 1;
+    }
+    Summary {
+        accounts: n_accounts,
+        months: span as f64 / DAY_MS as f64 / super::metrics::DAYS_PER_MONTH,
+        outcomes,
+        band_model: BandModel {
+            red: row(&red_entries(inputs.scores), &churns, horizon_ms, n_accounts, span),
+            critical: row(&critical, &churns, horizon_ms, n_accounts, span),
+            auc_churned: auc(&of(Outcome::Churned), &stayed),
+            auc_contracted: auc(&of(Outcome::Contracted), &stayed),
+            scored_outcomes: scored.iter().map(|(o, v)| (o.as_str(), v.len() as u64)).collect(),
+        },
+        alerts: by_kind
+            .into_iter()
+            .map(|((kind, severity), signals)| (kind, severity, row(&signals, &churns, horizon_ms, n_accounts, span)))
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{EntityRef, Stage};
+
+    const D: i64 = DAY_MS;
+
+    fn score(account: &str, day: i64, score: f64, band: Band) -> ScoreRecord {
+        ScoreRecord {
+            entity: EntityRef { level: Level::Account, id: account.into(), account_id: account.into() },
+            at: day * D,
+            score,
+            band,
+            components: BTreeMap::new(),
+        }
+    }
+
+    fn alert(account: &str, day: i64, kind: AlertKind, severity: Severity) -> Alert {
+        Alert {
+            alert_id: format!("{account}-{day}"),
+            kind,
+            severity,
+            entity: EntityRef { level: Level::Team, id: "t".into(), account_id: account.into() },
+            at: day * D,
+            emitted_at: 0,
+            stage: Stage::Adoption,
+            health: None,
+            components: BTreeMap::new(),
+            reasons: Vec::new(),
+            renewal_in_days: None,
+            details: serde_json::Map::new(),
+        }
+    }
+
+    fn outcome(account: &str, day: i64, outcome: Outcome) -> OutcomeRecord {
+        OutcomeRecord { account_id: account.into(), at: day * D, outcome }
+    }
+
+    #[test]
+    fn a_small_history_by_hand() {
+        use Band::{Green, Red, Yellow};
+        // a: green, into red on day 100, churns on day 200.
+        // b: yellow, red on day 50, back to yellow, red again on day 300; renews on day 360.
+        // c: green throughout, renews on day 360.
+        // d: green then yellow, contracts on day 360.
+        let scores = [
+            score("a", 0, 80.0, Green),
+            score("b", 0, 60.0, Yellow),
+            score("c", 0, 90.0, Green),
+            score("d", 0, 85.0, Green),
+            score("b", 50, 40.0, Red),
+            score("b", 60, 66.0, Yellow),
+            score("a", 100, 30.0, Red),
+            score("d", 200, 70.0, Yellow),
+            score("b", 300, 45.0, Red),
+        ];
+        let alerts = [
+            alert("a", 90, AlertKind::UsageDrop, Severity::Critical),
+            alert("a", 95, AlertKind::UsageDrop, Severity::Warning),
+            alert("b", 300, AlertKind::UsageDrop, Severity::Critical),
+            alert("c", 10, AlertKind::SupportEscalation, Severity::Critical),
+        ];
+        let outcomes = [
+            outcome("a", 200, Outcome::Churned),
+            outcome("b", 360, Outcome::Renewed),
+            outcome("c", 360, Outcome::Renewed),
+            outcome("d", 360, Outcome::Contracted),
+        ];
+        let s = summarize(Inputs {
+            alerts: &alerts,
+            scores: &scores,
+            outcomes: &outcomes,
+            horizon_days: 180,
+            span_ms: 360 * D,
+        });
+        assert_eq!(s.accounts, 4);
+        // Entries into red: a day 100, b day 50, b day 300. Only a's precedes a churn.
+        let red = &s.band_model.red;
+        assert_eq!((red.count, red.churn.signals_before_churn), (3, 1));
+        assert_eq!((red.churn.churned, red.churn.churned_with_signal), (1, 1));
+        assert_eq!(red.median_lead_days, Some(100.0));
+        // First critical alert before a's churn: day 90, 110 days of lead. Three critical
+        // alerts, one before a churn.
+        let crit = &s.band_model.critical;
+        assert_eq!((crit.count, crit.churn.signals_before_churn), (3, 1));
+        assert_eq!(crit.median_lead_days, Some(110.0));
+        // Scores 90 days before: a (day 110) 30; b (day 270) 66; c (day 270) 90; d (day
+        // 270) 70. Churned {30} against stayed {66, 90}: AUC 1. Contracted {70} against
+        // {66, 90}: lower than 90 only, AUC 0.5.
+        assert_eq!(s.band_model.auc_churned, Some(1.0));
+        assert_eq!(s.band_model.auc_contracted, Some(0.5));
+        assert_eq!(s.band_model.scored_outcomes.values().sum::<u64>(), 4);
+        // By kind and severity, in kind order: usage_drop critical (2), usage_drop warning
+        // (1), support_escalation critical (1).
+        let counts: Vec<(AlertKind, Severity, u64)> = s.alerts.iter().map(|(k, v, r)| (*k, *v, r.count)).collect();
+        assert!(counts.contains(&(AlertKind::UsageDrop, Severity::Critical, 2)), "{counts:?}");
+        assert!(counts.contains(&(AlertKind::UsageDrop, Severity::Warning, 1)), "{counts:?}");
+        assert!(counts.contains(&(AlertKind::SupportEscalation, Severity::Critical, 1)), "{counts:?}");
+        let (_, _, drop_crit) =
+            &s.alerts.iter().find(|(k, v, _)| *k == AlertKind::UsageDrop && *v == Severity::Critical).expect("row");
+        assert_eq!(drop_crit.churn.precision, Some(0.5));
+        // 2 alerts over 4 accounts in 360 days.
+        let months = 360.0 / super::super::metrics::DAYS_PER_MONTH;
+        assert!((drop_crit.per_account_month.unwrap_or(0.0) - 2.0 / 4.0 / months).abs() < 1e-12);
+        assert_eq!(s.outcomes.get("renewed"), Some(&2));
+    }
+
+    #[test]
+    fn no_score_before_an_outcome_leaves_it_out_of_the_auc() {
+        let scores = [score("a", 100, 30.0, Band::Red)];
+        let outcomes = [outcome("a", 150, Outcome::Churned), outcome("b", 150, Outcome::Renewed)];
+        let s = summarize(Inputs {
+            alerts: &[],
+            scores: &scores,
+            outcomes: &outcomes,
+            horizon_days: 180,
+            span_ms: 150 * D,
+        });
+        assert_eq!(s.band_model.auc_churned, None);
+        assert!(s.band_model.scored_outcomes.is_empty());
+        assert!(s.alerts.is_empty());
+    }
+}
