@@ -22,7 +22,7 @@ use crate::decode::{fields, json, Upsert};
 use crate::dims::Dimensions;
 use crate::driver::{Driver, Sink, Taken};
 use crate::engine::{EngineConfig, Outputs};
-use crate::model::{Event, EventInput, Input, InputPartition, Partition, Reason, Rejection};
+use crate::model::{Alert, Event, EventInput, Input, InputPartition, Level, Partition, Reason, Rejection, ScoreRecord};
 use crate::telemetry::{EventsReceived, RecordRejected};
 use crate::time::WallClock;
 use crate::window::WatermarkTracker;
@@ -209,13 +209,22 @@ struct LineRef<'a> {
     payload: &'a str,
 }
 
-/// Where replay's outputs go: the `--out`, `--scores` and `--deadletter` files, and the
-/// summary.
+/// What a replay kept in memory instead of writing it ([`replay_kept`]).
+#[derive(Debug, Clone, Default)]
+pub struct Kept {
+    /// Every alert, in the order written.
+    pub alerts: Vec<Alert>,
+    /// The accounts' score records (not the other levels'), in the order written.
+    pub account_scores: Vec<ScoreRecord>,
+}
+
+/// Where replay's outputs go: the `--out`, `--scores` and `--deadletter` files, or memory,
+/// and the summary.
 struct Files {
-    out: BufWriter<File>,
-    out_path: String,
+    out: Option<(BufWriter<File>, String)>,
     scores: Option<(BufWriter<File>, String)>,
     deadletter: Option<(BufWriter<File>, String)>,
+    kept: Option<Kept>,
     summary: ReplaySummary,
 }
 
@@ -272,13 +281,21 @@ impl Sink for Files {
         summary.changes_expired += out.expired_changes;
         for a in out.alerts.drain(..) {
             *summary.alerts.entry(a.kind.as_str().to_string()).or_insert(0) += 1;
-            write_json(&mut self.out, &self.out_path, &a)?;
+            if let Some((w, path)) = &mut self.out {
+                write_json(w, path, &a)?;
+            }
+            if let Some(kept) = &mut self.kept {
+                kept.alerts.push(a);
+            }
         }
         summary.scores += out.scores.len() as u64;
         if let Some((w, path)) = &mut self.scores {
-            for s in out.scores.drain(..) {
-                write_json(w, path, &s)?;
+            for s in &out.scores {
+                write_json(w, path, s)?;
             }
+        }
+        if let Some(kept) = &mut self.kept {
+            kept.account_scores.extend(out.scores.drain(..).filter(|s| s.entity.level == Level::Account));
         }
         summary.ticks += out.ticks;
         summary.evaluations += out.evaluations;
@@ -291,18 +308,11 @@ impl Sink for Files {
 }
 
 impl Files {
-    fn finish(mut self) -> Result<ReplaySummary, ReplayError> {
-        let flush = |w: &mut BufWriter<File>, path: &str| {
-            w.flush().map_err(|source| ReplayError::Io { path: path.to_string(), source })
-        };
-        flush(&mut self.out, &self.out_path)?;
-        if let Some((w, p)) = &mut self.scores {
-            flush(w, p)?;
+    fn finish(mut self) -> Result<(ReplaySummary, Option<Kept>), ReplayError> {
+        for (w, path) in [&mut self.out, &mut self.scores, &mut self.deadletter].into_iter().flatten() {
+            w.flush().map_err(|source| ReplayError::Io { path: path.clone(), source })?;
         }
-        if let Some((w, p)) = &mut self.deadletter {
-            flush(w, p)?;
-        }
-        Ok(self.summary)
+        Ok((self.summary, self.kept))
     }
 }
 
@@ -368,18 +378,37 @@ fn load_dimension<T>(
     Ok(())
 }
 
-/// Replays the files through the engine.
+/// Replays the files through the engine, writing alerts, scores and dead letters to their
+/// files.
 pub fn replay(cfg: &Config, paths: &ReplayFiles) -> Result<ReplaySummary, ReplayError> {
     let opened = |p: &Option<PathBuf>| -> Result<_, ReplayError> {
         p.as_ref().map(|p| Ok((create(p)?, p.display().to_string()))).transpose()
     };
-    let mut files = Files {
-        out: create(&paths.out)?,
-        out_path: paths.out.display().to_string(),
+    let files = Files {
+        out: opened(&Some(paths.out.clone()))?,
         scores: opened(&paths.scores)?,
         deadletter: opened(&paths.deadletter)?,
+        kept: None,
         summary: ReplaySummary::default(),
     };
+    run(cfg, paths, files).map(|(summary, _)| summary)
+}
+
+/// Replays the input files of `paths` through the engine and keeps the alerts and the
+/// accounts' score records in memory (for `backtest`). Nothing is written: `out`, `scores`
+/// and `deadletter` are not used, and rejected lines are logged as warnings.
+pub fn replay_kept(cfg: &Config, paths: &ReplayFiles) -> Result<(ReplaySummary, Kept), ReplayError> {
+    let files = Files {
+        out: None,
+        scores: None,
+        deadletter: None,
+        kept: Some(Kept::default()),
+        summary: ReplaySummary::default(),
+    };
+    run(cfg, paths, files).map(|(summary, kept)| (summary, kept.unwrap_or_default()))
+}
+
+fn run(cfg: &Config, paths: &ReplayFiles, mut files: Files) -> Result<(ReplaySummary, Option<Kept>), ReplayError> {
     let mut dims = Dimensions::default();
     if let Some(p) = &paths.accounts {
         let json = |b: &[u8]| json::decode_account(None, Some(b));
@@ -430,7 +459,7 @@ pub fn replay(cfg: &Config, paths: &ReplayFiles) -> Result<ReplaySummary, Replay
         return Err(ReplayError::Failed(why));
     }
     let last_tick = driver.last_evaluated();
-    let mut summary = files.finish()?;
+    let (mut summary, kept) = files.finish()?;
     summary.last_tick = last_tick.map(|t| t.0);
-    Ok(summary)
+    Ok((summary, kept))
 }

@@ -162,3 +162,54 @@ fn an_unset_variable_exits_2_naming_key_and_variable_but_replay_does_not_need_it
     let out = cs_pulse(&["replay", "--config", p.to_str().unwrap(), "--out", alerts.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// The golden `trend` case (a team's usage drops on 2026-03-10: usage_drop and
+/// health_band_changed warnings for the team and its account `acct`), with `acct` churning
+/// 22 days later and another account renewing.
+#[test]
+fn backtest_measures_alerts_against_churn() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/trend");
+    let outcomes = write_temp(
+        "outcomes.ndjson",
+        "{\"account_id\":\"acct\",\"at\":\"2026-04-01T00:00:00Z\",\"outcome\":\"churned\"}\n\
+         {\"account_id\":\"other\",\"at\":\"2026-04-01T00:00:00Z\",\"outcome\":\"renewed\"}\n\
+         {\"account_id\":\"acct\",\"at\":\"soon\",\"outcome\":\"churned\"}\n",
+    );
+    let json = std::env::temp_dir().join(format!("cs-pulse-cli-{}-backtest.json", std::process::id()));
+    let usage = dir.join("usage.ndjson");
+    let config = dir.join("config.toml");
+    let out = cs_pulse(&[
+        "backtest",
+        "--usage",
+        usage.to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+        "--outcomes",
+        outcomes.to_str().unwrap(),
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("usage_drop warning"), "{text}");
+    assert!(err.contains("Outcome line refused") && err.contains("'soon'"), "the refused line is named: {err}");
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(v["outcomes_read"], 3);
+    assert_eq!(v["outcomes_refused"], 1);
+    let rows = v["summary"]["alerts"].as_array().unwrap();
+    let drop = rows.iter().find(|r| r["kind"] == "usage_drop").unwrap();
+    // Two usage_drop alerts (team and account), both 22 days before acct's churn.
+    assert_eq!(drop["count"], 2);
+    assert_eq!(drop["churn"]["precision"], 1.0);
+    assert_eq!(drop["churn"]["recall"], 1.0);
+    assert_eq!(drop["median_lead_days"], 22.0);
+    // No critical alert; no score 90 days before either outcome (the history starts in March).
+    assert_eq!(v["summary"]["band_model"]["critical"]["count"], 0);
+    assert!(v["summary"]["band_model"]["auc_churned"].is_null());
+
+    let missing =
+        cs_pulse(&["backtest", "--usage", usage.to_str().unwrap(), "--outcomes", "/nonexistent/outcomes.ndjson"]);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("/nonexistent/outcomes.ndjson"));
+}

@@ -1,7 +1,172 @@
-//! Backtesting: does the health model predict churn? The contract is SPEC's "Backtest".
+//! `cs-pulse backtest`: does the health model predict churn? The contract is SPEC's
+//! "Backtest".
 //!
-//! [`metrics`] holds the numbers a backtest reports, as pure functions over what a replay
-//! wrote (scores, alerts) and what customers did ([`crate::model::Outcome`]).
+//! The history is replayed through the same driver and engine as `run`
+//! ([`crate::replay::replay_kept`]); the alerts and account scores it produces are compared
+//! with what customers did (an outcomes file). [`metrics`] holds the numbers as pure
+//! functions, [`summary`] puts them together for the band model and each alert kind.
 
 pub mod metrics;
 pub mod summary;
+
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::model::OutcomeRecord;
+use crate::replay::{ReplayError, ReplayFiles, ReplaySummary};
+use summary::{Inputs, SignalRow, Summary};
+
+/// What to backtest.
+#[derive(Debug, Clone)]
+pub struct BacktestOptions {
+    /// The history: usage, support, account and team files (the output paths are not used).
+    pub inputs: ReplayFiles,
+    /// What customers did: NDJSON lines of `account_id`, `at`, `outcome`.
+    pub outcomes: PathBuf,
+    /// How long after a signal a churn counts as foretold by it, days.
+    pub horizon_days: i64,
+}
+
+/// Why a backtest could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum BacktestError {
+    /// Replaying the history failed.
+    #[error("{0}")]
+    Replay(#[from] ReplayError),
+    /// The outcomes file could not be read.
+    #[error("{path}: {source}")]
+    Outcomes {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+impl BacktestError {
+    /// Whether the error is the user's input (exit 2) rather than a runtime failure.
+    pub fn is_usage(&self) -> bool {
+        match self {
+            BacktestError::Replay(e) => e.is_usage(),
+            BacktestError::Outcomes { source, .. } => source.kind() == std::io::ErrorKind::NotFound,
+        }
+    }
+}
+
+/// What a backtest found.
+#[derive(Debug, Clone, Serialize)]
+pub struct Backtest {
+    /// The replay of the history.
+    pub replay: ReplaySummary,
+    /// Outcome lines read.
+    pub outcomes_read: u64,
+    /// Outcome lines refused (each logged as a warning with its line and reason).
+    pub outcomes_refused: u64,
+    /// The horizon, days.
+    pub horizon_days: i64,
+    /// The numbers.
+    pub summary: Summary,
+}
+
+/// Reads an outcomes file: valid lines, and how many were refused (each logged).
+fn read_outcomes(path: &Path) -> Result<(Vec<OutcomeRecord>, u64), BacktestError> {
+    let shown = path.display().to_string();
+    let io = |source| BacktestError::Outcomes { path: shown.clone(), source };
+    let file = std::fs::File::open(path).map_err(io)?;
+    let (mut outcomes, mut refused) = (Vec::new(), 0);
+    for (i, line) in std::io::BufReader::new(file).split(b'\n').enumerate() {
+        let line = line.map_err(io)?;
+        let text = line.strip_suffix(b"\r").unwrap_or(&line);
+        if text.trim_ascii().is_empty() {
+            continue;
+        }
+        match crate::decode::json::decode_outcome(Some(text)) {
+            Ok(o) => outcomes.push(o),
+            Err(e) => {
+                refused += 1;
+                tracing::warn!(file = %shown, line = i + 1, reason = e.reason(), error = %e.detail, "Outcome line refused.");
+            }
+        }
+    }
+    Ok((outcomes, refused))
+}
+
+/// Replays the history and compares it with the outcomes.
+pub fn run(cfg: &Config, opts: &BacktestOptions) -> Result<Backtest, BacktestError> {
+    let (outcomes, refused) = read_outcomes(&opts.outcomes)?;
+    let (replay, kept) = crate::replay::replay_kept(cfg, &opts.inputs)?;
+    let first = kept.account_scores.iter().map(|s| s.at).min();
+    let span_ms = match (first, replay.last_tick) {
+        (Some(a), Some(b)) => b.saturating_sub(a),
+        _ => 0,
+    };
+    let summary = summary::summarize(Inputs {
+        alerts: &kept.alerts,
+        scores: &kept.account_scores,
+        outcomes: &outcomes,
+        horizon_days: opts.horizon_days,
+        span_ms,
+    });
+    Ok(Backtest {
+        replay,
+        outcomes_read: outcomes.len() as u64 + refused,
+        outcomes_refused: refused,
+        horizon_days: opts.horizon_days,
+        summary,
+    })
+}
+
+fn pct(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".into(), |v| format!("{:.0} %", v * 100.0))
+}
+
+fn num(v: Option<f64>, digits: usize) -> String {
+    v.map_or_else(|| "-".into(), |v| format!("{v:.digits$}"))
+}
+
+fn row_line(name: &str, r: &SignalRow) -> String {
+    format!(
+        "  {name:<34} {:>7} {:>9} {:>9} {:>7} {:>10}\n",
+        r.count,
+        num(r.per_account_month, 3),
+        pct(r.churn.precision),
+        pct(r.churn.recall),
+        num(r.median_lead_days, 0),
+    )
+}
+
+/// The summary as the terminal shows it.
+pub fn format_summary(b: &Backtest) -> String {
+    let s = &b.summary;
+    let mut out = String::from("\n=== cs-pulse backtest ===\n");
+    out.push_str(&format!(
+        "accounts scored: {}   months: {:.1}   events: {}   ticks: {}\n",
+        s.accounts, s.months, b.replay.events, b.replay.ticks
+    ));
+    let outcomes: Vec<String> = s.outcomes.iter().map(|(k, v)| format!("{k} {v}")).collect();
+    out.push_str(&format!(
+        "outcomes: {}   (read {}, refused {})\n",
+        if outcomes.is_empty() { "none".into() } else { outcomes.join(", ") },
+        b.outcomes_read,
+        b.outcomes_refused
+    ));
+    let m = &s.band_model;
+    out.push_str(&format!(
+        "score 90 days before the outcome, ROC AUC: churned {}   contracted {}   (against renewed and expanded)\n",
+        num(m.auc_churned, 3),
+        num(m.auc_contracted, 3)
+    ));
+    out.push_str(&format!(
+        "\nsignals against churn within {} days:\n  {:<34} {:>7} {:>9} {:>9} {:>7} {:>10}\n",
+        b.horizon_days, "signal", "count", "/acct/mo", "precision", "recall", "lead days"
+    ));
+    out.push_str(&row_line("entry into red", &m.red));
+    out.push_str(&row_line("first critical alert", &m.critical));
+    for a in &s.alerts {
+        out.push_str(&row_line(&format!("{} {}", a.kind.as_str(), a.severity.as_str()), &a.row));
+    }
+    out
+}

@@ -76,7 +76,19 @@ pub struct Summary {
     /// The band model.
     pub band_model: BandModel,
     /// Each alert kind and severity that fired, with its numbers.
-    pub alerts: Vec<(AlertKind, Severity, SignalRow)>,
+    pub alerts: Vec<AlertRow>,
+}
+
+/// The numbers of one alert kind and severity.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AlertRow {
+    /// The kind.
+    pub kind: AlertKind,
+    /// The severity.
+    pub severity: Severity,
+    /// Its numbers.
+    #[serde(flatten)]
+    pub row: SignalRow,
 }
 
 fn row(signals: &[Signal], churns: &BTreeMap<String, i64>, horizon_ms: i64, accounts: u64, span_ms: i64) -> SignalRow {
@@ -167,7 +179,11 @@ pub fn summarize(inputs: Inputs<'_>) -> Summary {
         },
         alerts: by_kind
             .into_iter()
-            .map(|((kind, severity), signals)| (kind, severity, row(&signals, &churns, horizon_ms, n_accounts, span)))
+            .map(|((kind, severity), signals)| AlertRow {
+                kind,
+                severity,
+                row: row(&signals, &churns, horizon_ms, n_accounts, span),
+            })
             .collect(),
     }
 }
@@ -266,12 +282,17 @@ mod tests {
         assert_eq!(s.band_model.scored_outcomes.values().sum::<u64>(), 4);
         // By kind and severity, in kind order: usage_drop critical (2), usage_drop warning
         // (1), support_escalation critical (1).
-        let counts: Vec<(AlertKind, Severity, u64)> = s.alerts.iter().map(|(k, v, r)| (*k, *v, r.count)).collect();
+        let counts: Vec<(AlertKind, Severity, u64)> =
+            s.alerts.iter().map(|a| (a.kind, a.severity, a.row.count)).collect();
         assert!(counts.contains(&(AlertKind::UsageDrop, Severity::Critical, 2)), "{counts:?}");
         assert!(counts.contains(&(AlertKind::UsageDrop, Severity::Warning, 1)), "{counts:?}");
         assert!(counts.contains(&(AlertKind::SupportEscalation, Severity::Critical, 1)), "{counts:?}");
-        let (_, _, drop_crit) =
-            &s.alerts.iter().find(|(k, v, _)| *k == AlertKind::UsageDrop && *v == Severity::Critical).expect("row");
+        let drop_crit = &s
+            .alerts
+            .iter()
+            .find(|a| a.kind == AlertKind::UsageDrop && a.severity == Severity::Critical)
+            .expect("row")
+            .row;
         assert_eq!(drop_crit.churn.precision, Some(0.5));
         // 2 alerts over 4 accounts in 360 days.
         let months = 360.0 / super::super::metrics::DAYS_PER_MONTH;
