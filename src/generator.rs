@@ -330,10 +330,26 @@ fn synthetic_companies(scale: Scale, rng: &mut Rng) -> Vec<Company> {
         .collect()
 }
 
+/// The chance that an account on `story` leaves at a renewal on `day` of the simulation:
+/// low before its trouble starts, high while it lasts, and lower again once it is over.
+fn churn_risk(story: Story, day: i64) -> f64 {
+    match story {
+        Story::Steady => 0.04,
+        Story::Growth => 0.02,
+        Story::NewCustomer => 0.06,
+        Story::Tickets if (12..75).contains(&day) => 0.35,
+        Story::Collapse | Story::RenewalDrop if day >= 15 => 0.6,
+        Story::Stalled if day >= 20 => 0.7,
+        _ => 0.05,
+    }
+}
+
 /// The synthetic customer base.
 #[derive(Debug, Clone)]
 pub struct Generator {
     rng: Rng,
+    /// Seeds the outcomes, apart from the records: asking for outcomes changes no record.
+    outcome_seed: u64,
     start_ms: i64,
     companies: Vec<Company>,
     seq: u64,
@@ -348,6 +364,7 @@ impl Generator {
     pub fn new(seed: u64, start_ms: i64) -> Self {
         Self {
             rng: Rng::new(seed),
+            outcome_seed: seed,
             start_ms,
             companies: storyline_companies(),
             seq: 0,
@@ -360,12 +377,49 @@ impl Generator {
     pub fn scaled(seed: u64, start_ms: i64, scale: Scale) -> Self {
         let mut rng = Rng::new(seed);
         let companies = synthetic_companies(scale, &mut rng);
-        Self { rng, start_ms, companies, seq: 0, pending: Vec::new(), with_garbage: false }
+        Self { rng, outcome_seed: seed, start_ms, companies, seq: 0, pending: Vec::new(), with_garbage: false }
     }
 
     /// Day 0 of the simulation, epoch ms.
     pub fn start_ms(&self) -> i64 {
         self.start_ms
+    }
+
+    /// What the accounts did at each renewal within the first `days` days (a contract term
+    /// is a year from its renewal date), for `backtest`. Churn is drawn at each renewal
+    /// with a chance that follows the account's storyline at that point of its history
+    /// (see `churn_risk`); an account that churned has no later outcome. One that stays
+    /// expands or contracts by chance, more likely as its history suggests. Deterministic
+    /// by seed, and drawn apart from the records.
+    pub fn outcomes(&self, days: i64) -> Vec<crate::model::OutcomeRecord> {
+        use crate::model::{Outcome, OutcomeRecord};
+        let mut rng = Rng::new(self.outcome_seed ^ 0x6f75_7463_6f6d_6573);
+        let mut out = Vec::new();
+        for c in &self.companies {
+            let mut day = c.renewal_day;
+            while day < 0 {
+                day += 365;
+            }
+            while day < days {
+                let troubled = matches!(c.story, Story::Collapse | Story::RenewalDrop | Story::Tickets);
+                let outcome = if rng.chance(churn_risk(c.story, day)) {
+                    Outcome::Churned
+                } else if rng.chance(if c.story == Story::Growth { 0.6 } else { 0.15 }) {
+                    Outcome::Expanded
+                } else if rng.chance(if troubled { 0.4 } else { 0.1 }) {
+                    Outcome::Contracted
+                } else {
+                    Outcome::Renewed
+                };
+                out.push(OutcomeRecord { account_id: c.id.clone(), at: self.start_ms + day * DAY_MS, outcome });
+                if outcome == Outcome::Churned {
+                    break;
+                }
+                day += 365;
+            }
+        }
+        out.sort_by(|a, b| (a.at, &a.account_id).cmp(&(b.at, &b.account_id)));
+        out
     }
 
     /// One usage and one support event per account at `at` (a system event and a CSAT
@@ -683,5 +737,40 @@ mod tests {
         };
         assert!(champion(&g.day(14)));
         assert!(!champion(&g.day(16)));
+    }
+
+    #[test]
+    fn outcomes_follow_the_storylines_by_chance() {
+        use crate::model::Outcome;
+        let scale = Scale { accounts: 800, teams_per_account: 1, users_per_team: 2 };
+        let g = Generator::scaled(7, DEFAULT_START_MS, scale);
+        let outcomes = g.outcomes(400);
+        assert_eq!(outcomes, Generator::scaled(7, DEFAULT_START_MS, scale).outcomes(400), "deterministic");
+        assert_ne!(outcomes, Generator::scaled(8, DEFAULT_START_MS, scale).outcomes(400), "by seed");
+        // Every account renews within 400 days (renewals fall on days 50..420, or every
+        // 365 days from a past one), once or twice, and nothing follows a churn.
+        let mut by_account: std::collections::BTreeMap<&str, Vec<Outcome>> = Default::default();
+        for o in &outcomes {
+            assert!(o.at >= DEFAULT_START_MS && o.at < DEFAULT_START_MS + 400 * DAY_MS, "{o:?}");
+            by_account.entry(&o.account_id).or_default().push(o.outcome);
+        }
+        assert!(by_account.len() >= 700, "{} accounts with an outcome", by_account.len());
+        for (a, v) in &by_account {
+            assert!(!v[..v.len() - 1].contains(&Outcome::Churned), "{a} has an outcome after churning: {v:?}");
+        }
+        // Churn follows the storylines: collapsing accounts (every 8th from 2) churn far
+        // more often than steady ones (every 8th from 0), but not every time.
+        let churn_rate = |story_index: u64| {
+            let ids: Vec<String> = (0..800).filter(|i| i % 8 == story_index).map(|i| format!("acct-{i:06}")).collect();
+            let churned = ids
+                .iter()
+                .filter(|id| by_account.get(id.as_str()).is_some_and(|v| v.contains(&Outcome::Churned)))
+                .count();
+            churned as f64 / ids.len() as f64
+        };
+        let (steady, collapse) = (churn_rate(0), churn_rate(2));
+        assert!(steady < 0.2 && collapse > 0.3 && collapse < 1.0, "steady {steady}, collapse {collapse}");
+        let kinds: std::collections::BTreeSet<Outcome> = outcomes.iter().map(|o| o.outcome).collect();
+        assert_eq!(kinds.len(), 4, "every outcome occurs: {kinds:?}");
     }
 }

@@ -31,7 +31,8 @@ pub struct GenOptions {
     pub rate: Option<f64>,
     /// Produce to Kafka (the config's bootstrap servers and topics).
     pub to_kafka: bool,
-    /// Also write `usage.ndjson`, `support.ndjson`, `accounts.ndjson`, `teams.ndjson` here.
+    /// Also write `usage.ndjson`, `support.ndjson`, `accounts.ndjson`, `teams.ndjson` here,
+    /// and `outcomes.ndjson`: what the accounts did at their renewals (for `backtest`).
     pub ndjson_dir: Option<PathBuf>,
     /// Create missing topics with this many input partitions first.
     pub create_topics: Option<i32>,
@@ -87,6 +88,7 @@ struct Files {
     support: BufWriter<File>,
     accounts: BufWriter<File>,
     teams: BufWriter<File>,
+    outcomes: BufWriter<File>,
 }
 
 /// The record with its event time moved to now.
@@ -114,7 +116,16 @@ impl Files {
             support: open("support.ndjson")?,
             accounts: open("accounts.ndjson")?,
             teams: open("teams.ndjson")?,
+            outcomes: open("outcomes.ndjson")?,
         })
+    }
+
+    fn write_outcomes(&mut self, outcomes: &[crate::model::OutcomeRecord]) -> Result<(), GenError> {
+        for o in outcomes {
+            serde_json::to_writer(&mut self.outcomes, o).map_err(|e| GenError::Io(e.to_string()))?;
+            self.outcomes.write_all(b"\n").map_err(|e| GenError::Io(e.to_string()))?;
+        }
+        Ok(())
     }
 
     fn write(&mut self, r: &GenRecord) -> Result<(), GenError> {
@@ -128,7 +139,7 @@ impl Files {
     }
 
     fn flush(&mut self) -> Result<(), GenError> {
-        for w in [&mut self.usage, &mut self.support, &mut self.accounts, &mut self.teams] {
+        for w in [&mut self.usage, &mut self.support, &mut self.accounts, &mut self.teams, &mut self.outcomes] {
             w.flush().map_err(|e| GenError::Io(e.to_string()))?;
         }
         Ok(())
@@ -245,6 +256,7 @@ pub fn run(cfg: &Config, opts: &GenOptions) -> Result<GenSummary, GenError> {
         }
     }
     if let Some(f) = &mut files {
+        f.write_outcomes(&gen.outcomes(days_written))?;
         f.flush()?;
     }
     summary.seconds = started.elapsed().as_secs_f64();

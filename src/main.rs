@@ -176,7 +176,8 @@ enum Command {
         /// Create missing topics first, with this many input partitions.
         #[arg(long, value_name = "PARTITIONS")]
         create_topics: Option<i32>,
-        /// Also write the records as NDJSON files into this folder (for `replay`).
+        /// Also write the records as NDJSON files into this folder (for `replay`), and
+        /// outcomes.ndjson: what the accounts did at their renewals (for `backtest`).
         #[arg(long, value_name = "DIR")]
         ndjson_dir: Option<PathBuf>,
         /// Write only the NDJSON files, not to Kafka.

@@ -213,3 +213,62 @@ fn backtest_measures_alerts_against_churn() {
     assert_eq!(missing.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("/nonexistent/outcomes.ndjson"));
 }
+
+/// `gen --ndjson-dir` writes outcomes beside the records, and `backtest` reads them all.
+#[test]
+fn gen_writes_outcomes_that_backtest_reads() {
+    let dir = std::env::temp_dir().join(format!("cs-pulse-cli-{}-gen-outcomes", std::process::id()));
+    let d = dir.to_str().unwrap();
+    let out = cs_pulse(&[
+        "gen",
+        "--no-kafka",
+        "--ndjson-dir",
+        d,
+        "--accounts",
+        "24",
+        "--teams",
+        "1",
+        "--users",
+        "3",
+        "--days",
+        "400",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let outcomes = std::fs::read_to_string(dir.join("outcomes.ndjson")).unwrap();
+    let lines: Vec<serde_json::Value> = outcomes.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(lines.len() >= 10, "{outcomes}");
+    for o in &lines {
+        assert!(o["account_id"].as_str().unwrap().starts_with("acct-"), "{o}");
+        assert!(["renewed", "expanded", "contracted", "churned"].contains(&o["outcome"].as_str().unwrap()), "{o}");
+    }
+    let json = dir.join("backtest.json");
+    let path = |f: &str| dir.join(f).to_str().unwrap().to_string();
+    let (u, s, a, t, o) = (
+        path("usage.ndjson"),
+        path("support.ndjson"),
+        path("accounts.ndjson"),
+        path("teams.ndjson"),
+        path("outcomes.ndjson"),
+    );
+    let out = cs_pulse(&[
+        "backtest",
+        "--usage",
+        &u,
+        "--support",
+        &s,
+        "--accounts",
+        &a,
+        "--teams",
+        &t,
+        "--outcomes",
+        &o,
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(v["outcomes_read"], lines.len());
+    assert_eq!(v["outcomes_refused"], 0);
+    assert_eq!(v["summary"]["accounts"], 24);
+    let _ = std::fs::remove_dir_all(&dir);
+}
