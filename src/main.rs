@@ -117,6 +117,7 @@ enum Command {
     /// month, precision and recall against churn within --horizon-days after the signal,
     /// and the median lead time in days; and the ROC AUC of the account score 90 days
     /// before each outcome (churned, and contracted, against renewed and expanded).
+    /// Says how far the replay is every 5 s on stderr.
     Backtest {
         /// Usage events.
         #[arg(long)]

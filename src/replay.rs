@@ -225,7 +225,39 @@ struct Files {
     scores: Option<(BufWriter<File>, String)>,
     deadletter: Option<(BufWriter<File>, String)>,
     kept: Option<Kept>,
+    /// Print progress to stderr every few seconds (`backtest`).
+    progress: Option<Progress>,
     summary: ReplaySummary,
+}
+
+/// Progress lines on a long replay.
+struct Progress {
+    started: std::time::Instant,
+    last: std::time::Instant,
+}
+
+/// How often a long replay says how far it is.
+const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+impl Progress {
+    fn new() -> Self {
+        let now = std::time::Instant::now();
+        Self { started: now, last: now }
+    }
+
+    /// Says how far the replay is, when it last said so long enough ago.
+    fn tick(&mut self, events: u64, event_time: i64) {
+        if self.last.elapsed() < PROGRESS_EVERY {
+            return;
+        }
+        self.last = std::time::Instant::now();
+        let secs = self.started.elapsed().as_secs_f64();
+        eprintln!(
+            "replay: {events} events in {secs:.0} s ({:.0}/s), event time {}",
+            events as f64 / secs.max(1e-9),
+            crate::time::format_rfc3339(event_time)
+        );
+    }
 }
 
 fn create(path: &Path) -> Result<BufWriter<File>, ReplayError> {
@@ -389,6 +421,7 @@ pub fn replay(cfg: &Config, paths: &ReplayFiles) -> Result<ReplaySummary, Replay
         scores: opened(&paths.scores)?,
         deadletter: opened(&paths.deadletter)?,
         kept: None,
+        progress: None,
         summary: ReplaySummary::default(),
     };
     run(cfg, paths, files).map(|(summary, _)| summary)
@@ -403,6 +436,7 @@ pub fn replay_kept(cfg: &Config, paths: &ReplayFiles) -> Result<(ReplaySummary, 
         scores: None,
         deadletter: None,
         kept: Some(Kept::default()),
+        progress: Some(Progress::new()),
         summary: ReplaySummary::default(),
     };
     run(cfg, paths, files).map(|(summary, kept)| (summary, kept.unwrap_or_default()))
@@ -446,7 +480,15 @@ fn run(cfg: &Config, paths: &ReplayFiles, mut files: Files) -> Result<(ReplaySum
         let at = InputPartition { input: stream.input, partition: PARTITION };
         let origin = LineRef { lines: &stream.lines, line: no, payload: &line };
         match driver.ingest(at, &origin, &ev, &dims, WallClock::now(), &mut files)? {
-            Taken::Accepted => files.summary.events += 1,
+            Taken::Accepted => {
+                files.summary.events += 1;
+                if files.summary.events % 65_536 == 0 {
+                    let events = files.summary.events;
+                    if let Some(p) = &mut files.progress {
+                        p.tick(events, ev.occurred_at());
+                    }
+                }
+            }
             Taken::Rejected => {}
             Taken::Skipped => break,
             Taken::Failed(why) => return Err(ReplayError::Failed(why)),
