@@ -318,8 +318,10 @@ fn main() -> ExitCode {
                 Ok(b) => {
                     print!("{}", cs_pulse::backtest::format_summary(&b));
                     if let Some(path) = json {
-                        let text = serde_json::to_string_pretty(&b).unwrap_or_default();
-                        if let Err(e) = std::fs::write(&path, text + "\n") {
+                        let written = serde_json::to_string_pretty(&b)
+                            .map_err(|e| e.to_string())
+                            .and_then(|text| std::fs::write(&path, text + "\n").map_err(|e| e.to_string()));
+                        if let Err(e) = written {
                             return runtime_error(format!("{}: {e}", path.display()));
                         }
                     }

@@ -270,5 +270,10 @@ fn gen_writes_outcomes_that_backtest_reads() {
     assert_eq!(v["outcomes_read"], lines.len());
     assert_eq!(v["outcomes_refused"], 0);
     assert_eq!(v["summary"]["accounts"], 24);
+    // The storylines' churn is foretold: the score 90 days before tells churned accounts
+    // from those that stayed better than chance, and critical alerts warn of some churn.
+    let m = &v["summary"]["band_model"];
+    assert!(m["auc_churned"].as_f64().unwrap() > 0.5, "{m}");
+    assert!(m["critical"]["churn"]["recall"].as_f64().unwrap() > 0.0, "{m}");
     let _ = std::fs::remove_dir_all(&dir);
 }

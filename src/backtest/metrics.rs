@@ -77,7 +77,7 @@ pub struct Signal {
 /// Signals against churn.
 #[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize)]
 pub struct PrecisionRecall {
-    /// Signals counted.
+    /// Signals counted: all but those after their account's churn.
     pub signals: u64,
     /// Of those, signals whose account churned within the horizon after them.
     pub signals_before_churn: u64,
@@ -106,22 +106,45 @@ pub fn churn_times<'a>(outcomes: impl IntoIterator<Item = (&'a str, i64, Outcome
 /// Whether a signal at `signal_at` comes at most `horizon_ms` before a churn at `churn_at`
 /// (the churn not before the signal).
 fn warns(signal_at: i64, churn_at: i64, horizon_ms: i64) -> bool {
-    churn_at >= signal_at && churn_at - signal_at <= horizon_ms
+    churn_at >= signal_at && churn_at.saturating_sub(signal_at) <= horizon_ms
+}
+
+/// Each account's signal times, sorted.
+fn times_by_account(signals: &[Signal]) -> BTreeMap<&str, Vec<i64>> {
+    let mut by: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
+    for s in signals {
+        by.entry(s.account_id.as_str()).or_default().push(s.at);
+    }
+    for v in by.values_mut() {
+        v.sort_unstable();
+    }
+    by
+}
+
+/// The first of `times` (sorted) within `horizon_ms` before `churn_at`.
+fn first_warning(times: &[i64], churn_at: i64, horizon_ms: i64) -> Option<i64> {
+    let from = times.partition_point(|t| *t < churn_at.saturating_sub(horizon_ms));
+    times.get(from).copied().filter(|t| warns(*t, churn_at, horizon_ms))
 }
 
 /// Precision and recall of `signals` against churn within `horizon_ms` after a signal.
+///
 /// Precision is over signals: the share followed by their account's churn within the
-/// horizon. Recall is over churned accounts: the share with at least one signal within the
-/// horizon before their churn.
+/// horizon. A signal after its account churned is left out (the account is gone; a
+/// history may go on past its churn). Recall is over the churned accounts in `churns`: the
+/// share with at least one signal within the horizon before their churn. O(S log S).
 pub fn precision_recall(signals: &[Signal], churns: &BTreeMap<String, i64>, horizon_ms: i64) -> PrecisionRecall {
-    let before_churn = |s: &Signal| churns.get(&s.account_id).is_some_and(|c| warns(s.at, *c, horizon_ms));
-    let n = signals.len() as u64;
-    let hits = signals.iter().filter(|s| before_churn(s)).count() as u64;
+    let after_churn = |s: &Signal| churns.get(&s.account_id).is_some_and(|c| s.at > *c);
+    let counted: Vec<&Signal> = signals.iter().filter(|s| !after_churn(s)).collect();
+    let n = counted.len() as u64;
+    let hits = counted.iter().filter(|s| churns.get(&s.account_id).is_some_and(|c| warns(s.at, *c, horizon_ms))).count()
+        as u64;
+    let by = times_by_account(signals);
     let churned = churns.len() as u64;
     let warned = churns
         .iter()
         .filter(|(account, churn_at)| {
-            signals.iter().any(|s| &s.account_id == *account && warns(s.at, **churn_at, horizon_ms))
+            by.get(account.as_str()).is_some_and(|t| first_warning(t, **churn_at, horizon_ms).is_some())
         })
         .count() as u64;
     PrecisionRecall {
@@ -135,17 +158,15 @@ pub fn precision_recall(signals: &[Signal], churns: &BTreeMap<String, i64>, hori
 }
 
 /// For each churned account with a signal within `horizon_ms` before its churn: the days
-/// from the first such signal to the churn.
+/// from the first such signal to the churn. (Within the horizon: a lead time is never
+/// longer than it.)
 pub fn lead_times_days(signals: &[Signal], churns: &BTreeMap<String, i64>, horizon_ms: i64) -> Vec<f64> {
+    let by = times_by_account(signals);
     churns
         .iter()
         .filter_map(|(account, churn_at)| {
-            signals
-                .iter()
-                .filter(|s| &s.account_id == account && warns(s.at, *churn_at, horizon_ms))
-                .map(|s| s.at)
-                .min()
-                .map(|first| (churn_at - first) as f64 / DAY_MS as f64)
+            let first = first_warning(by.get(account.as_str())?, *churn_at, horizon_ms)?;
+            Some(churn_at.saturating_sub(first) as f64 / DAY_MS as f64)
         })
         .collect()
 }
@@ -209,13 +230,13 @@ mod tests {
         let signals = [
             signal("a", 10),  // 90 days before a's churn: warns
             signal("a", 40),  // 60 days before: warns
-            signal("a", 150), // after the churn: does not
+            signal("a", 150), // after the churn: left out
             signal("b", 100), // 300 days before b's churn: beyond the horizon
             signal("c", 50),  // c stays
         ];
         let pr = precision_recall(&signals, &churns, horizon);
-        assert_eq!((pr.signals, pr.signals_before_churn), (5, 2));
-        assert!(close(pr.precision, 2.0 / 5.0));
+        assert_eq!((pr.signals, pr.signals_before_churn), (4, 2));
+        assert!(close(pr.precision, 2.0 / 4.0));
         assert_eq!((pr.churned, pr.churned_with_signal), (2, 1));
         assert!(close(pr.recall, 0.5));
         // a's first warning signal is day 10: 90 days of lead; b has none in the horizon.
@@ -236,7 +257,32 @@ mod tests {
     }
 
     mod props {
-        use super::super::auc;
+        use super::super::{auc, lead_times_days, precision_recall, Signal};
+        use crate::time::DAY_MS;
+        use std::collections::BTreeMap;
+
+        proptest! {
+            /// The sorted, per-account search gives what scanning every signal gives.
+            #[test]
+            fn recall_and_lead_times_equal_a_full_scan(
+                signals in prop::collection::vec((0u8..5, 0i64..400), 0..60),
+                churns in prop::collection::btree_map(0u8..5, 0i64..400, 0..5),
+                horizon in 1i64..200,
+            ) {
+                let signals: Vec<Signal> =
+                    signals.iter().map(|(a, d)| Signal { account_id: format!("a{a}"), at: d * DAY_MS }).collect();
+                let churns: BTreeMap<String, i64> = churns.iter().map(|(a, d)| (format!("a{a}"), d * DAY_MS)).collect();
+                let h = horizon * DAY_MS;
+                let warns = |s: &Signal, c: i64| c >= s.at && c - s.at <= h;
+                let warned = churns.iter().filter(|(a, c)| signals.iter().any(|s| &s.account_id == *a && warns(s, **c))).count();
+                prop_assert_eq!(precision_recall(&signals, &churns, h).churned_with_signal, warned as u64);
+                let leads: Vec<f64> = churns.iter().filter_map(|(a, c)| {
+                    signals.iter().filter(|s| &s.account_id == a && warns(s, *c)).map(|s| s.at).min()
+                        .map(|f| (c - f) as f64 / DAY_MS as f64)
+                }).collect();
+                prop_assert_eq!(lead_times_days(&signals, &churns, h), leads);
+            }
+        }
         use proptest::prelude::*;
 
         /// The AUC by its definition: every pair compared.

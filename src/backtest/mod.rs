@@ -36,6 +36,9 @@ pub enum BacktestError {
     /// Replaying the history failed.
     #[error("{0}")]
     Replay(#[from] ReplayError),
+    /// The outcomes file has a format this build does not read.
+    #[error("{0}")]
+    Unsupported(String),
     /// The outcomes file could not be read.
     #[error("{path}: {source}")]
     Outcomes {
@@ -51,6 +54,7 @@ impl BacktestError {
     pub fn is_usage(&self) -> bool {
         match self {
             BacktestError::Replay(e) => e.is_usage(),
+            BacktestError::Unsupported(_) => true,
             BacktestError::Outcomes { source, .. } => source.kind() == std::io::ErrorKind::NotFound,
         }
     }
@@ -74,6 +78,11 @@ pub struct Backtest {
 /// Reads an outcomes file: valid lines, and how many were refused (each logged).
 fn read_outcomes(path: &Path) -> Result<(Vec<OutcomeRecord>, u64), BacktestError> {
     let shown = path.display().to_string();
+    if path.extension().is_some_and(|e| e == "avro") {
+        return Err(BacktestError::Unsupported(format!(
+            "{shown}: Avro outcomes files are not read yet; give the outcomes as NDJSON"
+        )));
+    }
     let io = |source| BacktestError::Outcomes { path: shown.clone(), source };
     let file = std::fs::File::open(path).map_err(io)?;
     let (mut outcomes, mut refused) = (Vec::new(), 0);
@@ -109,6 +118,7 @@ pub fn run(cfg: &Config, opts: &BacktestOptions) -> Result<Backtest, BacktestErr
         outcomes: &outcomes,
         horizon_days: opts.horizon_days,
         span_ms,
+        end_ms: replay.last_tick.unwrap_or(i64::MIN),
     });
     Ok(Backtest {
         replay,
@@ -154,17 +164,21 @@ pub fn format_summary(b: &Backtest) -> String {
         b.outcomes_refused
     ));
     let m = &s.band_model;
+    let n = |o: &str| m.scored_outcomes.get(o).copied().unwrap_or(0);
     out.push_str(&format!(
-        "score 90 days before the outcome, ROC AUC: churned {}   contracted {}   (against renewed and expanded)\n",
+        "score 90 days before the outcome, ROC AUC: churned {} (n {})   contracted {} (n {})   against renewed and expanded (n {})\n",
         num(m.auc_churned, 3),
-        num(m.auc_contracted, 3)
+        n("churned"),
+        num(m.auc_contracted, 3),
+        n("contracted"),
+        n("renewed") + n("expanded"),
     ));
     out.push_str(&format!(
         "\nsignals against churn within {} days:\n  {:<34} {:>7} {:>9} {:>9} {:>7} {:>10}\n",
         b.horizon_days, "signal", "count", "/acct/mo", "precision", "recall", "lead days"
     ));
     out.push_str(&row_line("entry into red", &m.red));
-    out.push_str(&row_line("first critical alert", &m.critical));
+    out.push_str(&row_line("critical alerts (any kind)", &m.critical));
     for a in &s.alerts {
         out.push_str(&row_line(&format!("{} {}", a.kind.as_str(), a.severity.as_str()), &a.row));
     }

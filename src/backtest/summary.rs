@@ -2,11 +2,16 @@
 //! kind and severity, from what a replay wrote (alerts, account score records) and the
 //! outcomes.
 //!
-//! - The band model's signal is an account's entry into red: a score record in red whose
-//!   previous one (if any) was not.
+//! - The band model's signals are an account's entries into red (a score record in red
+//!   whose previous one was in another band; an account first scored red has not entered
+//!   it), and critical alerts of any kind.
+//! - Recall counts the churns of accounts scored before they churned: an account the
+//!   history never saw, or saw only after it left, cannot have been warned about.
+//! - Lead times run from the first signal within the horizon before the churn.
 //! - Discrimination: each outcome is paired with its account's score 90 days before it
-//!   (the last score record at or before then); churned accounts are told apart from
-//!   renewed and expanded ones, and contracted ones on their own.
+//!   (the last score record at or before then, when then is within the history); churned
+//!   accounts are told apart from renewed and expanded ones, and contracted ones on their
+//!   own.
 //! - An alert counts for its entity's account, whatever the entity's level.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -31,8 +36,10 @@ pub struct Inputs<'a> {
     pub outcomes: &'a [OutcomeRecord],
     /// How long after a signal a churn counts as foretold by it.
     pub horizon_days: i64,
-    /// The time the replay covered, epoch ms: from its first to its last tick.
+    /// The time the replay covered, ms: from its first to its last tick.
     pub span_ms: i64,
+    /// The last tick of the replay, epoch ms: a score is not read for a time after it.
+    pub end_ms: i64,
 }
 
 /// The numbers of one kind of signal.
@@ -53,7 +60,7 @@ pub struct SignalRow {
 pub struct BandModel {
     /// Entries into red, as a signal.
     pub red: SignalRow,
-    /// The first critical alert (any kind), as a signal.
+    /// Critical alerts of any kind, as a signal (lead time from the first).
     pub critical: SignalRow,
     /// ROC AUC of the account score 90 days before the outcome: churned against renewed or
     /// expanded.
@@ -106,7 +113,7 @@ fn red_entries(scores: &[ScoreRecord]) -> Vec<Signal> {
     let mut out = Vec::new();
     for s in scores.iter().filter(|s| s.entity.level == Level::Account) {
         let before = last.insert(&s.entity.account_id, s.band);
-        if s.band == Band::Red && before != Some(Band::Red) {
+        if s.band == Band::Red && before.is_some_and(|b| b != Band::Red) {
             out.push(Signal { account_id: s.entity.account_id.clone(), at: s.at });
         }
     }
@@ -134,7 +141,17 @@ fn score_at(history: &[(i64, f64)], at: i64) -> Option<f64> {
 /// The summary of a backtest.
 pub fn summarize(inputs: Inputs<'_>) -> Summary {
     let horizon_ms = inputs.horizon_days.saturating_mul(DAY_MS);
-    let churns = churn_times(inputs.outcomes.iter().map(|o| (o.account_id.as_str(), o.at, o.outcome)));
+    let mut first_scored: BTreeMap<&str, i64> = BTreeMap::new();
+    for s in inputs.scores.iter().filter(|s| s.entity.level == Level::Account) {
+        let t = first_scored.entry(s.entity.account_id.as_str()).or_insert(s.at);
+        *t = (*t).min(s.at);
+    }
+    let all_churns = churn_times(inputs.outcomes.iter().map(|o| (o.account_id.as_str(), o.at, o.outcome)));
+    let mut churns = all_churns.clone();
+    churns.retain(|account, at| first_scored.get(account.as_str()).is_some_and(|first| first <= at));
+    // A signal after its account churned is about an account that is gone, whether or
+    // not recall counts that churn.
+    let gone = |s: &Signal| all_churns.get(&s.account_id).is_some_and(|c| s.at > *c);
     let accounts: BTreeSet<&str> = inputs
         .scores
         .iter()
@@ -145,16 +162,23 @@ pub fn summarize(inputs: Inputs<'_>) -> Summary {
     let span = inputs.span_ms;
     let signal = |a: &Alert| Signal { account_id: a.entity.account_id.clone(), at: a.at };
 
-    let critical: Vec<Signal> = inputs.alerts.iter().filter(|a| a.severity == Severity::Critical).map(signal).collect();
+    let critical: Vec<Signal> =
+        inputs.alerts.iter().filter(|a| a.severity == Severity::Critical).map(signal).filter(|s| !gone(s)).collect();
     let mut by_kind: BTreeMap<(AlertKind, Severity), Vec<Signal>> = BTreeMap::new();
     for a in inputs.alerts {
-        by_kind.entry((a.kind, a.severity)).or_default().push(signal(a));
+        let s = signal(a);
+        if !gone(&s) {
+            by_kind.entry((a.kind, a.severity)).or_default().push(s);
+        }
     }
 
     let history = histories(inputs.scores);
     let mut scored: BTreeMap<Outcome, Vec<f64>> = BTreeMap::new();
     for o in inputs.outcomes {
         let before = o.at.saturating_sub(SCORE_LEAD_DAYS * DAY_MS);
+        if before > inputs.end_ms {
+            continue;
+        }
         if let Some(s) = history.get(o.account_id.as_str()).and_then(|h| score_at(h, before)) {
             scored.entry(o.outcome).or_default().push(s);
         }
@@ -171,7 +195,13 @@ pub fn summarize(inputs: Inputs<'_>) -> Summary {
         months: span as f64 / DAY_MS as f64 / super::metrics::DAYS_PER_MONTH,
         outcomes,
         band_model: BandModel {
-            red: row(&red_entries(inputs.scores), &churns, horizon_ms, n_accounts, span),
+            red: row(
+                &red_entries(inputs.scores).into_iter().filter(|s| !gone(s)).collect::<Vec<_>>(),
+                &churns,
+                horizon_ms,
+                n_accounts,
+                span,
+            ),
             critical: row(&critical, &churns, horizon_ms, n_accounts, span),
             auc_churned: auc(&of(Outcome::Churned), &stayed),
             auc_contracted: auc(&of(Outcome::Contracted), &stayed),
@@ -243,6 +273,8 @@ mod tests {
             score("a", 100, 30.0, Red),
             score("d", 200, 70.0, Yellow),
             score("b", 300, 45.0, Red),
+            // e is red from its first score: it never entered red.
+            score("e", 0, 20.0, Red),
         ];
         let alerts = [
             alert("a", 90, AlertKind::UsageDrop, Severity::Critical),
@@ -262,8 +294,9 @@ mod tests {
             outcomes: &outcomes,
             horizon_days: 180,
             span_ms: 360 * D,
+            end_ms: 360 * D,
         });
-        assert_eq!(s.accounts, 4);
+        assert_eq!(s.accounts, 5);
         // Entries into red: a day 100, b day 50, b day 300. Only a's precedes a churn.
         let red = &s.band_model.red;
         assert_eq!((red.count, red.churn.signals_before_churn), (3, 1));
@@ -294,10 +327,38 @@ mod tests {
             .expect("row")
             .row;
         assert_eq!(drop_crit.churn.precision, Some(0.5));
-        // 2 alerts over 4 accounts in 360 days.
+        // 2 alerts over 5 accounts in 360 days.
         let months = 360.0 / super::super::metrics::DAYS_PER_MONTH;
-        assert!((drop_crit.per_account_month.unwrap_or(0.0) - 2.0 / 4.0 / months).abs() < 1e-12);
+        assert!((drop_crit.per_account_month.unwrap_or(0.0) - 2.0 / 5.0 / months).abs() < 1e-12);
         assert_eq!(s.outcomes.get("renewed"), Some(&2));
+    }
+
+    #[test]
+    fn churns_the_history_never_saw_and_scores_after_it_do_not_count() {
+        // b churned before its first score; c's outcome is 90 days after the history ends
+        // plus a year, so no score is read for it.
+        let scores =
+            [score("a", 0, 80.0, Band::Green), score("b", 100, 30.0, Band::Red), score("c", 0, 90.0, Band::Green)];
+        let alerts = [alert("b", 100, AlertKind::UsageDrop, Severity::Critical)];
+        let outcomes = [
+            outcome("a", 50, Outcome::Renewed),
+            outcome("b", 60, Outcome::Churned),
+            outcome("c", 600, Outcome::Churned),
+        ];
+        let s = summarize(Inputs {
+            alerts: &alerts,
+            scores: &scores,
+            outcomes: &outcomes,
+            horizon_days: 180,
+            span_ms: 100 * D,
+            end_ms: 100 * D,
+        });
+        // Recall counts c (scored before it churned), not b.
+        assert_eq!(s.band_model.critical.churn.churned, 1);
+        // b's alert came after its churn: left out of precision.
+        assert_eq!(s.band_model.critical.churn.signals, 0);
+        // c's score would be read on day 510, after the history: none.
+        assert_eq!(s.band_model.auc_churned, None);
     }
 
     #[test]
@@ -310,6 +371,7 @@ mod tests {
             outcomes: &outcomes,
             horizon_days: 180,
             span_ms: 150 * D,
+            end_ms: 150 * D,
         });
         assert_eq!(s.band_model.auc_churned, None);
         assert!(s.band_model.scored_outcomes.is_empty());
