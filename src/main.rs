@@ -44,6 +44,31 @@ to the environment, e.g. \"sasl.password\" = \"${CS_PULSE_KAFKA_PASSWORD}\".
 Exit codes: 0 ok, 2 usage or configuration error (also refused credentials or an
 untrusted certificate), 1 runtime failure (also brokers that do not answer in time).";
 
+/// The history files `replay` and `backtest` read.
+#[derive(clap::Args, Debug)]
+struct History {
+    /// Usage events.
+    #[arg(long)]
+    usage: Option<PathBuf>,
+    /// Support and feedback events.
+    #[arg(long)]
+    support: Option<PathBuf>,
+    /// Account records.
+    #[arg(long)]
+    accounts: Option<PathBuf>,
+    /// Team records.
+    #[arg(long)]
+    teams: Option<PathBuf>,
+}
+
+impl History {
+    /// The files of a replay, writing alerts to `out` (`backtest` writes none).
+    fn files(self, out: PathBuf) -> replay::ReplayFiles {
+        let History { usage, support, accounts, teams } = self;
+        replay::ReplayFiles { usage, support, accounts, teams, out, ..Default::default() }
+    }
+}
+
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run the service: consume, aggregate, score, alert and serve metrics.
@@ -81,18 +106,8 @@ enum Command {
     /// name ends in `.avro`. Dimension files load first; usage and
     /// support are merged by occurred_at. Any input flag may be omitted.
     Replay {
-        /// Usage events.
-        #[arg(long)]
-        usage: Option<PathBuf>,
-        /// Support and feedback events.
-        #[arg(long)]
-        support: Option<PathBuf>,
-        /// Account records.
-        #[arg(long)]
-        accounts: Option<PathBuf>,
-        /// Team records.
-        #[arg(long)]
-        teams: Option<PathBuf>,
+        #[command(flatten)]
+        history: History,
         /// Where to write alerts (NDJSON).
         #[arg(long)]
         out: PathBuf,
@@ -119,18 +134,8 @@ enum Command {
     /// before each outcome (churned, and contracted, against renewed and expanded).
     /// Says how far the replay is every 5 s on stderr.
     Backtest {
-        /// Usage events.
-        #[arg(long)]
-        usage: Option<PathBuf>,
-        /// Support and feedback events.
-        #[arg(long)]
-        support: Option<PathBuf>,
-        /// Account records.
-        #[arg(long)]
-        accounts: Option<PathBuf>,
-        /// Team records.
-        #[arg(long)]
-        teams: Option<PathBuf>,
+        #[command(flatten)]
+        history: History,
         /// What customers did (NDJSON).
         #[arg(long)]
         outcomes: PathBuf,
@@ -279,7 +284,7 @@ fn main() -> ExitCode {
             }
             Err(e) => usage_error(e),
         },
-        Command::Replay { usage, support, accounts, teams, out, scores, deadletter, config } => {
+        Command::Replay { history, out, scores, deadletter, config } => {
             // Replay reads files: the Kafka settings' ${VAR} references need not be set.
             let loaded = match config.as_ref() {
                 Some(p) => Config::load_offline(p),
@@ -291,7 +296,7 @@ fn main() -> ExitCode {
             };
             // Alerts go to --out; keep the terminal to warnings and the summary.
             init_quiet_logging(&cfg);
-            let files = replay::ReplayFiles { usage, support, accounts, teams, out, scores, deadletter };
+            let files = replay::ReplayFiles { scores, deadletter, ..history.files(out) };
             match replay::replay(&cfg, &files) {
                 Ok(summary) => {
                     let line = serde_json::to_string(&summary).unwrap_or_default();
@@ -302,7 +307,7 @@ fn main() -> ExitCode {
                 Err(e) => runtime_error(e),
             }
         }
-        Command::Backtest { usage, support, accounts, teams, outcomes, horizon_days, json, config } => {
+        Command::Backtest { history, outcomes, horizon_days, json, config } => {
             let loaded = match config.as_ref() {
                 Some(p) => Config::load_offline(p),
                 None => Config::from_env(),
@@ -312,7 +317,7 @@ fn main() -> ExitCode {
                 Err(e) => return usage_error(e),
             };
             init_quiet_logging(&cfg);
-            let inputs = replay::ReplayFiles { usage, support, accounts, teams, ..Default::default() };
+            let inputs = history.files(PathBuf::new());
             let opts = cs_pulse::backtest::BacktestOptions { inputs, outcomes, horizon_days };
             match cs_pulse::backtest::run(&cfg, &opts) {
                 Ok(b) => {

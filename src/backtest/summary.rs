@@ -252,6 +252,11 @@ mod tests {
         }
     }
 
+    /// The summary of a history of `days` days, with the default horizon.
+    fn over_days(alerts: &[Alert], scores: &[ScoreRecord], outcomes: &[OutcomeRecord], days: i64) -> Summary {
+        summarize(Inputs { alerts, scores, outcomes, horizon_days: 180, span_ms: days * D, end_ms: days * D })
+    }
+
     fn outcome(account: &str, day: i64, outcome: Outcome) -> OutcomeRecord {
         OutcomeRecord { account_id: account.into(), at: day * D, outcome }
     }
@@ -288,14 +293,7 @@ mod tests {
             outcome("c", 360, Outcome::Renewed),
             outcome("d", 360, Outcome::Contracted),
         ];
-        let s = summarize(Inputs {
-            alerts: &alerts,
-            scores: &scores,
-            outcomes: &outcomes,
-            horizon_days: 180,
-            span_ms: 360 * D,
-            end_ms: 360 * D,
-        });
+        let s = over_days(&alerts, &scores, &outcomes, 360);
         assert_eq!(s.accounts, 5);
         // Entries into red: a day 100, b day 50, b day 300. Only a's precedes a churn.
         let red = &s.band_model.red;
@@ -345,14 +343,7 @@ mod tests {
             outcome("b", 60, Outcome::Churned),
             outcome("c", 600, Outcome::Churned),
         ];
-        let s = summarize(Inputs {
-            alerts: &alerts,
-            scores: &scores,
-            outcomes: &outcomes,
-            horizon_days: 180,
-            span_ms: 100 * D,
-            end_ms: 100 * D,
-        });
+        let s = over_days(&alerts, &scores, &outcomes, 100);
         // Recall counts c (scored before it churned), not b.
         assert_eq!(s.band_model.critical.churn.churned, 1);
         // b's alert came after its churn: left out of precision.
@@ -365,14 +356,7 @@ mod tests {
     fn no_score_before_an_outcome_leaves_it_out_of_the_auc() {
         let scores = [score("a", 100, 30.0, Band::Red)];
         let outcomes = [outcome("a", 150, Outcome::Churned), outcome("b", 150, Outcome::Renewed)];
-        let s = summarize(Inputs {
-            alerts: &[],
-            scores: &scores,
-            outcomes: &outcomes,
-            horizon_days: 180,
-            span_ms: 150 * D,
-            end_ms: 150 * D,
-        });
+        let s = over_days(&[], &scores, &outcomes, 150);
         assert_eq!(s.band_model.auc_churned, None);
         assert!(s.band_model.scored_outcomes.is_empty());
         assert!(s.alerts.is_empty());

@@ -160,7 +160,7 @@ impl Owned {
                 }
             }
         }
-        PartitionsOwned { assigned, partitions: &self.assigned, count: self.assigned.len() }.emit();
+        PartitionsOwned { assigned, partitions: &self.assigned }.emit();
         Ok(())
     }
 
@@ -247,8 +247,8 @@ impl<M: Message> Sink for BatchSink<'_, M> {
     type Error = SinkError;
 
     fn reject(&mut self, m: &M, why: &Rejection) -> Result<(), SinkError> {
+        // Counted in the summary's dead letters, which tell the batch it produced.
         dead_letter(self.sink, m, why, self.summary);
-        self.produced = true;
         Ok(())
     }
 

@@ -240,16 +240,14 @@ impl Rebalanced {
 }
 
 /// The input partitions this instance owns changed.
-pub(crate) struct PartitionsOwned<'a, T: std::fmt::Debug> {
+pub(crate) struct PartitionsOwned<'a> {
     /// Assigned (true) or revoked.
     pub(crate) assigned: bool,
     /// The input partitions owned now.
-    pub(crate) partitions: &'a T,
-    /// How many.
-    pub(crate) count: usize,
+    pub(crate) partitions: &'a std::collections::BTreeSet<crate::model::InputPartition>,
 }
 
-impl<T: std::fmt::Debug> PartitionsOwned<'_, T> {
+impl PartitionsOwned<'_> {
     /// Logs them at INFO and sets the gauge.
     pub(crate) fn emit(self) {
         if self.assigned {
@@ -257,7 +255,7 @@ impl<T: std::fmt::Debug> PartitionsOwned<'_, T> {
         } else {
             tracing::info!(partitions = ?self.partitions, "Partitions revoked.");
         }
-        metrics().assigned_partitions.set(self.count as i64);
+        metrics().assigned_partitions.set(self.partitions.len() as i64);
     }
 }
 
