@@ -2,9 +2,9 @@
 //! `run` (and `demo`, which runs it) and `replay` differ only in where records come from
 //! and where outputs go: a [`Sink`].
 //!
-//! For a record, [`Driver::ingest`]: the engine of its input partition takes it in;
-//! a late, future or over-limit event is rejected to the sink with its reason; an
-//! accepted one moves its partition's watermark; an alert it fires at once (a support
+//! For a record, [`Driver::ingest`]: the engine of its input partition takes it in (a
+//! late one too, counted by the sink); a too-late, future or over-limit event is
+//! rejected to the sink with its reason; an accepted one moves its partition's watermark; an alert it fires at once (a support
 //! escalation) goes out at once. Then [`Driver::advance`] evaluates, partition by
 //! partition, the ticks the pipeline watermark has passed, and their outputs go out.
 //!
@@ -41,6 +41,10 @@ pub(crate) trait Sink {
     /// that is what fired them.
     fn write(&mut self, out: &mut Outputs, trigger_ms: Option<i64>) -> Result<(), Self::Error>;
 
+    /// Counts a late event (read after its tick was evaluated): applied, or also
+    /// rejected as too late.
+    fn late(&mut self, origin: &Self::Origin<'_>);
+
     /// The record, named for a log line and an error (for example, its topic and offset).
     fn describe(&self, origin: &Self::Origin<'_>) -> String;
 
@@ -54,9 +58,9 @@ pub(crate) trait Sink {
 /// What became of an ingested record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Taken {
-    /// Taken into state.
+    /// Taken into state (on time or late).
     Accepted,
-    /// Rejected to the sink: late, future or over a limit.
+    /// Rejected to the sink: too late, future or over a limit.
     Rejected,
     /// Its partition had stopped before: the record was not looked at.
     Skipped,
@@ -236,6 +240,9 @@ impl<K: Hash + Eq + Clone> Driver<K> {
             }
         };
         let key = (self.key_of)(at);
+        if result.is_late() {
+            sink.late(origin);
+        }
         let taken = match result.rejection(ev.event_time()) {
             None => {
                 engine.note_input(at.input, ev.event_time());

@@ -114,7 +114,7 @@ enum Command {
         /// Where to write score records (NDJSON), when wanted.
         #[arg(long)]
         scores: Option<PathBuf>,
-        /// Where to write rejected and late input lines with their reasons (NDJSON).
+        /// Where to write rejected input lines (too late, future, invalid...) with their reasons (NDJSON).
         /// Without it they are logged as warnings.
         #[arg(long)]
         deadletter: Option<PathBuf>,

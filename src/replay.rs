@@ -23,7 +23,7 @@ use crate::dims::Dimensions;
 use crate::driver::{Driver, Sink, Taken};
 use crate::engine::{EngineConfig, Outputs};
 use crate::model::{Alert, Event, EventInput, Input, InputPartition, Level, Partition, Reason, Rejection, ScoreRecord};
-use crate::telemetry::{EventsReceived, RecordRejected};
+use crate::telemetry::{EventsReceived, LateEventRead, RecordRejected};
 use crate::time::WallClock;
 use crate::window::WatermarkTracker;
 
@@ -85,7 +85,9 @@ pub struct ReplaySummary {
     pub events: u64,
     /// Dimension records applied.
     pub dimension_records: u64,
-    /// Rejected records by reason (late included).
+    /// Events read after their tick was evaluated: applied, or rejected `too_late`.
+    pub late: u64,
+    /// Rejected records by reason (`too_late` included).
     pub rejected: BTreeMap<String, u64>,
     /// Alerts by kind.
     pub alerts: BTreeMap<String, u64>,
@@ -332,6 +334,11 @@ impl Sink for Files {
         summary.ticks += out.ticks;
         summary.evaluations += out.evaluations;
         Ok(())
+    }
+
+    fn late(&mut self, origin: &LineRef<'_>) {
+        LateEventRead { topic: origin.lines.input.as_str() }.emit();
+        self.summary.late += 1;
     }
 
     fn describe(&self, origin: &LineRef<'_>) -> String {

@@ -141,8 +141,13 @@ fn ticks_one_by_one_when_the_watermark_jumps() -> Result {
 }
 
 #[test]
-fn late_events_are_dead_lettered_and_ignored() -> Result {
+fn late_events_count_from_the_next_tick_and_too_late_ones_are_dead_lettered() -> Result {
     case("late")
+}
+
+#[test]
+fn a_crm_batch_of_tickets_a_day_late_counts_and_alerts() -> Result {
+    case("crm_batch")
 }
 
 #[test]
@@ -178,6 +183,7 @@ fn every_case_folder_is_tested() -> Result {
         names,
         [
             "champions_support",
+            "crm_batch",
             "hysteresis",
             "late",
             "magic_number",

@@ -60,6 +60,10 @@ pub struct TimeConfig {
     /// clock is dead-lettered (reason `future`) and changes nothing: a timestamp in
     /// microseconds, or a sentinel such as year 9999, must not drag the watermark ahead.
     pub max_future_secs: u64,
+    /// A late event (its tick already evaluated) is still applied to the state, unless it
+    /// is more than this older than the last evaluated tick: then it is dead-lettered
+    /// (reason `too_late`). Support tickets synced from a CRM in batches arrive late.
+    pub max_lateness_secs: u64,
 }
 
 fn default_allowed_lateness_secs() -> u64 {
@@ -74,6 +78,9 @@ fn default_evaluation_interval_secs() -> u64 {
 fn default_max_future_secs() -> u64 {
     3_600
 }
+fn default_max_lateness_secs() -> u64 {
+    90 * 86_400
+}
 
 impl Default for TimeConfig {
     fn default() -> Self {
@@ -82,6 +89,7 @@ impl Default for TimeConfig {
             idle_timeout_secs: default_idle_timeout_secs(),
             evaluation_interval_secs: default_evaluation_interval_secs(),
             max_future_secs: default_max_future_secs(),
+            max_lateness_secs: default_max_lateness_secs(),
         }
     }
 }

@@ -60,6 +60,7 @@ fn values_that_overflow_or_make_no_sense_are_refused_naming_the_key() {
         ("[time]\nevaluation_interval_secs = 1\n", "time.evaluation_interval_secs"),
         ("[time]\nmax_future_secs = 9223372036854775807\n", "time.max_future_secs"),
         ("[time]\nidle_timeout_secs = 0\n", "time.idle_timeout_secs"),
+        ("[time]\nmax_lateness_secs = 31536001\n", "time.max_lateness_secs"),
         ("[magic_number]\npending_ttl_secs = 9223372036854775807\n", "magic_number.pending_ttl_secs"),
         ("[health]\nwarmup_secs = 18446744073709551615\n", "health.warmup_secs"),
         ("[health.weights]\nsupport = 1e308\n", "health.weights.support"),
@@ -76,7 +77,7 @@ fn values_that_overflow_or_make_no_sense_are_refused_naming_the_key() {
     }
     // the largest accepted values still give an engine whose arithmetic fits
     let c = parse(
-        "[time]\nallowed_lateness_secs = 31536000\nmax_future_secs = 31536000\nevaluation_interval_secs = 604800\n\
+        "[time]\nallowed_lateness_secs = 31536000\nmax_future_secs = 31536000\nmax_lateness_secs = 31536000\nevaluation_interval_secs = 604800\n\
          [magic_number]\npending_ttl_secs = 31536000\n[health]\nwarmup_secs = 315360000\n\
          [health.weights]\nsupport = 1000000\nutilization = 1000000\n",
     )

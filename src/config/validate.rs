@@ -39,6 +39,7 @@ impl Config {
         in_range("time.idle_timeout_secs", t.idle_timeout_secs, 1, DAY_SECS, "seconds")?;
         in_range("time.allowed_lateness_secs", t.allowed_lateness_secs, 0, 365 * DAY_SECS, "seconds")?;
         in_range("time.max_future_secs", t.max_future_secs, 0, 365 * DAY_SECS, "seconds")?;
+        in_range("time.max_lateness_secs", t.max_lateness_secs, 0, 365 * DAY_SECS, "seconds")?;
         in_range("magic_number.pending_ttl_secs", self.magic_number.pending_ttl_secs, 1, 365 * DAY_SECS, "seconds")?;
         in_range("health.warmup_secs", self.health.warmup_secs, 0, 10 * 365 * DAY_SECS, "seconds")?;
         let l = &self.limits;

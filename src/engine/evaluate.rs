@@ -146,10 +146,14 @@ impl Engine {
     /// Drops what no future tick at or after `next` can read. Activity sets, the bulk of
     /// the state and read only through bounded windows, are pruned once a day of ticks
     /// (`all`); changes and tickets, whose presence decides how later events pair and
-    /// count, at every tick.
+    /// count, at every tick, and only once no event still to come, however late, can
+    /// reach them. (A late event older than a window creates what it names, which
+    /// the next prune drops again.)
     pub(super) fn prune(&mut self, next: i64, all: bool, out: &mut Outputs) {
         let ttl = self.cfg.pending_ttl_ms;
-        let interval = self.cfg.interval_ms;
+        // Every event still to come is at or after this: older ones are too late once
+        // the tick before `next` is evaluated.
+        let earliest_next = (next - self.cfg.interval_ms).saturating_sub(self.cfg.max_lateness_ms);
         let keep_from = self.cfg.bucket(next - RETAIN_MS);
         let esc_from = self.cfg.bucket(next - 7 * DAY_MS);
         // Pieces that go entirely are written as tombstones; the rest shrinks unwritten.
@@ -186,7 +190,7 @@ impl Engine {
             }
             a.account_support.prune(esc_from);
             a.account_feedback.prune_before(next - 90 * DAY_MS);
-            a.changes.retain(|change_id, c| match c.droppable(next, next - interval, ttl) {
+            a.changes.retain(|change_id, c| match c.droppable(next, earliest_next, ttl) {
                 Some(expired) => {
                     out.expired_changes += u64::from(expired);
                     dirty.mark(|| StateKey::Change(Arc::clone(account_id), change_id.clone()));
@@ -195,9 +199,9 @@ impl Engine {
                 None => true,
             });
             a.tickets.retain(|ticket_id, t| {
-                // Only what no event still to come (at or after `next - interval`) can
-                // reach: see `Ticket::record`.
-                let expired = t.expired(next - interval - RETAIN_MS);
+                // Only what no event still to come (at or after `earliest_next`) can
+                // reach: see `Ticket::open_at`.
+                let expired = t.expired(earliest_next - RETAIN_MS);
                 if expired {
                     dirty.mark(|| StateKey::Ticket(Arc::clone(account_id), ticket_id.clone()));
                 }

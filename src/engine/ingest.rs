@@ -132,8 +132,12 @@ impl Engine {
         self.changes_total = self.accounts.values().map(|a| a.changes.len()).sum();
     }
 
-    /// Takes an event into state. Fires `support_escalation` at once. Returns
-    /// [`Ingested::Late`] (state untouched) when the event's tick has been evaluated, and
+    /// Takes an event into state. Fires `support_escalation` at once (a late one too, at
+    /// its `occurred_at`). Returns [`Ingested::Late`] when the event's own tick has been
+    /// evaluated: it is applied all the same and counts from the next tick evaluated (the
+    /// windows place it by its `occurred_at`, a ticket folds its events in `occurred_at`
+    /// order). Returns [`Ingested::TooLate`] (state untouched) when it is more than
+    /// `time.max_lateness_secs` older than the last evaluated tick, and
     /// [`Ingested::Limit`] (state untouched) when it would create an entity beyond a cap.
     pub fn ingest(&mut self, ev: &Event, dims: &Dimensions, emitted_at: WallClock, out: &mut Outputs) -> Ingested {
         let emitted_at = emitted_at.0;
@@ -143,9 +147,16 @@ impl Engine {
             return Ingested::Future { latest: EventTime(crate::time::MAX_TIME_MS) };
         }
         let own_tick = self.cfg.tick_of(t);
-        if self.last_evaluated.is_some_and(|last| own_tick <= last) {
-            return Ingested::Late { tick: Tick(own_tick) };
-        }
+        let late = match self.last_evaluated {
+            Some(last) if own_tick <= last => {
+                let oldest = last.saturating_sub(self.cfg.max_lateness_ms);
+                if t < oldest {
+                    return Ingested::TooLate { last: Tick(last), oldest: EventTime(oldest) };
+                }
+                Some(Ingested::Late { tick: Tick(own_tick) })
+            }
+            _ => None,
+        };
         if let Some(refused) = self.over_limit(ev, dims) {
             return refused;
         }
@@ -267,7 +278,7 @@ impl Engine {
         if account_changed {
             dirty.mark(|| StateKey::Account(Arc::clone(aid)));
         }
-        Ingested::Accepted
+        late.unwrap_or(Ingested::Accepted)
     }
 }
 

@@ -50,6 +50,9 @@ pub struct EngineConfig {
     pub pending_ttl_ms: i64,
     /// How far ahead of the wall clock an event may be, ms (see [`Engine::ingest_at`]).
     pub max_future_ms: i64,
+    /// How much older than the last evaluated tick a late event may be and still be
+    /// applied, ms (see [`Engine::ingest`]).
+    pub max_lateness_ms: i64,
     /// Caps on the state one partition holds.
     pub limits: Limits,
     /// Whether ticks at which no account can change or fire anything are skipped
@@ -151,6 +154,7 @@ impl EngineConfig {
             warmup_ms: c.health.warmup_secs as i64 * 1000,
             pending_ttl_ms: c.magic_number.pending_ttl_secs as i64 * 1000,
             max_future_ms: c.time.max_future_secs as i64 * 1000,
+            max_lateness_ms: c.time.max_lateness_secs as i64 * 1000,
             limits: Limits::from_config(&c.limits),
             skip_quiet: true,
         }
@@ -169,12 +173,21 @@ impl EngineConfig {
 /// What became of an ingested event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ingested {
-    /// Taken into state.
+    /// Taken into state, on time.
     Accepted,
-    /// Its tick was evaluated already: it must be dead-lettered and counted.
+    /// Taken into state, late: its own tick was evaluated already. It counts from the
+    /// next tick evaluated; outputs already written stay as they are.
     Late {
         /// The event's own tick.
         tick: Tick,
+    },
+    /// More than `time.max_lateness_secs` older than the last evaluated tick:
+    /// dead-lettered with reason `too_late`; nothing changed.
+    TooLate {
+        /// The last evaluated tick.
+        last: Tick,
+        /// The oldest event time still applied: the last tick minus the maximum lateness.
+        oldest: EventTime,
     },
     /// Further ahead of the wall clock than `time.max_future_secs`: dead-lettered with
     /// reason `future`; nothing changed, not the state and not the watermark.
@@ -196,9 +209,16 @@ pub enum Ingested {
 }
 
 impl Ingested {
-    /// Whether the event was taken into state (and may move the watermark).
+    /// Whether the event was taken into state, on time or late (and may move the
+    /// watermark).
     pub fn is_accepted(&self) -> bool {
-        matches!(self, Ingested::Accepted)
+        matches!(self, Ingested::Accepted | Ingested::Late { .. })
+    }
+
+    /// Whether the event was late: applied ([`Ingested::Late`]) or refused
+    /// ([`Ingested::TooLate`]). `cs_pulse_late_events_total` counts both.
+    pub fn is_late(&self) -> bool {
+        matches!(self, Ingested::Late { .. } | Ingested::TooLate { .. })
     }
 
     /// Why the event must be dead-lettered, with its detail; `None` when it was accepted.
@@ -208,13 +228,14 @@ impl Ingested {
         use crate::model::{Reason, Rejection};
         use crate::time::format_rfc3339;
         let (reason, detail) = match *self {
-            Ingested::Accepted => return None,
-            Ingested::Late { tick } => (
-                Reason::Late,
+            Ingested::Accepted | Ingested::Late { .. } => return None,
+            Ingested::TooLate { last, oldest } => (
+                Reason::TooLate,
                 format!(
-                    "occurred_at {} belongs to tick {} which was already evaluated",
+                    "occurred_at {} is more than time.max_lateness_secs before the last evaluated tick {}: the oldest time still applied is {}",
                     format_rfc3339(occurred_at),
-                    format_rfc3339(tick.0)
+                    format_rfc3339(last.0),
+                    format_rfc3339(oldest.0)
                 ),
             ),
             Ingested::Future { latest } => (

@@ -1,7 +1,8 @@
 //! The engine's unit tests: one per rule and edge, on hand-built events.
 //!
 //! Long because each rule of the engine (windows, roll-up, scoring, every alert kind,
-//! late and future events, limits, pruning, restore) has its tests here, beside the
+//! late and future events, limits, pruning, restore) has its tests here (late events in
+//! `tests/late.rs`), beside the
 //! private state they inspect.
 
 use super::aggregate::{aggregate, Windows};
@@ -208,13 +209,16 @@ fn first_tick_and_late_events() {
     r.advance(T0 + 3 * D);
     assert_eq!(r.engine.last_evaluated(), Some(Tick(T0 + 3 * D)));
     assert_eq!(r.out.ticks, 2, "ticks T0+2d and T0+3d");
-    // an event whose own tick (T0+3d) is evaluated is late and leaves state alone
+    // an event whose own tick (T0+3d) is evaluated is late, and applied all the same
     let before = r.engine.state_size();
     assert_eq!(r.ingest(usage("3", T0 + 2 * D + 1, "a", "t", Some("late"))), Ingested::Late { tick: Tick(T0 + 3 * D) });
-    assert_eq!(r.engine.state_size(), before);
+    assert_eq!(r.engine.state_size().user_activity, before.user_activity + 1);
     // one in the current interval is on time
     assert_eq!(r.ingest(usage("4", T0 + 3 * D, "a", "t", Some("v"))), Ingested::Accepted);
 }
+
+/// Late events: applied from the next tick, and refused only beyond the maximum lateness.
+mod late;
 
 #[test]
 fn watermark_jump_evaluates_every_tick() {

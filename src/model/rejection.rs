@@ -16,8 +16,9 @@ pub enum Reason {
     UnknownEnum,
     /// A field's value is out of range or breaks a cross-field rule.
     InvalidValue,
-    /// The event's tick has already been evaluated.
-    Late,
+    /// The event is more than `time.max_lateness_secs` older than the last evaluated
+    /// tick. (A late event within that is applied, not rejected.)
+    TooLate,
     /// The Avro writer schema cannot be read as cs-pulse's schema (or a union branch the
     /// record uses cannot).
     IncompatibleSchema,
@@ -40,7 +41,7 @@ impl Reason {
         Reason::WrongType,
         Reason::UnknownEnum,
         Reason::InvalidValue,
-        Reason::Late,
+        Reason::TooLate,
         Reason::IncompatibleSchema,
         Reason::UnknownSchema,
         Reason::Future,
@@ -57,7 +58,7 @@ impl Reason {
             Reason::WrongType => "wrong_type",
             Reason::UnknownEnum => "unknown_enum",
             Reason::InvalidValue => "invalid_value",
-            Reason::Late => "late",
+            Reason::TooLate => "too_late",
             Reason::IncompatibleSchema => "incompatible_schema",
             Reason::UnknownSchema => "unknown_schema",
             Reason::Future => "future",
@@ -68,8 +69,8 @@ impl Reason {
 }
 
 /// Why a record goes to the dead-letter topic: a stable reason and a human detail. Decoding
-/// produces it for records that are not valid, the engine for events it cannot take (late,
-/// future, over a limit).
+/// produces it for records that are not valid, the engine for events it cannot take (too
+/// late, future, over a limit).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{}: {detail}", reason.as_str())]
 pub struct Rejection {

@@ -20,7 +20,8 @@ use crate::engine::Outputs;
 use crate::kafka::sink::{DeadLetter, KafkaSink, SinkError};
 use crate::model::{EventInput, InputPartition, Partition, Reason, Rejection};
 use crate::telemetry::{
-    EventsReceived, PartitionsOwned, RecordRejected, ScoresEmitted, StateMeasured, StoppedPartitionReleased,
+    EventsReceived, LateEventRead, PartitionsOwned, RecordRejected, ScoresEmitted, StateMeasured,
+    StoppedPartitionReleased,
 };
 use crate::time::WallClock;
 
@@ -266,6 +267,10 @@ impl<M: Message> Sink for BatchSink<'_, M> {
             self.sink.score(&s)?;
         }
         Ok(())
+    }
+
+    fn late(&mut self, m: &M) {
+        LateEventRead { topic: m.topic() }.emit();
     }
 
     fn describe(&self, m: &M) -> String {

@@ -36,8 +36,7 @@ pub(crate) struct RecordRejected<'a> {
 }
 
 impl RecordRejected<'_> {
-    /// Logs at DEBUG (per record) and counts: late events in
-    /// `cs_pulse_late_events_total`, the rest in `cs_pulse_invalid_events_total`.
+    /// Logs at DEBUG (per record) and counts it in `cs_pulse_invalid_events_total`.
     pub(crate) fn emit(self) {
         tracing::debug!(
             topic = self.topic,
@@ -47,12 +46,21 @@ impl RecordRejected<'_> {
             error = self.detail,
             "Record dead-lettered."
         );
-        let m = metrics();
-        if self.reason == Reason::Late {
-            m.late_events_total.with_label_values(&[self.topic]).inc();
-        } else {
-            m.invalid_events_total.with_label_values(&[self.topic, self.reason.as_str()]).inc();
-        }
+        metrics().invalid_events_total.with_label_values(&[self.topic, self.reason.as_str()]).inc();
+    }
+}
+
+/// An event arrived after its tick was evaluated: applied all the same, or dead-lettered
+/// `too_late` (then a [`RecordRejected`] too).
+pub(crate) struct LateEventRead<'a> {
+    /// Source topic.
+    pub(crate) topic: &'a str,
+}
+
+impl LateEventRead<'_> {
+    /// Counts it in `cs_pulse_late_events_total`.
+    pub(crate) fn emit(self) {
+        metrics().late_events_total.with_label_values(&[self.topic]).inc();
     }
 }
 

@@ -13,9 +13,10 @@ pub struct Metrics {
     registry: Registry,
     /// `cs_pulse_events_total{topic}`: records read from input topics.
     pub events_total: IntCounterVec,
-    /// `cs_pulse_invalid_events_total{topic,reason}`: records dead-lettered as invalid.
+    /// `cs_pulse_invalid_events_total{topic,reason}`: records dead-lettered, by reason.
     pub invalid_events_total: IntCounterVec,
-    /// `cs_pulse_late_events_total{topic}`: events whose tick was already evaluated.
+    /// `cs_pulse_late_events_total{topic}`: events read after their tick was evaluated
+    /// (applied, or dead-lettered `too_late`).
     pub late_events_total: IntCounterVec,
     /// `cs_pulse_deadletter_records_total`: records written to the dead-letter output.
     pub deadletter_records_total: IntCounter,
@@ -120,7 +121,7 @@ impl Metrics {
             late_events_total: counter_vec(
                 &r,
                 "cs_pulse_late_events_total",
-                "Events whose tick had already been evaluated, dead-lettered.",
+                "Events read after their tick was evaluated: applied from the next tick, or dead-lettered too_late beyond time.max_lateness_secs.",
                 &["topic"],
             ),
             deadletter_records_total: register(

@@ -79,16 +79,17 @@ mod tests {
     use crate::model::Reason;
 
     #[test]
-    fn rejections_are_counted_by_reason() {
+    fn rejections_are_counted_by_reason_and_late_events_apart() {
         let m = metrics();
         let invalid = m.invalid_events_total.with_label_values(&["t.test", "wrong_type"]);
+        let too_late = m.invalid_events_total.with_label_values(&["t.test", "too_late"]);
         let late = m.late_events_total.with_label_values(&["t.test"]);
-        let (i0, l0) = (invalid.get(), late.get());
+        let (i0, t0, l0) = (invalid.get(), too_late.get(), late.get());
         RecordRejected { topic: "t.test", partition: 0, offset: 1, reason: Reason::WrongType, detail: "x" }.emit();
-        RecordRejected { topic: "t.test", partition: 0, offset: 2, reason: Reason::Late, detail: "late" }.emit();
-        RecordRejected { topic: "t.test", partition: 0, offset: 3, reason: Reason::Late, detail: "late" }.emit();
-        assert_eq!(invalid.get() - i0, 1);
-        assert_eq!(late.get() - l0, 2);
+        RecordRejected { topic: "t.test", partition: 0, offset: 2, reason: Reason::TooLate, detail: "old" }.emit();
+        LateEventRead { topic: "t.test" }.emit();
+        LateEventRead { topic: "t.test" }.emit();
+        assert_eq!((invalid.get() - i0, too_late.get() - t0, late.get() - l0), (1, 1, 2));
         let text = m.render();
         assert!(text.contains("cs_pulse_invalid_events_total{reason=\"wrong_type\",topic=\"t.test\"}"), "{text}");
     }

@@ -63,7 +63,8 @@ for day in range(7):
 rows.append({"event_id": "late-return", "occurred_at": at(30), "account_id": "a", "team_id": "t", "user_id": "u0", "type": "page_view"})
 write("watermark_jump", "usage.ndjson", rows)
 
-# late: events whose tick is already evaluated are dead-lettered.
+# late: events whose tick is already evaluated count from the next tick; one beyond
+# time.max_lateness_secs is dead-lettered too_late.
 write("late", "teams.ndjson", [{"team_id": "t", "account_id": "a", "seats": 10}])
 write("late", "usage.ndjson", [
     {"event_id": "1", "occurred_at": at(0), "account_id": "a", "team_id": "t", "user_id": "u1", "type": "page_view"},
@@ -72,6 +73,33 @@ write("late", "usage.ndjson", [
     {"event_id": "4", "occurred_at": at(0, 12), "account_id": "a", "team_id": "t", "user_id": "u3", "type": "page_view"},
     {"event_id": "5", "occurred_at": at(1, 23, 30), "account_id": "a", "team_id": "t", "user_id": "u3", "type": "page_view"},
     {"event_id": "6", "occurred_at": at(2, 9, 30), "account_id": "a", "team_id": "t", "user_id": "u4", "type": "page_view"},
+    {"event_id": "7", "occurred_at": at(0, 12) - 1, "account_id": "a", "team_id": "t", "user_id": "u5", "type": "page_view"},
+])
+
+# crm_batch: the tickets of 03-03 arrive in one batch after 03-04 11:00, as a CRM sync
+# delivers them. The support file is in arrival order; replay merges it with usage by
+# occurred_at heads, so the batch is read right after the 03-04 11:00 resolution.
+write("crm_batch", "usage.ndjson", [
+    {"event_id": f"u{d}", "occurred_at": at(d), "account_id": "a", "team_id": "t", "user_id": "u1", "type": "page_view"}
+    for d in range(4)
+])
+def tk(eid, when, kind, ticket, prio=None, team="t"):
+    r = {"event_id": eid, "occurred_at": when, "account_id": "a", "kind": kind, "ticket_id": ticket}
+    if team:
+        r["team_id"] = team
+    if prio:
+        r["priority"] = prio
+    return r
+write("crm_batch", "support.ndjson", [
+    tk("s1", at(0, 9), "ticket_opened", "T1", "P3"),
+    tk("s2", at(2, 11), "ticket_resolved", "T1"),
+    # the batch of 03-03, read late
+    tk("b1", at(1, 16), "ticket_resolved", "T3"),
+    tk("b2", at(1, 15), "ticket_opened", "T3", "P2"),
+    tk("b3", at(1, 14), "ticket_opened", "T2", "P1"),
+    tk("b4", at(1, 17), "ticket_escalated", "T4", "P2", team=None),
+    # more than time.max_lateness_secs (2 days) before the last evaluated tick
+    tk("b5", at(-1, 23), "ticket_opened", "T5", "P1"),
 ])
 
 # system events: no user_id, or an empty one, count for the entity but not as users.
