@@ -94,6 +94,7 @@ broker_tests() {
 broker_tests real_kafka
 broker_tests real_kafka_avro
 broker_tests real_kafka_hostile
+broker_tests real_kafka_late
 broker_tests real_kafka_secured
 broker_tests prometheus
 cargo test --locked --test deploy -- --include-ignored
