@@ -145,10 +145,19 @@ impl<K: Hash + Eq + Clone> Driver<K> {
         self.engines.insert(p, engine);
     }
 
-    /// Replaces a partition's engine with one restored from its changelog, watermarks
-    /// unchanged (a rewind to the last committed batch).
-    pub(crate) fn replace(&mut self, p: Partition, engine: Engine) {
-        self.engines.insert(p, engine);
+    /// Replaces a partition's engine with one restored from its changelog (a rewind to
+    /// the last committed batch). Its inputs' watermarks go back with it: the records of
+    /// the aborted batch are read again, and the event times seen in it the first time
+    /// must not evaluate ticks before they are.
+    pub(crate) fn replace(&mut self, p: Partition, engine: Engine, now: WallClock) {
+        for input in EventInput::ALL {
+            let key = (self.key_of)(InputPartition { input, partition: p });
+            if self.watermarks.partition_watermark(&key, now).is_some() {
+                self.watermarks.remove_partition(&key);
+                self.watermarks.add_partition(key, now);
+            }
+        }
+        self.adopt(p, engine, now);
     }
 
     /// Drops a partition (revoked): its engine, and its stop if it had stopped. Returns
@@ -410,5 +419,70 @@ fn fault_hook(ev: &Event) {
         if ev.event_id() == id {
             panic!("fault injected by CS_PULSE_FAULT_PANIC_EVENT_ID at event {id}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{UsageEvent, UsageKind};
+    use crate::time::{EventTime, DAY_MS};
+
+    struct Nowhere;
+
+    impl Sink for Nowhere {
+        type Origin<'a> = ();
+        type Error = ();
+        fn reject(&mut self, _: &(), _: &Rejection) -> Result<(), ()> {
+            Ok(())
+        }
+        fn write(&mut self, out: &mut Outputs, _: Option<i64>) -> Result<(), ()> {
+            out.alerts.clear();
+            out.scores.clear();
+            Ok(())
+        }
+        fn late(&mut self, _: &()) {}
+        fn describe(&self, _: &()) -> String {
+            String::new()
+        }
+    }
+
+    fn usage(id: &str, at: i64) -> Event {
+        Event::Usage(UsageEvent {
+            event_id: id.into(),
+            occurred_at: at,
+            account_id: "a".into(),
+            team_id: "t".into(),
+            user_id: Some("u".into()),
+            event_type: "page_view".into(),
+            kind: UsageKind::Other,
+            feature: None,
+            app_id: None,
+            change_id: None,
+            environment: None,
+        })
+    }
+
+    /// A rewind to the last committed batch takes the watermark back with the state: the
+    /// aborted batch's event times, read again, must not find their ticks evaluated.
+    #[test]
+    fn a_replaced_engine_takes_its_watermark_back() {
+        let cfg = Arc::new(EngineConfig::from_config(&crate::config::Config::default()));
+        let tracker = WatermarkTracker::new(3_600_000, i64::MAX);
+        let mut d: Driver<InputPartition> = Driver::new(Arc::clone(&cfg), tracker, |at| at, true);
+        let t0 = 20_000 * DAY_MS;
+        let (now, dims, p) = (WallClock(t0 + 30 * DAY_MS), Dimensions::default(), Partition(0));
+        let usage_at = InputPartition { input: EventInput::Usage, partition: p };
+        d.add_input(usage_at, now);
+        assert_eq!(d.ingest(usage_at, &(), &usage("1", t0), &dims, now, &mut Nowhere), Ok(Taken::Accepted));
+        d.advance(now, usize::MAX, &dims, false, &mut Nowhere).unwrap();
+        // the batch commits: its changelog is what a rewind restores
+        let committed = d.engines.get_mut(&p).unwrap().take_changes();
+        // the next batch reads ten days on, then aborts
+        d.ingest(usage_at, &(), &usage("2", t0 + 10 * DAY_MS), &dims, now, &mut Nowhere).unwrap();
+        assert_eq!(d.watermarks_mut().watermark(now), Some(EventTime(t0 + 10 * DAY_MS - 3_600_000)));
+        let restored = Engine::restore(cfg, committed).unwrap();
+        d.replace(p, restored, now);
+        assert_eq!(d.watermarks_mut().watermark(now), Some(EventTime(t0 - 3_600_000)));
     }
 }
