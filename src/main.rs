@@ -126,13 +126,26 @@ enum Command {
     ///
     /// Replays the usage, support, account and team files through the same engine as
     /// `run`, then compares its alerts and account scores with what customers did
-    /// (--outcomes: NDJSON lines of account_id, at (epoch ms or RFC 3339) and outcome,
-    /// one of renewed, expanded, contracted, churned). Prints, for entries into red, the
-    /// first critical alert and each alert kind and severity: volume per account per
-    /// month, precision and recall against churn within --horizon-days after the signal,
-    /// and the median lead time in days; and the ROC AUC of the account score 90 days
-    /// before each outcome (churned, and contracted, against renewed and expanded).
-    /// Says how far the replay is every 5 s on stderr.
+    /// (--outcomes: NDJSON lines, or an Avro container file by its .avro extension, of
+    /// account_id, at (epoch ms or RFC 3339) and outcome, one of renewed, expanded,
+    /// contracted, churned). Prints, for entries into red, the first critical alert and
+    /// each alert kind and severity: volume per account per month, precision and recall
+    /// against churn within --horizon-days after the signal, and the median lead time in
+    /// days; and the ROC AUC of the account score 90 days before each outcome (churned,
+    /// and contracted, against renewed and expanded). Says how far the replay is every
+    /// 5 s on stderr.
+    ///
+    /// --report writes all of it as one HTML file that opens offline, with a health
+    /// timeline per account (its daily score, alerts and outcome). --compare-config
+    /// replays the history a second time with another model and sets the two side by
+    /// side, so that a weight or threshold change can be judged by what it foretells.
+    ///
+    /// Example:
+    ///   cs-pulse gen --no-kafka --ndjson-dir hist --accounts 200 --days 365
+    ///   cs-pulse backtest --usage hist/usage.ndjson --support hist/support.ndjson \
+    ///     --accounts hist/accounts.ndjson --teams hist/teams.ndjson \
+    ///     --outcomes hist/outcomes.ndjson --report report.html --compare-config tuned.toml
+    #[command(verbatim_doc_comment)]
     Backtest {
         #[command(flatten)]
         history: History,
@@ -142,7 +155,14 @@ enum Command {
         /// Days after a signal within which a churn counts as foretold.
         #[arg(long, default_value_t = 180, value_parser = clap::value_parser!(i64).range(1..=3650))]
         horizon_days: i64,
-        /// Also write the summary as JSON here, for tools.
+        /// Write the HTML report here: summary table and a health timeline per account.
+        #[arg(long, value_name = "FILE")]
+        report: Option<PathBuf>,
+        /// A second configuration (another health model) to backtest side by side.
+        #[arg(long, value_name = "FILE")]
+        compare_config: Option<PathBuf>,
+        /// Also write the summary as JSON here, for tools (with --compare-config, the
+        /// second model's under "compared").
         #[arg(long, value_name = "FILE")]
         json: Option<PathBuf>,
         /// Optional configuration (health model, time settings).
@@ -307,34 +327,79 @@ fn main() -> ExitCode {
                 Err(e) => runtime_error(e),
             }
         }
-        Command::Backtest { history, outcomes, horizon_days, json, config } => {
-            let loaded = match config.as_ref() {
+        Command::Backtest { history, outcomes, horizon_days, report, compare_config, json, config } => {
+            let load = |p: Option<&PathBuf>| match p {
                 Some(p) => Config::load_offline(p),
                 None => Config::from_env(),
             };
-            let cfg = match loaded {
+            let cfg = match load(config.as_ref()) {
+                Ok(c) => c,
+                Err(e) => return usage_error(e),
+            };
+            let second = match compare_config.as_ref().map(|p| load(Some(p))).transpose() {
                 Ok(c) => c,
                 Err(e) => return usage_error(e),
             };
             init_quiet_logging(&cfg);
             let inputs = history.files(PathBuf::new());
             let opts = cs_pulse::backtest::BacktestOptions { inputs, outcomes, horizon_days };
-            match cs_pulse::backtest::run(&cfg, &opts) {
-                Ok(b) => {
-                    print!("{}", cs_pulse::backtest::format_summary(&b));
-                    if let Some(path) = json {
-                        let written = serde_json::to_string_pretty(&b)
-                            .map_err(|e| e.to_string())
-                            .and_then(|text| std::fs::write(&path, text + "\n").map_err(|e| e.to_string()));
-                        if let Err(e) = written {
-                            return runtime_error(format!("{}: {e}", path.display()));
-                        }
-                    }
-                    ExitCode::SUCCESS
-                }
-                Err(e) if e.is_usage() => usage_error(e),
-                Err(e) => runtime_error(e),
+            let name = |p: Option<&PathBuf>| p.map_or_else(|| "default model".to_string(), |p| p.display().to_string());
+            let mut models = Vec::new();
+            let mut runs = vec![(&cfg, config.as_ref())];
+            if let (Some(c), Some(p)) = (second.as_ref(), compare_config.as_ref()) {
+                runs.push((c, Some(p)));
             }
+            for (c, path) in runs {
+                if second.is_some() {
+                    eprintln!("backtest: replaying the history with {}", name(path));
+                }
+                match cs_pulse::backtest::run(c, &opts) {
+                    Ok(b) => models.push((name(path), c.health.bands.clone(), b)),
+                    Err(e) if e.is_usage() => return usage_error(e),
+                    Err(e) => return runtime_error(e),
+                }
+            }
+            for (name, _, b) in &models {
+                if models.len() > 1 {
+                    print!("\n--- {name} ---");
+                }
+                print!("{}", cs_pulse::backtest::format_summary(b));
+            }
+            if let Some(path) = report {
+                let views: Vec<cs_pulse::backtest::report::Model<'_>> = models
+                    .iter()
+                    .map(|(name, bands, b)| cs_pulse::backtest::report::Model {
+                        name: name.clone(),
+                        green: bands.green,
+                        yellow: bands.yellow,
+                        backtest: b,
+                        timelines: &b.timelines,
+                    })
+                    .collect();
+                let html = cs_pulse::backtest::report::render(&views, &models[0].2.outcomes);
+                if let Err(e) = std::fs::write(&path, html) {
+                    return runtime_error(format!("{}: {e}", path.display()));
+                }
+                eprintln!("backtest: report written to {}", path.display());
+            }
+            if let Some(path) = json {
+                let value = |(name, _, b): &(String, cs_pulse::config::Bands, cs_pulse::backtest::Backtest)| {
+                    let mut v = serde_json::to_value(b).unwrap_or_default();
+                    v["model"] = serde_json::Value::String(name.clone());
+                    v
+                };
+                let mut v = value(&models[0]);
+                if let Some(m) = models.get(1) {
+                    v["compared"] = value(m);
+                }
+                let written = serde_json::to_string_pretty(&v)
+                    .map_err(|e| e.to_string())
+                    .and_then(|text| std::fs::write(&path, text + "\n").map_err(|e| e.to_string()));
+                if let Err(e) = written {
+                    return runtime_error(format!("{}: {e}", path.display()));
+                }
+            }
+            ExitCode::SUCCESS
         }
         Command::Run { config } => {
             let cfg = match load_config(config.as_ref()) {

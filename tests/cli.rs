@@ -214,6 +214,59 @@ fn backtest_measures_alerts_against_churn() {
     assert!(String::from_utf8_lossy(&missing.stderr).contains("/nonexistent/outcomes.ndjson"));
 }
 
+/// Outcomes as an Avro object container file (schemas/outcome.avsc) read as the same
+/// NDJSON lines; a file that is not a container is refused, naming it (exit 2).
+#[test]
+fn backtest_reads_avro_outcomes() {
+    use apache_avro::types::Record;
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let schema =
+        apache_avro::Schema::parse_str(&std::fs::read_to_string(dir.join("schemas/outcome.avsc")).unwrap()).unwrap();
+    let mut w =
+        apache_avro::Writer::with_codec(&schema, Vec::new(), apache_avro::Codec::Deflate(Default::default())).unwrap();
+    for (account, outcome) in [("acct", "churned"), ("other", "renewed")] {
+        let mut r = Record::new(w.schema()).unwrap();
+        r.put("account_id", account);
+        r.put("at", apache_avro::types::Value::TimestampMillis(1_775_001_600_000)); // 2026-04-01
+        let pos = ["renewed", "expanded", "contracted", "churned"].iter().position(|o| *o == outcome).unwrap();
+        r.put("outcome", apache_avro::types::Value::Enum(pos as u32, outcome.into()));
+        w.append_value(r).unwrap();
+    }
+    let avro = std::env::temp_dir().join(format!("cs-pulse-cli-{}-outcomes.avro", std::process::id()));
+    std::fs::write(&avro, w.into_inner().unwrap()).unwrap();
+    let ndjson = write_temp(
+        "same-outcomes.ndjson",
+        "{\"account_id\":\"acct\",\"at\":1775001600000,\"outcome\":\"churned\"}\n\
+         {\"account_id\":\"other\",\"at\":1775001600000,\"outcome\":\"renewed\"}\n",
+    );
+    let usage = dir.join("tests/golden/trend/usage.ndjson");
+    let config = dir.join("tests/golden/trend/config.toml");
+    let summary = |outcomes: &std::path::Path| {
+        let json = outcomes.with_extension("summary.json");
+        let out = cs_pulse(&[
+            "backtest",
+            "--usage",
+            usage.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+            "--outcomes",
+            outcomes.to_str().unwrap(),
+            "--json",
+            json.to_str().unwrap(),
+        ]);
+        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(&json).unwrap()).unwrap()["summary"].clone()
+    };
+    let from_avro = summary(&avro);
+    assert_eq!(from_avro["outcomes"]["churned"], 1, "{from_avro}");
+    assert_eq!(from_avro, summary(&ndjson));
+
+    let bogus = write_temp("bogus.avro", "not a container");
+    let out = cs_pulse(&["backtest", "--usage", usage.to_str().unwrap(), "--outcomes", bogus.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bogus.avro"), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
 /// `gen --ndjson-dir` writes outcomes beside the records, and `backtest` reads them all.
 #[test]
 fn gen_writes_outcomes_that_backtest_reads() {

@@ -100,6 +100,14 @@ fn avro_in_and_out_with_independent_clients_matches_replay() -> Result {
     assert_eq!(log.matches("Resolved a writer schema.").count(), 6, "{log}");
 
     // replay over Avro container files written by fastavro: the same alerts as over NDJSON
+    // (and outcomes for backtest, below)
+    let at = cs_pulse::generator::DEFAULT_START_MS + 30 * 86_400_000;
+    let outcomes: String = ["churned", "renewed", "contracted", "expanded", "renewed"]
+        .iter()
+        .enumerate()
+        .map(|(i, o)| format!("{{\"account_id\":\"acct-{i:06}\",\"at\":{at},\"outcome\":\"{o}\"}}\n"))
+        .collect();
+    std::fs::write(dir.join("outcomes.ndjson"), outcomes)?;
     interop(&[os("to-ocf"), dir.as_os_str()])?;
     let mut cmd = cs_pulse();
     cmd.arg("replay");
@@ -121,6 +129,28 @@ fn avro_in_and_out_with_independent_clients_matches_replay() -> Result {
     let (ocf, json) = (strip(&from_ocf)?, strip(&dir.join("replay-alerts.ndjson"))?);
     assert!(!ocf.is_empty());
     assert_eq!(ocf, json, "replay over .avro equals replay over .ndjson, field for field");
+
+    // backtest reads fastavro's outcomes file as it reads the NDJSON one
+    let backtest = |outcomes: &str| -> Result<serde_json::Value> {
+        let summary = dir.join(format!("backtest-{outcomes}.json"));
+        let out = cs_pulse()
+            .args(["backtest", "--usage"])
+            .arg(dir.join("usage.avro"))
+            .arg("--outcomes")
+            .arg(dir.join(outcomes))
+            .arg("--json")
+            .arg(&summary)
+            .arg("--config")
+            .arg(&config)
+            .output()?;
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let mut v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&summary)?)?;
+        v.as_object_mut().map(|o| o.remove("replay"));
+        Ok(v)
+    };
+    let (from_avro, from_ndjson) = (backtest("outcomes.avro")?, backtest("outcomes.ndjson")?);
+    assert!(from_avro["outcomes_read"].as_u64().unwrap_or(0) > 0, "{from_avro}");
+    assert_eq!(from_avro, from_ndjson, "outcomes from .avro and .ndjson");
 
     delete_topics(&bootstrap, &names);
     std::fs::remove_dir_all(&dir)?;

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole cs-pulse test suite, from a fresh clone. It installs what it needs when it is
-# missing (the build's tools and kcat, Java and Maven for the broker, the Python clients of
+# missing (the build's tools and kcat, Chromium, Java and Maven for the broker, the Python clients of
 # the interop tests in .cache/venv, and Debian's prometheus for the metrics and rules tests),
 # starts a real Apache Kafka 4.x broker on
 # 127.0.0.1 (deploy/local/kafka.sh, fetched through Maven into .cache/), checks formatting
@@ -14,8 +14,9 @@ need=()
 # The build needs a C and C++ compiler, make, perl and cmake (librdkafka, OpenSSL, libcurl
 # and zlib are built from source: no -dev packages). The tests need kcat, openssl (the
 # local broker's certificates), Debian's prometheus and promtool (tests/prometheus.rs),
-# Java 17 and Maven (the broker) and Python's venv (the interop clients).
-for pkg in ca-certificates cmake kcat openssl prometheus; do
+# Debian's chromium (the backtest report in a browser, tests/report_browser.rs), Java 17
+# and Maven (the broker) and Python's venv (the interop clients).
+for pkg in ca-certificates chromium cmake kcat openssl prometheus; do
   # "install ok installed": a removed package can leave its status (config files) behind
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
@@ -98,6 +99,8 @@ broker_tests real_kafka_late
 broker_tests real_kafka_secured
 broker_tests prometheus
 cargo test --locked --test deploy -- --include-ignored
+echo "==> the backtest report in headless Chromium"
+cargo test --locked --test report_browser -- --include-ignored
 # these restart the broker, so they run alone, after the others, one at a time
 broker_tests real_kafka_broker_restart --test-threads 1
 real=$(grep -Eo 'test result: ok\. [0-9]+ passed' "$log" | grep -Eo '[0-9]+' | awk '{s+=$1} END {print s}')

@@ -122,5 +122,6 @@ fn input_schemas_have_the_spec_fields() -> Result {
     )?;
     expect("account_record.avsc", &["account_id", "name", "segment", "seats", "contract_start", "renewal_date"])?;
     expect("team_record.avsc", &["team_id", "account_id", "name", "group", "business_unit", "division", "seats"])?;
+    expect("outcome.avsc", &["account_id", "at", "outcome"])?;
     Ok(())
 }

@@ -7,6 +7,7 @@
 //! functions, [`summary`] puts them together for the band model and each alert kind.
 
 pub mod metrics;
+pub mod report;
 pub mod summary;
 
 use std::io::BufRead;
@@ -24,7 +25,8 @@ use summary::{Inputs, SignalRow, Summary};
 pub struct BacktestOptions {
     /// The history: usage, support, account and team files (the output paths are not used).
     pub inputs: ReplayFiles,
-    /// What customers did: NDJSON lines of `account_id`, `at`, `outcome`.
+    /// What customers did: NDJSON lines, or an Avro object container file (`.avro`), of
+    /// `account_id`, `at`, `outcome`.
     pub outcomes: PathBuf,
     /// How long after a signal a churn counts as foretold by it, days.
     pub horizon_days: i64,
@@ -73,31 +75,47 @@ pub struct Backtest {
     pub horizon_days: i64,
     /// The numbers.
     pub summary: Summary,
+    /// Each account's score and alerts over the history, for the report.
+    #[serde(skip)]
+    pub timelines: report::Timelines,
+    /// The outcomes read.
+    #[serde(skip)]
+    pub outcomes: Vec<OutcomeRecord>,
 }
 
-/// Reads an outcomes file: valid lines, and how many were refused (each logged).
+/// Reads an outcomes file (NDJSON, or an Avro container by its `.avro` extension): valid
+/// records, and how many were refused (each logged with its line or record number).
 fn read_outcomes(path: &Path) -> Result<(Vec<OutcomeRecord>, u64), BacktestError> {
     let shown = path.display().to_string();
-    if path.extension().is_some_and(|e| e == "avro") {
-        return Err(BacktestError::Unsupported(format!(
-            "{shown}: Avro outcomes files are not read yet; give the outcomes as NDJSON"
-        )));
-    }
     let io = |source| BacktestError::Outcomes { path: shown.clone(), source };
     let file = std::fs::File::open(path).map_err(io)?;
     let (mut outcomes, mut refused) = (Vec::new(), 0);
-    for (i, line) in std::io::BufReader::new(file).split(b'\n').enumerate() {
-        let line = line.map_err(io)?;
-        let text = line.strip_suffix(b"\r").unwrap_or(&line);
-        if text.trim_ascii().is_empty() {
-            continue;
+    let mut take = |no: usize, decoded: Result<OutcomeRecord, crate::model::Rejection>| match decoded {
+        Ok(o) => outcomes.push(o),
+        Err(e) => {
+            refused += 1;
+            tracing::warn!(file = %shown, line = no, reason = e.reason(), error = %e.detail, "Outcome line refused.");
         }
-        match crate::decode::json::decode_outcome(Some(text)) {
-            Ok(o) => outcomes.push(o),
-            Err(e) => {
-                refused += 1;
-                tracing::warn!(file = %shown, line = i + 1, reason = e.reason(), error = %e.detail, "Outcome line refused.");
+    };
+    if path.extension().is_some_and(|e| e == "avro") {
+        let reader = apache_avro::Reader::new(std::io::BufReader::new(file))
+            .map_err(|e| BacktestError::Unsupported(format!("{shown}: not an Avro object container file: {e}")))?;
+        for (i, value) in reader.enumerate() {
+            let value = value.map_err(|e| BacktestError::Unsupported(format!("{shown}: record {}: {e}", i + 1)))?;
+            // Read as its JSON form: the same fields and rules as an NDJSON line.
+            let decoded = serde_json::Value::try_from(value)
+                .map_err(|e| crate::model::Rejection::new(crate::model::Reason::IncompatibleSchema, e.to_string()))
+                .and_then(|v| crate::decode::json::decode_outcome(Some(v.to_string().as_bytes())));
+            take(i + 1, decoded);
+        }
+    } else {
+        for (i, line) in std::io::BufReader::new(file).split(b'\n').enumerate() {
+            let line = line.map_err(io)?;
+            let text = line.strip_suffix(b"\r").unwrap_or(&line);
+            if text.trim_ascii().is_empty() {
+                continue;
             }
+            take(i + 1, crate::decode::json::decode_outcome(Some(text)));
         }
     }
     Ok((outcomes, refused))
@@ -112,6 +130,12 @@ pub fn run(cfg: &Config, opts: &BacktestOptions) -> Result<Backtest, BacktestErr
         (Some(a), Some(b)) => b.saturating_sub(a),
         _ => 0,
     };
+    let timelines = report::Timelines::build(
+        &kept.account_scores,
+        &kept.alerts,
+        first.unwrap_or(0),
+        replay.last_tick.unwrap_or(first.unwrap_or(0)),
+    );
     let summary = summary::summarize(Inputs {
         alerts: &kept.alerts,
         scores: &kept.account_scores,
@@ -126,6 +150,8 @@ pub fn run(cfg: &Config, opts: &BacktestOptions) -> Result<Backtest, BacktestErr
         outcomes_refused: refused,
         horizon_days: opts.horizon_days,
         summary,
+        timelines,
+        outcomes,
     })
 }
 

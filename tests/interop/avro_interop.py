@@ -7,6 +7,7 @@
                                      confluent-kafka's AvroSerializer, in three writer schema
                                      versions, plus one record of an incompatible schema
   to-ocf DIR                         writes DIR/*.avro object container files with fastavro
+                                     (outcomes too, when DIR/outcomes.ndjson exists)
   decode-alerts BOOTSTRAP TOPIC OUT  reads the alert topic (read_committed), checks the
                                      Confluent framing and decodes each alert with fastavro
                                      and schemas/health_alert.avsc
@@ -202,8 +203,11 @@ def to_ocf(directory):
         "support": "support_event.avsc",
         "accounts": "account_record.avsc",
         "teams": "team_record.avsc",
+        "outcomes": "outcome.avsc",
     }
     for name, avsc in files.items():
+        if not os.path.exists(os.path.join(directory, f"{name}.ndjson")):
+            continue
         schema = json.loads(schema_text(avsc))
         if name == "usage":
             # written with an evolved schema: one optional field more than cs-pulse's
