@@ -456,3 +456,64 @@ const JS: &str = r##"
   draw();
 })();
 "##;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Band, EntityRef, Level};
+
+    const DAY: i64 = DAY_MS;
+    const H: i64 = 3_600_000;
+    const T0: i64 = 20_000 * DAY;
+
+    fn score(account: &str, at: i64, score: f64) -> ScoreRecord {
+        ScoreRecord {
+            entity: EntityRef { level: Level::Account, id: account.into(), account_id: account.into() },
+            at,
+            score,
+            band: Band::Green,
+            components: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn daily_scores_by_hand() {
+        // a tick at midnight evaluates the day before it: it is that day's score
+        let scores =
+            [score("a", T0 + 10 * H, 50.0), score("a", T0 + DAY, 60.0), score("a", T0 + 2 * DAY + 5 * H, 30.0)];
+        let t = Timelines::build(&scores, &[], T0 + 10 * H, T0 + 3 * DAY + H);
+        assert_eq!((t.first_day_ms, t.days), (T0, 4));
+        assert_eq!(t.accounts["a"].daily, vec![Some(60.0), Some(60.0), Some(30.0), Some(30.0)]);
+        let late = [score("b", T0 + 2 * DAY + H, 80.0)];
+        let t = Timelines::build(&late, &[], T0, T0 + 3 * DAY);
+        assert_eq!(t.accounts["b"].daily, vec![None, None, Some(80.0), Some(80.0)], "nothing before its first score");
+    }
+
+    #[test]
+    fn ids_cannot_close_the_data_script() {
+        let scores = [score("</script><b>x", T0 + DAY, 50.0)];
+        let timelines = Timelines::build(&scores, &[], T0, T0 + 2 * DAY);
+        let backtest = Backtest {
+            replay: Default::default(),
+            outcomes_read: 0,
+            outcomes_refused: 0,
+            horizon_days: 180,
+            summary: super::super::summary::summarize(super::super::summary::Inputs {
+                alerts: &[],
+                scores: &scores,
+                outcomes: &[],
+                horizon_days: 180,
+                span_ms: DAY,
+                end_ms: T0 + DAY,
+            }),
+            timelines: timelines.clone(),
+            outcomes: Vec::new(),
+        };
+        let model = Model { name: "<m>".into(), green: 70.0, yellow: 40.0, backtest: &backtest, timelines: &timelines };
+        let html = render(&[model], &[]);
+        assert_eq!(html.matches("</script>").count(), 3, "the error hook, the data and the script end once each");
+        assert!(html.contains("<\\/script><b>x"), "the id is kept, escaped for the page");
+        assert!(html.contains("<th colspan=\"5\">&lt;m&gt;</th>"), "names are escaped in the table");
+        assert_eq!(html.matches("<m>").count(), 1, "raw only in the data, which the page sets as text");
+    }
+}
