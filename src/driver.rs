@@ -149,15 +149,13 @@ impl<K: Hash + Eq + Clone> Driver<K> {
     /// the last committed batch). Its inputs' watermarks go back with it: the records of
     /// the aborted batch are read again, and the event times seen in it the first time
     /// must not evaluate ticks before they are.
-    pub(crate) fn replace(&mut self, p: Partition, engine: Engine, now: WallClock) {
-        for input in EventInput::ALL {
+    /// A partition that was idle stays idle (its idle clock is kept).
+    pub(crate) fn replace(&mut self, p: Partition, engine: Engine) {
+        for (input, max) in EventInput::ALL.into_iter().zip(engine.input_max()) {
             let key = (self.key_of)(InputPartition { input, partition: p });
-            if self.watermarks.partition_watermark(&key, now).is_some() {
-                self.watermarks.remove_partition(&key);
-                self.watermarks.add_partition(key, now);
-            }
+            self.watermarks.reset_partition(&key, max);
         }
-        self.adopt(p, engine, now);
+        self.engines.insert(p, engine);
     }
 
     /// Drops a partition (revoked): its engine, and its stop if it had stopped. Returns
@@ -482,7 +480,7 @@ mod tests {
         d.ingest(usage_at, &(), &usage("2", t0 + 10 * DAY_MS), &dims, now, &mut Nowhere).unwrap();
         assert_eq!(d.watermarks_mut().watermark(now), Some(EventTime(t0 + 10 * DAY_MS - 3_600_000)));
         let restored = Engine::restore(cfg, committed).unwrap();
-        d.replace(p, restored, now);
+        d.replace(p, restored);
         assert_eq!(d.watermarks_mut().watermark(now), Some(EventTime(t0 - 3_600_000)));
     }
 }

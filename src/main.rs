@@ -342,7 +342,8 @@ fn main() -> ExitCode {
             };
             init_quiet_logging(&cfg);
             let inputs = history.files(PathBuf::new());
-            let opts = cs_pulse::backtest::BacktestOptions { inputs, outcomes, horizon_days };
+            let opts =
+                cs_pulse::backtest::BacktestOptions { inputs, outcomes, horizon_days, timelines: report.is_some() };
             let name = |p: Option<&PathBuf>| p.map_or_else(|| "default model".to_string(), |p| p.display().to_string());
             let mut models = Vec::new();
             let mut runs = vec![(&cfg, config.as_ref())];

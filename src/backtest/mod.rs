@@ -30,6 +30,8 @@ pub struct BacktestOptions {
     pub outcomes: PathBuf,
     /// How long after a signal a churn counts as foretold by it, days.
     pub horizon_days: i64,
+    /// Keep each account's scores and alerts for the report ([`Backtest::timelines`]).
+    pub timelines: bool,
 }
 
 /// Why a backtest could not run.
@@ -75,7 +77,7 @@ pub struct Backtest {
     pub horizon_days: i64,
     /// The numbers.
     pub summary: Summary,
-    /// Each account's score and alerts over the history, for the report.
+    /// Each account's score and alerts over the history, for the report (when asked for).
     #[serde(skip)]
     pub timelines: report::Timelines,
     /// The outcomes read.
@@ -130,12 +132,10 @@ pub fn run(cfg: &Config, opts: &BacktestOptions) -> Result<Backtest, BacktestErr
         (Some(a), Some(b)) => b.saturating_sub(a),
         _ => 0,
     };
-    let timelines = report::Timelines::build(
-        &kept.account_scores,
-        &kept.alerts,
-        first.unwrap_or(0),
-        replay.last_tick.unwrap_or(first.unwrap_or(0)),
-    );
+    let timelines = match (opts.timelines, first, replay.last_tick) {
+        (true, Some(first), Some(last)) => report::Timelines::build(&kept.account_scores, &kept.alerts, first, last),
+        _ => report::Timelines::default(),
+    };
     let summary = summary::summarize(Inputs {
         alerts: &kept.alerts,
         scores: &kept.account_scores,

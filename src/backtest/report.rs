@@ -12,59 +12,38 @@ use serde_json::{json, Value};
 use super::summary::SignalRow;
 use super::Backtest;
 use crate::model::{Alert, OutcomeRecord, ScoreRecord};
-use crate::time::{format_rfc3339, DAY_MS};
+use crate::time::DAY_MS;
 
 /// Alerts drawn per account and model, the earliest first; the rest are counted.
 const MAX_MARKS: usize = 400;
 
-/// One account's history under one model.
-#[derive(Debug, Clone, Default)]
-pub struct AccountTimeline {
-    /// The account's score at the end of each day of the history (its last record at or
-    /// before then), from the first day; `None` before its first score.
-    pub daily: Vec<Option<f64>>,
-    /// Its alerts (every level): time, kind, severity, level and entity id.
-    pub alerts: Vec<(i64, &'static str, &'static str, &'static str, String)>,
-}
+/// Points of a timeline at most: a history longer than this many days is drawn a point
+/// every few days (an odd event decades early must not make every timeline that long).
+const MAX_POINTS: i64 = 1_500;
 
-/// Every account's history under one model.
+/// Every account's history under one model: its account score records and its alerts.
 #[derive(Debug, Clone, Default)]
 pub struct Timelines {
-    /// The first day drawn, epoch ms (a UTC midnight).
-    pub first_day_ms: i64,
-    /// Days drawn.
-    pub days: usize,
-    /// By account.
-    pub accounts: BTreeMap<String, AccountTimeline>,
+    /// The first and last tick of the history, epoch ms.
+    pub span: Option<(i64, i64)>,
+    /// By account: its score records, `(at, score)` in time order.
+    pub scores: BTreeMap<String, Vec<(i64, f64)>>,
+    /// By account: its alerts (every level), time, kind, severity, level and entity id, in
+    /// time order.
+    #[allow(clippy::type_complexity)]
+    pub alerts: BTreeMap<String, Vec<(i64, &'static str, &'static str, &'static str, String)>>,
 }
 
 impl Timelines {
-    /// From a replay's account score records (in time order) and alerts, over the days
-    /// from `first_ms` to `last_ms`.
+    /// From a replay's account score records and alerts, over the ticks from `first_ms`
+    /// to `last_ms`.
     pub fn build(scores: &[ScoreRecord], alerts: &[Alert], first_ms: i64, last_ms: i64) -> Self {
-        let first_day_ms = first_ms.div_euclid(DAY_MS) * DAY_MS;
-        let days = usize::try_from(last_ms.saturating_sub(first_day_ms) / DAY_MS + 1).unwrap_or(0).min(20_000);
-        let mut accounts: BTreeMap<String, AccountTimeline> = BTreeMap::new();
-        let mut history: BTreeMap<&str, Vec<(i64, f64)>> = BTreeMap::new();
+        let mut t = Timelines { span: Some((first_ms, last_ms.max(first_ms))), ..Default::default() };
         for s in scores {
-            history.entry(&s.entity.account_id).or_default().push((s.at, s.score));
-        }
-        for (account, mut h) in history {
-            h.sort_by_key(|(at, _)| *at);
-            let mut daily = Vec::with_capacity(days);
-            let (mut i, mut current) = (0, None);
-            for d in 0..days {
-                let end = first_day_ms + (d as i64 + 1) * DAY_MS;
-                while i < h.len() && h[i].0 <= end {
-                    current = Some(h[i].1);
-                    i += 1;
-                }
-                daily.push(current);
-            }
-            accounts.entry(account.to_string()).or_default().daily = daily;
+            t.scores.entry(s.entity.account_id.clone()).or_default().push((s.at, s.score));
         }
         for a in alerts {
-            accounts.entry(a.entity.account_id.clone()).or_default().alerts.push((
+            t.alerts.entry(a.entity.account_id.clone()).or_default().push((
                 a.at,
                 a.kind.as_str(),
                 a.severity.as_str(),
@@ -72,10 +51,54 @@ impl Timelines {
                 a.entity.id.clone(),
             ));
         }
-        for t in accounts.values_mut() {
-            t.alerts.sort_by_key(|a| a.0);
+        for v in t.scores.values_mut() {
+            v.sort_by_key(|(at, _)| *at);
         }
-        Self { first_day_ms, days, accounts }
+        for v in t.alerts.values_mut() {
+            v.sort_by_key(|a| a.0);
+        }
+        t
+    }
+}
+
+/// The points the timelines are drawn at: from `first_day_ms` (a UTC midnight), one every
+/// `step_days`, `points` of them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Grid {
+    first_day_ms: i64,
+    step_days: i64,
+    points: usize,
+}
+
+impl Grid {
+    fn over(first_ms: i64, last_ms: i64) -> Self {
+        let first_day_ms = first_ms.div_euclid(DAY_MS) * DAY_MS;
+        let span_days = (last_ms.saturating_sub(first_day_ms) / DAY_MS).max(0) + 1;
+        let step_days = (span_days + MAX_POINTS - 1) / MAX_POINTS;
+        let points = usize::try_from((span_days + step_days - 1) / step_days).unwrap_or(0);
+        Grid { first_day_ms, step_days, points }
+    }
+
+    /// The score at the end of each step (the last record at or before then); `None`
+    /// before the first record.
+    fn sample(&self, history: &[(i64, f64)]) -> Vec<Option<f64>> {
+        let (mut i, mut current) = (0, None);
+        (0..self.points)
+            .map(|d| {
+                let end = self.first_day_ms.saturating_add((d as i64 + 1) * self.step_days * DAY_MS);
+                while i < history.len() && history[i].0 <= end {
+                    current = Some(history[i].1);
+                    i += 1;
+                }
+                current
+            })
+            .collect()
+    }
+
+    /// Where `t` falls, in points.
+    fn position(&self, t: i64) -> f64 {
+        let p = (t - self.first_day_ms) as f64 / (self.step_days * DAY_MS) as f64;
+        (p * 100.0).round() / 100.0
     }
 }
 
@@ -198,18 +221,15 @@ fn auc_table(models: &[Model<'_>]) -> String {
 
 /// The page's data for the timelines, as JSON.
 fn timeline_data(models: &[Model<'_>], outcomes: &[OutcomeRecord]) -> Value {
-    let first_day_ms = models.iter().map(|m| m.timelines.first_day_ms).min().unwrap_or(0);
-    let days = models
-        .iter()
-        .map(|m| (m.timelines.first_day_ms - first_day_ms) / DAY_MS + m.timelines.days as i64)
-        .max()
-        .unwrap_or(0);
-    let day_of = |t: i64| ((t - first_day_ms) as f64 / DAY_MS as f64 * 100.0).round() / 100.0;
+    let spans = models.iter().filter_map(|m| m.timelines.span);
+    let first = spans.clone().map(|(f, _)| f).min().unwrap_or(0);
+    let last = spans.map(|(_, l)| l).max().unwrap_or(first);
+    let grid = Grid::over(first, last);
     let mut by_account: BTreeMap<&str, Vec<(f64, &str)>> = BTreeMap::new();
     for o in outcomes {
-        by_account.entry(&o.account_id).or_default().push((day_of(o.at), o.outcome.as_str()));
+        by_account.entry(&o.account_id).or_default().push((grid.position(o.at), o.outcome.as_str()));
     }
-    let mut ids: Vec<&str> = models.iter().flat_map(|m| m.timelines.accounts.keys().map(String::as_str)).collect();
+    let mut ids: Vec<&str> = models.iter().flat_map(|m| m.timelines.scores.keys().map(String::as_str)).collect();
     ids.sort_unstable();
     ids.dedup();
     let accounts: Vec<Value> = ids
@@ -218,21 +238,24 @@ fn timeline_data(models: &[Model<'_>], outcomes: &[OutcomeRecord]) -> Value {
             let scores: Vec<Value> = models
                 .iter()
                 .map(|m| {
-                    let offset = ((m.timelines.first_day_ms - first_day_ms) / DAY_MS) as usize;
-                    let daily = m.timelines.accounts.get(*id).map(|t| t.daily.as_slice()).unwrap_or_default();
-                    let mut v: Vec<Value> = vec![Value::Null; offset];
-                    v.extend(daily.iter().map(|s| s.map_or(Value::Null, |s| json!((s * 10.0).round() / 10.0))));
-                    Value::Array(v)
+                    let history = m.timelines.scores.get(*id).map(Vec::as_slice).unwrap_or_default();
+                    let points = grid.sample(history);
+                    Value::Array(
+                        points
+                            .into_iter()
+                            .map(|s| s.map_or(Value::Null, |s| json!((s * 10.0).round() / 10.0)))
+                            .collect(),
+                    )
                 })
                 .collect();
             let alerts: Vec<Value> = models
                 .iter()
                 .map(|m| {
-                    let list = m.timelines.accounts.get(*id).map(|t| t.alerts.as_slice()).unwrap_or_default();
+                    let list = m.timelines.alerts.get(*id).map(Vec::as_slice).unwrap_or_default();
                     let marks: Vec<Value> = list
                         .iter()
                         .take(MAX_MARKS)
-                        .map(|(at, kind, sev, level, entity)| json!([day_of(*at), kind, sev, level, entity]))
+                        .map(|(at, kind, sev, level, entity)| json!([grid.position(*at), kind, sev, level, entity]))
                         .collect();
                     json!({"marks": marks, "total": list.len()})
                 })
@@ -243,9 +266,9 @@ fn timeline_data(models: &[Model<'_>], outcomes: &[OutcomeRecord]) -> Value {
         })
         .collect();
     json!({
-        "first_day": format_rfc3339(first_day_ms)[..10].to_string(),
-        "first_day_ms": first_day_ms,
-        "days": days,
+        "first_day_ms": grid.first_day_ms,
+        "step_days": grid.step_days,
+        "days": grid.points,
         "models": models.iter().map(|m| json!({"name": m.name, "green": m.green, "yellow": m.yellow})).collect::<Vec<_>>(),
         "accounts": accounts,
     })
@@ -257,7 +280,8 @@ pub fn render(models: &[Model<'_>], outcomes: &[OutcomeRecord]) -> String {
     let b = first.backtest;
     let s = &b.summary;
     let outcome_counts: Vec<String> = s.outcomes.iter().map(|(k, v)| format!("{k} {v}")).collect();
-    let data = timeline_data(models, outcomes).to_string().replace("</", "<\\/").replace("<!--", "<\\!--");
+    // No `<` inside the script element: `\u003c` is the same character to JSON.parse.
+    let data = timeline_data(models, outcomes).to_string().replace('<', "\\u003c");
     let title = if models.len() > 1 { "cs-pulse backtest: two models side by side" } else { "cs-pulse backtest" };
     let mut h = String::with_capacity(data.len() + 16_384);
     let _ = write!(
@@ -336,8 +360,8 @@ const JS: &str = r##"
   }
   function x(day) { return L + (W - L - R) * (data.days > 1 ? day / (data.days - 1) : 0); }
   function y(score) { return T + (H - T - B) * (100 - score) / 100; }
-  function date(day) {
-    return new Date(data.first_day_ms + day * 86400000).toISOString().slice(0, 10);
+  function date(point) {
+    return new Date(data.first_day_ms + point * data.step_days * 86400000).toISOString().slice(0, 10);
   }
   function churnDay(a) {
     for (var i = 0; i < a.outcomes.length; i++) { if (a.outcomes[i][1] === "churned") { return a.outcomes[i][0]; } }
@@ -366,12 +390,16 @@ const JS: &str = r##"
       var t = el("text", { x: L - 4, y: y(s) + 4, "text-anchor": "end", "font-size": 10, fill: "#666" }, svg);
       t.textContent = s;
     });
-    for (var d = 0; d < data.days; d++) {
-      if (date(d).slice(8) === "01") {
-        el("line", { x1: x(d), x2: x(d), y1: T, y2: H - B, stroke: "#ddd" }, svg);
-        var t = el("text", { x: x(d) + 2, y: H - 8, "font-size": 10, fill: "#666" }, svg);
-        t.textContent = date(d).slice(0, 7);
-      }
+    // a line at each month's first point (each year's, over a long history)
+    var month = date(0).slice(0, 7), long = data.days * data.step_days > 1100;
+    for (var d = 1; d < data.days; d++) {
+      var m = date(d).slice(0, 7);
+      if (m === month) { continue; }
+      month = m;
+      if (long && m.slice(5) !== "01") { continue; }
+      el("line", { x1: x(d), x2: x(d), y1: T, y2: H - B, stroke: "#ddd" }, svg);
+      var t = el("text", { x: x(d) + 2, y: H - 8, "font-size": 10, fill: "#666" }, svg);
+      t.textContent = long ? m.slice(0, 4) : m;
     }
     a.scores.forEach(function (series, m) {
       var pts = [];
@@ -479,20 +507,35 @@ mod tests {
     #[test]
     fn daily_scores_by_hand() {
         // a tick at midnight evaluates the day before it: it is that day's score
-        let scores =
-            [score("a", T0 + 10 * H, 50.0), score("a", T0 + DAY, 60.0), score("a", T0 + 2 * DAY + 5 * H, 30.0)];
-        let t = Timelines::build(&scores, &[], T0 + 10 * H, T0 + 3 * DAY + H);
-        assert_eq!((t.first_day_ms, t.days), (T0, 4));
-        assert_eq!(t.accounts["a"].daily, vec![Some(60.0), Some(60.0), Some(30.0), Some(30.0)]);
-        let late = [score("b", T0 + 2 * DAY + H, 80.0)];
-        let t = Timelines::build(&late, &[], T0, T0 + 3 * DAY);
-        assert_eq!(t.accounts["b"].daily, vec![None, None, Some(80.0), Some(80.0)], "nothing before its first score");
+        let a = [(T0 + 10 * H, 50.0), (T0 + DAY, 60.0), (T0 + 2 * DAY + 5 * H, 30.0)];
+        let g = Grid::over(T0 + 10 * H, T0 + 3 * DAY + H);
+        assert_eq!(g, Grid { first_day_ms: T0, step_days: 1, points: 4 });
+        assert_eq!(g.sample(&a), vec![Some(60.0), Some(60.0), Some(30.0), Some(30.0)]);
+        assert_eq!(
+            g.sample(&[(T0 + 2 * DAY + H, 80.0)]),
+            vec![None, None, Some(80.0), Some(80.0)],
+            "none before the first"
+        );
+        assert_eq!(g.position(T0 + 2 * DAY + 12 * H), 2.5);
+    }
+
+    #[test]
+    fn a_long_history_is_drawn_a_point_every_few_days() {
+        // an event from 1971 and one from today: 55 years, at most MAX_POINTS points
+        let g = Grid::over(365 * DAY, 20_000 * DAY);
+        assert_eq!(g.step_days, 14);
+        assert!(g.points as i64 <= MAX_POINTS && g.points as i64 * g.step_days >= 20_000 - 365, "{g:?}");
+        assert_eq!(g.sample(&[(366 * DAY, 10.0), (19_999 * DAY, 90.0)]).last(), Some(&Some(90.0)));
     }
 
     #[test]
     fn ids_cannot_close_the_data_script() {
         let scores = [score("</script><b>x", T0 + DAY, 50.0)];
         let timelines = Timelines::build(&scores, &[], T0, T0 + 2 * DAY);
+        let json_of = |html: &str| -> Value {
+            let start = html.find("id=\"data\">").unwrap() + "id=\"data\">".len();
+            serde_json::from_str(&html[start..start + html[start..].find("</script>").unwrap()]).unwrap()
+        };
         let backtest = Backtest {
             replay: Default::default(),
             outcomes_read: 0,
@@ -512,8 +555,12 @@ mod tests {
         let model = Model { name: "<m>".into(), green: 70.0, yellow: 40.0, backtest: &backtest, timelines: &timelines };
         let html = render(&[model], &[]);
         assert_eq!(html.matches("</script>").count(), 3, "the error hook, the data and the script end once each");
-        assert!(html.contains("<\\/script><b>x"), "the id is kept, escaped for the page");
+        assert_eq!(json_of(&html)["accounts"][0]["id"], "</script><b>x", "the id is kept, escaped for the page");
         assert!(html.contains("<th colspan=\"5\">&lt;m&gt;</th>"), "names are escaped in the table");
-        assert_eq!(html.matches("<m>").count(), 1, "raw only in the data, which the page sets as text");
+        assert!(!html.contains("<m>"), "nor raw in the data");
+        assert_eq!(json_of(&html)["models"][0]["name"], "<m>");
+        let comment = Timelines::build(&[score("<!--", T0 + DAY, 50.0)], &[], T0, T0 + 2 * DAY);
+        let model = Model { name: "m".into(), green: 70.0, yellow: 40.0, backtest: &backtest, timelines: &comment };
+        assert_eq!(json_of(&render(&[model], &[]))["accounts"][0]["id"], "<!--", "the data still parses");
     }
 }

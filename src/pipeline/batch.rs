@@ -109,7 +109,7 @@ impl Owned {
     fn restore(&mut self, p: Partition, store: &StateStore, now: WallClock, adopt: bool) -> Result<(), StateError> {
         match store.restore(p, self.driver.engine_cfg()) {
             Ok(engine) if adopt => self.driver.adopt(p, engine, now),
-            Ok(engine) => self.driver.replace(p, engine, now),
+            Ok(engine) => self.driver.replace(p, engine),
             Err(StateError::Unreadable(why)) => {
                 self.fail(p, "the restore of its state", &why);
             }

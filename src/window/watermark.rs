@@ -95,6 +95,16 @@ impl<K: Hash + Eq + Clone> WatermarkTracker<K> {
         }
     }
 
+    /// Sets a partition's highest event time back to `max` (its state was restored to an
+    /// earlier point: a rewind), keeping its idle clock. The pipeline watermark is worked
+    /// out again from the partitions as they now stand.
+    pub fn reset_partition(&mut self, key: &K, max: Option<EventTime>) {
+        if let Some(p) = self.parts.get_mut(key) {
+            p.max_event_time = max.map(|t| t.0);
+            self.current = None;
+        }
+    }
+
     /// Records an event time seen on a partition.
     pub fn observe(&mut self, key: &K, event_time: EventTime, now: WallClock) {
         let (event_time, now_wall_ms) = (event_time.0, now.0);
@@ -179,6 +189,18 @@ mod tests {
         assert_eq!(t.watermark(W(0)), Some(E(500)));
         t.observe(&1, E(2_000), W(10));
         assert_eq!(t.watermark(W(10)), Some(E(900)));
+    }
+
+    #[test]
+    fn a_reset_goes_back_with_the_state_and_keeps_the_idle_clock() {
+        let mut t = WatermarkTracker::new(0, 1_000);
+        t.observe(&0, E(5_000), W(0));
+        t.observe(&1, E(9_000), W(1_500));
+        assert_eq!(t.watermark(W(1_500)), Some(E(9_000)), "partition 0 is idle");
+        t.reset_partition(&1, Some(E(7_000)));
+        assert_eq!(t.watermark(W(1_500)), Some(E(7_000)), "back with the state; 0 is still idle");
+        t.reset_partition(&1, None);
+        assert_eq!(t.watermark(W(1_600)), None, "1 holds back until it delivers again");
     }
 
     #[test]
