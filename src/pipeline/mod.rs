@@ -44,7 +44,7 @@ use crate::driver::Driver;
 use crate::engine::EngineConfig;
 use crate::kafka::client_config;
 use crate::kafka::sink::{KafkaSink, SinkError};
-use crate::telemetry::{self, BatchCommitted, ConsumerReplaced, TransactionEnded};
+use crate::telemetry::{self, BatchCommitted, ConsumerReplaced, InputTopics, TransactionEnded};
 use crate::window::WatermarkTracker;
 use batch::{process_batch, Owned, STATE_METRICS_EVERY};
 use source::{check_copartitioning, DimsReader, PipelineContext};
@@ -235,6 +235,7 @@ fn run_consumer(
     registry: Option<Arc<Registry>>,
 ) -> Result<(), PipelineError> {
     let topics = [cfg.topics.usage.clone(), cfg.topics.support.clone()];
+    InputTopics { topics: &topics }.emit();
     let mut consumer_cfg = client_config(cfg);
     consumer_cfg
         .set("group.id", &cfg.kafka.group_id)

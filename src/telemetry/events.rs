@@ -50,6 +50,24 @@ impl RecordRejected<'_> {
     }
 }
 
+/// The input topics `run` reads: their per-topic counters exist from the start, at 0,
+/// so that a dashboard shows "none yet" rather than "no data".
+pub(crate) struct InputTopics<'a> {
+    /// The usage and support topics.
+    pub(crate) topics: &'a [String],
+}
+
+impl InputTopics<'_> {
+    /// Registers the counters.
+    pub(crate) fn emit(self) {
+        let m = metrics();
+        for t in self.topics {
+            m.events_total.with_label_values(&[t]);
+            m.late_events_total.with_label_values(&[t]);
+        }
+    }
+}
+
 /// An event arrived after its tick was evaluated: applied all the same, or dead-lettered
 /// `too_late` (then a [`RecordRejected`] too).
 pub(crate) struct LateEventRead<'a> {
