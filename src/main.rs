@@ -341,6 +341,19 @@ fn main() -> ExitCode {
                 Err(e) => return usage_error(e),
             };
             init_quiet_logging(&cfg);
+            // An output that cannot be written is said before a long replay, not after; one
+            // created only to check is removed again if the backtest fails.
+            let mut created = Vec::new();
+            for path in report.iter().chain(json.iter()) {
+                let existed = path.exists();
+                if let Err(e) = std::fs::OpenOptions::new().append(true).create(true).open(path) {
+                    return usage_error(format!("{}: {e}", path.display()));
+                }
+                if !existed {
+                    created.push(path.clone());
+                }
+            }
+            let clean_up = || created.iter().for_each(|p| drop(std::fs::remove_file(p)));
             let inputs = history.files(PathBuf::new());
             let opts =
                 cs_pulse::backtest::BacktestOptions { inputs, outcomes, horizon_days, timelines: report.is_some() };
@@ -356,8 +369,10 @@ fn main() -> ExitCode {
                 }
                 match cs_pulse::backtest::run(c, &opts) {
                     Ok(b) => models.push((name(path), c.health.bands.clone(), b)),
-                    Err(e) if e.is_usage() => return usage_error(e),
-                    Err(e) => return runtime_error(e),
+                    Err(e) => {
+                        clean_up();
+                        return if e.is_usage() { usage_error(e) } else { runtime_error(e) };
+                    }
                 }
             }
             for (name, _, b) in &models {

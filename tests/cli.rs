@@ -261,6 +261,19 @@ fn backtest_reads_avro_outcomes() {
     assert_eq!(from_avro["outcomes"]["churned"], 1, "{from_avro}");
     assert_eq!(from_avro, summary(&ndjson));
 
+    let unwritable = cs_pulse(&[
+        "backtest",
+        "--usage",
+        usage.to_str().unwrap(),
+        "--outcomes",
+        ndjson.to_str().unwrap(),
+        "--report",
+        "/nonexistent-dir/report.html",
+    ]);
+    assert_eq!(unwritable.status.code(), Some(2), "refused before the replay");
+    assert!(String::from_utf8_lossy(&unwritable.stderr).contains("/nonexistent-dir/report.html"));
+    assert!(unwritable.stdout.is_empty(), "nothing was replayed");
+
     let bogus = write_temp("bogus.avro", "not a container");
     let out = cs_pulse(&["backtest", "--usage", usage.to_str().unwrap(), "--outcomes", bogus.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
