@@ -40,6 +40,7 @@ pub mod demo;
 pub mod dims;
 pub mod engine;
 pub mod generator;
+pub mod history;
 pub mod kafka;
 pub mod loadgen;
 pub mod model;

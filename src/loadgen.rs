@@ -41,6 +41,47 @@ pub struct GenOptions {
     /// Event times are the wall clock: each event's `occurred_at` is the moment it is
     /// written (the storylines keep their order, not their days). For latency tests.
     pub live: bool,
+    /// Write a realistic history ([`crate::history`]) instead of the storylines.
+    pub history: bool,
+}
+
+/// What `gen` writes: the storylines, or a realistic history.
+enum Synthetic {
+    Storylines(Generator),
+    History(Box<crate::history::History>),
+}
+
+impl Synthetic {
+    fn start_ms(&self) -> i64 {
+        match self {
+            Synthetic::Storylines(g) => g.start_ms(),
+            Synthetic::History(h) => h.start_ms(),
+        }
+    }
+    fn dimension_records(&self) -> Vec<GenRecord> {
+        match self {
+            Synthetic::Storylines(g) => g.dimension_records(),
+            Synthetic::History(h) => h.dimension_records(),
+        }
+    }
+    fn day(&mut self, day: i64) -> Vec<GenRecord> {
+        match self {
+            Synthetic::Storylines(g) => g.day(day),
+            Synthetic::History(h) => h.day(day),
+        }
+    }
+    fn closing_records(&mut self, at: i64) -> Vec<GenRecord> {
+        match self {
+            Synthetic::Storylines(g) => g.closing_records(at),
+            Synthetic::History(h) => h.closing_records(at),
+        }
+    }
+    fn outcomes(&self, days: i64) -> Vec<crate::model::OutcomeRecord> {
+        match self {
+            Synthetic::Storylines(g) => g.outcomes(days),
+            Synthetic::History(h) => h.outcomes(days),
+        }
+    }
 }
 
 /// What `gen` wrote.
@@ -190,7 +231,12 @@ pub fn run(cfg: &Config, opts: &GenOptions) -> Result<GenSummary, GenError> {
         }
         Ok(())
     };
-    let mut gen = Generator::scaled(opts.seed, start_for(opts.days, crate::time::now_ms()), opts.scale);
+    let start = start_for(opts.days, crate::time::now_ms());
+    let mut gen = if opts.history {
+        Synthetic::History(Box::new(crate::history::History::new(opts.seed, start, opts.scale, opts.days)))
+    } else {
+        Synthetic::Storylines(Generator::scaled(opts.seed, start, opts.scale))
+    };
     let mut summary = GenSummary::default();
     for r in gen.dimension_records() {
         emit(&r)?;

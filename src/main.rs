@@ -213,6 +213,13 @@ enum Command {
         /// days (for latency tests: ticks then come once an hour, as in production).
         #[arg(long)]
         live: bool,
+        /// Write a realistic history to backtest on instead of the storylines: each
+        /// account's hidden health drifts and takes shocks, shows only through noisy
+        /// events (weekly cycles, holidays, turnover, over-provisioned seats, product-wide
+        /// incidents), and churn is drawn at renewals from it. --teams is the most teams
+        /// an account has, --users about the users of a team.
+        #[arg(long, conflicts_with = "live")]
+        history: bool,
         /// Optional configuration (topic names, kafka.client properties).
         #[arg(long, short)]
         config: Option<PathBuf>,
@@ -456,6 +463,7 @@ fn main() -> ExitCode {
             ndjson_dir,
             no_kafka,
             live,
+            history,
             config,
         } => {
             let mut cfg = match load_config(config.as_ref()) {
@@ -477,6 +485,7 @@ fn main() -> ExitCode {
                 create_topics,
                 progress: true,
                 live,
+                history,
             };
             match cs_pulse::loadgen::run(&cfg, &opts) {
                 Ok(s) => {

@@ -343,3 +343,68 @@ fn gen_writes_outcomes_that_backtest_reads() {
     assert!(m["critical"]["churn"]["recall"].as_f64().unwrap() > 0.0, "{m}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `gen --history` writes a realistic history: churn drawn at renewals from hidden health,
+/// quiet weekends, and nothing from an account after it churned; `backtest` reads it.
+#[test]
+fn gen_history_writes_a_history_backtest_reads() {
+    let dir = std::env::temp_dir().join(format!("cs-pulse-cli-{}-history", std::process::id()));
+    let d = dir.to_str().unwrap();
+    let out = cs_pulse(&[
+        "gen",
+        "--no-kafka",
+        "--history",
+        "--ndjson-dir",
+        d,
+        "--accounts",
+        "24",
+        "--teams",
+        "1",
+        "--users",
+        "2",
+        "--days",
+        "370",
+        "--seed",
+        "9",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let read = |f: &str| -> Vec<serde_json::Value> {
+        std::fs::read_to_string(dir.join(f)).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    };
+    let outcomes = read("outcomes.ndjson");
+    let churned: Vec<&serde_json::Value> = outcomes.iter().filter(|o| o["outcome"] == "churned").collect();
+    assert!(outcomes.len() >= 18 && !churned.is_empty() && churned.len() * 2 < outcomes.len(), "{outcomes:?}");
+    let usage = read("usage.ndjson");
+    for c in &churned {
+        let after = usage
+            .iter()
+            .filter(|e| {
+                e["account_id"] == c["account_id"]
+                    && e["occurred_at"].as_i64() > c["at"].as_i64().map(|t| t + 86_400_000)
+            })
+            .filter(|e| e["type"] != "heartbeat")
+            .count();
+        assert_eq!(after, 0, "{} is silent after it churned", c["account_id"]);
+    }
+    let path = |f: &str| dir.join(f).to_str().unwrap().to_string();
+    let json = dir.join("backtest.json");
+    let out = cs_pulse(&[
+        "backtest",
+        "--usage",
+        &path("usage.ndjson"),
+        "--support",
+        &path("support.ndjson"),
+        "--accounts",
+        &path("accounts.ndjson"),
+        "--teams",
+        &path("teams.ndjson"),
+        "--outcomes",
+        &path("outcomes.ndjson"),
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(v["outcomes_read"], outcomes.len());
+    let _ = std::fs::remove_dir_all(&dir);
+}
