@@ -280,6 +280,21 @@ fn backtest_reads_avro_outcomes() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("bogus.avro"), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
+/// `backtest` over the files `gen --ndjson-dir` wrote into `dir`: its JSON summary.
+fn backtest_gen_dir(dir: &std::path::Path) -> serde_json::Value {
+    let json = dir.join("backtest.json");
+    let mut args = vec!["backtest".to_string()];
+    for input in ["usage", "support", "accounts", "teams", "outcomes"] {
+        args.push(format!("--{input}"));
+        args.push(dir.join(format!("{input}.ndjson")).display().to_string());
+    }
+    args.extend(["--json".to_string(), json.display().to_string()]);
+    let out = cs_pulse(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = std::fs::read_to_string(&json).unwrap_or_default();
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}: {text}", json.display()))
+}
+
 /// `gen --ndjson-dir` writes outcomes beside the records, and `backtest` reads them all.
 #[test]
 fn gen_writes_outcomes_that_backtest_reads() {
@@ -307,32 +322,7 @@ fn gen_writes_outcomes_that_backtest_reads() {
         assert!(o["account_id"].as_str().unwrap().starts_with("acct-"), "{o}");
         assert!(["renewed", "expanded", "contracted", "churned"].contains(&o["outcome"].as_str().unwrap()), "{o}");
     }
-    let json = dir.join("backtest.json");
-    let path = |f: &str| dir.join(f).to_str().unwrap().to_string();
-    let (u, s, a, t, o) = (
-        path("usage.ndjson"),
-        path("support.ndjson"),
-        path("accounts.ndjson"),
-        path("teams.ndjson"),
-        path("outcomes.ndjson"),
-    );
-    let out = cs_pulse(&[
-        "backtest",
-        "--usage",
-        &u,
-        "--support",
-        &s,
-        "--accounts",
-        &a,
-        "--teams",
-        &t,
-        "--outcomes",
-        &o,
-        "--json",
-        json.to_str().unwrap(),
-    ]);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
-    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let v = backtest_gen_dir(&dir);
     assert_eq!(v["outcomes_read"], lines.len());
     assert_eq!(v["outcomes_refused"], 0);
     assert_eq!(v["summary"]["accounts"], 24);
@@ -386,25 +376,7 @@ fn gen_history_writes_a_history_backtest_reads() {
             .count();
         assert_eq!(after, 0, "{} is silent after it churned", c["account_id"]);
     }
-    let path = |f: &str| dir.join(f).to_str().unwrap().to_string();
-    let json = dir.join("backtest.json");
-    let out = cs_pulse(&[
-        "backtest",
-        "--usage",
-        &path("usage.ndjson"),
-        "--support",
-        &path("support.ndjson"),
-        "--accounts",
-        &path("accounts.ndjson"),
-        "--teams",
-        &path("teams.ndjson"),
-        "--outcomes",
-        &path("outcomes.ndjson"),
-        "--json",
-        json.to_str().unwrap(),
-    ]);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
-    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let v = backtest_gen_dir(&dir);
     assert_eq!(v["outcomes_read"], outcomes.len());
     let _ = std::fs::remove_dir_all(&dir);
 }
