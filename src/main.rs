@@ -370,15 +370,30 @@ fn main() -> ExitCode {
             if let (Some(c), Some(p)) = (second.as_ref(), compare_config.as_ref()) {
                 runs.push((c, Some(p)));
             }
-            for (c, path) in runs {
-                if second.is_some() {
-                    eprintln!("backtest: replaying the history with {}", name(path));
-                }
-                match cs_pulse::backtest::run(c, &opts) {
-                    Ok(b) => models.push((name(path), c.health.bands.clone(), b)),
-                    Err(e) => {
+            if second.is_some() {
+                eprintln!(
+                    "backtest: replaying the history with {} and with {} side by side",
+                    name(config.as_ref()),
+                    name(compare_config.as_ref())
+                );
+            }
+            // Two models replay on two threads: the replays share nothing but the inputs.
+            let results: Vec<Option<Result<cs_pulse::backtest::Backtest, cs_pulse::backtest::BacktestError>>> =
+                std::thread::scope(|scope| {
+                    let handles: Vec<_> =
+                        runs.iter().map(|(c, _)| scope.spawn(|| cs_pulse::backtest::run(c, &opts))).collect();
+                    handles.into_iter().map(|h| h.join().ok()).collect()
+                });
+            for ((c, path), result) in runs.into_iter().zip(results) {
+                match result {
+                    Some(Ok(b)) => models.push((name(path), c.health.bands.clone(), b)),
+                    Some(Err(e)) => {
                         clean_up();
                         return if e.is_usage() { usage_error(e) } else { runtime_error(e) };
+                    }
+                    None => {
+                        clean_up();
+                        return runtime_error(format!("backtest: the replay with {} failed", name(path)));
                     }
                 }
             }

@@ -281,14 +281,21 @@ fn backtest_reads_avro_outcomes() {
 }
 
 /// `backtest` over the files `gen --ndjson-dir` wrote into `dir`: its JSON summary.
+/// Backtests `gen`'s files in `dir` under the default policy, compared with policy `all`
+/// (under `"compared"`).
 fn backtest_gen_dir(dir: &std::path::Path) -> serde_json::Value {
     let json = dir.join("backtest.json");
+    let all = dir.join("all.toml");
+    if let Err(e) = std::fs::write(&all, "[alerts]\npolicy = \"all\"\n") {
+        panic!("{}: {e}", all.display());
+    }
     let mut args = vec!["backtest".to_string()];
     for input in ["usage", "support", "accounts", "teams", "outcomes"] {
         args.push(format!("--{input}"));
         args.push(dir.join(format!("{input}.ndjson")).display().to_string());
     }
     args.extend(["--json".to_string(), json.display().to_string()]);
+    args.extend(["--compare-config".to_string(), all.display().to_string()]);
     let out = cs_pulse(&args.iter().map(String::as_str).collect::<Vec<_>>());
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     let text = std::fs::read_to_string(&json).unwrap_or_default();
@@ -327,10 +334,16 @@ fn gen_writes_outcomes_that_backtest_reads() {
     assert_eq!(v["outcomes_refused"], 0);
     assert_eq!(v["summary"]["accounts"], 24);
     // The storylines' churn is foretold: the score 90 days before tells churned accounts
-    // from those that stayed better than chance, and critical alerts warn of some churn.
+    // from those that stayed better than chance, and under policy `all` critical alerts
+    // warn of some churn. The default policy, `focused`, writes fewer alerts.
     let m = &v["summary"]["band_model"];
     assert!(m["auc_churned"].as_f64().unwrap() > 0.5, "{m}");
-    assert!(m["critical"]["churn"]["recall"].as_f64().unwrap() > 0.0, "{m}");
+    let all = &v["compared"];
+    assert_eq!((v["policy"].as_str(), all["policy"].as_str()), (Some("focused"), Some("all")));
+    assert_eq!(all["summary"]["band_model"]["auc_churned"], m["auc_churned"], "the policy changes no score");
+    assert!(all["summary"]["band_model"]["critical"]["churn"]["recall"].as_f64().unwrap() > 0.0, "{all}");
+    let volume = |v: &serde_json::Value| v["summary"]["alerts_per_account_month"].as_f64().unwrap();
+    assert!(volume(&v) < volume(all), "focused {} against all {}", volume(&v), volume(all));
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -46,6 +46,23 @@ fn project_alert_full(a: &Value) -> Value {
     v
 }
 
+/// The same, with what a focused alert groups: its conditions, how many triggers, and each
+/// trigger listed with its severity (`trigger_N` and `trigger_N_severity`, in order).
+fn project_alert_focused(a: &Value) -> Value {
+    let mut v = project_alert(a);
+    let d = &a["details"];
+    v["conditions"] = d["conditions"].clone();
+    v["triggers"] = d["triggers"].clone();
+    let listed: Vec<Value> = (1..)
+        .map_while(|n| {
+            let name = d[format!("trigger_{n}")].as_str()?;
+            Some(json!(format!("{name}|{}", d[format!("trigger_{n}_severity")].as_str().unwrap_or("?"))))
+        })
+        .collect();
+    v["listed"] = Value::Array(listed);
+    v
+}
+
 fn project_score(s: &Value) -> Value {
     json!({
         "level": s["entity"]["level"], "id": s["entity"]["id"], "at": rfc3339(&s["at"]),
@@ -63,8 +80,8 @@ fn sorted(mut v: Vec<Value>) -> Vec<String> {
     s
 }
 
-fn run_case(dir: &Path) -> Result {
-    let out = tempdir(dir)?;
+/// Replays the case's inputs with `config`, into `out`: (alerts, scores, dead letters).
+fn replay(dir: &Path, config: &Path, out: &Path) -> Result<(Vec<Value>, Vec<Value>, Vec<Value>)> {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_cs-pulse"));
     cmd.arg("replay");
     for input in ["usage", "support", "accounts", "teams"] {
@@ -75,10 +92,9 @@ fn run_case(dir: &Path) -> Result {
     }
     let (alerts, scores, dead) = (out.join("alerts.ndjson"), out.join("scores.ndjson"), out.join("dead.ndjson"));
     cmd.arg("--out").arg(&alerts).arg("--scores").arg(&scores).arg("--deadletter").arg(&dead);
-    cmd.arg("--config").arg(dir.join("config.toml"));
+    cmd.arg("--config").arg(config);
     let output = cmd.output()?;
     assert!(output.status.success(), "{}: replay failed: {}", dir.display(), String::from_utf8_lossy(&output.stderr));
-
     let got_alerts = read_ndjson(&alerts)?;
     for a in &got_alerts {
         let reasons = a["reasons"].as_array().ok_or("reasons missing")?;
@@ -90,20 +106,47 @@ fn run_case(dir: &Path) -> Result {
         );
         assert_eq!(a["alert_id"].as_str().map(str::len), Some(32), "{a}");
     }
-    let full = std::fs::read_to_string(dir.join("expected_alerts.ndjson")).is_ok_and(|t| t.contains("\"stage\""));
-    let checks: [(&str, Vec<Value>, Projection); 3] = [
-        ("expected_alerts.ndjson", got_alerts, if full { project_alert_full } else { project_alert }),
-        ("expected_scores.ndjson", read_ndjson(&scores)?, project_score),
-        ("expected_deadletter.ndjson", read_ndjson(&dead)?, project_deadletter),
-    ];
-    for (file, got, project) in checks {
-        let expected_path = dir.join(file);
-        if !expected_path.exists() {
-            continue;
-        }
-        let expected = sorted(read_ndjson(&expected_path)?);
-        let got = sorted(got.iter().map(project).collect());
-        assert_eq!(got, expected, "{}: {file} differs", dir.display());
+    Ok((got_alerts, read_ndjson(&scores)?, read_ndjson(&dead)?))
+}
+
+fn compare(dir: &Path, file: &str, got: &[Value], project: Projection) -> Result {
+    let expected_path = dir.join(file);
+    if !expected_path.exists() {
+        return Ok(());
+    }
+    let expected = sorted(read_ndjson(&expected_path)?);
+    let got = sorted(got.iter().map(project).collect());
+    assert_eq!(got, expected, "{}: {file} differs", dir.display());
+    Ok(())
+}
+
+/// Replays the case with its config and compares the outputs with the expected files. A
+/// case with `expected_alerts_all.ndjson` is replayed again under policy "all" (its config
+/// then has no `[alerts]` section), and its alerts compared with that file.
+fn run_case(dir: &Path) -> Result {
+    let out = tempdir(dir)?;
+    let (alerts, scores, dead) = replay(dir, &dir.join("config.toml"), &out)?;
+    let expected = std::fs::read_to_string(dir.join("expected_alerts.ndjson")).unwrap_or_default();
+    let project: Projection = if expected.contains("\"conditions\"") {
+        project_alert_focused
+    } else if expected.contains("\"stage\"") {
+        project_alert_full
+    } else {
+        project_alert
+    };
+    compare(dir, "expected_alerts.ndjson", &alerts, project)?;
+    compare(dir, "expected_scores.ndjson", &scores, project_score)?;
+    compare(dir, "expected_deadletter.ndjson", &dead, project_deadletter)?;
+    if dir.join("expected_alerts_all.ndjson").exists() {
+        let config = out.join("config_all.toml");
+        let text = std::fs::read_to_string(dir.join("config.toml"))?;
+        std::fs::write(&config, format!("{text}\n[alerts]\npolicy = \"all\"\n"))?;
+        let all = out.join("all");
+        std::fs::create_dir_all(&all)?;
+        let (alerts_all, scores_all, _) = replay(dir, &config, &all)?;
+        compare(dir, "expected_alerts_all.ndjson", &alerts_all, project_alert)?;
+        // The policy chooses alerts only: the scores are the same.
+        compare(dir, "expected_scores.ndjson", &scores_all, project_score)?;
     }
     std::fs::remove_dir_all(&out)?;
     Ok(())
@@ -118,6 +161,16 @@ fn tempdir(case: &Path) -> Result<PathBuf> {
 
 fn case(name: &str) -> Result {
     run_case(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(name))
+}
+
+#[test]
+fn focused_one_alert_for_a_cascade_across_levels() -> Result {
+    case("focused_cascade")
+}
+
+#[test]
+fn focused_repeats_suppressed_and_decline_corroborated() -> Result {
+    case("focused_repeat")
 }
 
 #[test]
@@ -184,6 +237,8 @@ fn every_case_folder_is_tested() -> Result {
         [
             "champions_support",
             "crm_batch",
+            "focused_cascade",
+            "focused_repeat",
             "hysteresis",
             "late",
             "magic_number",

@@ -29,6 +29,8 @@ fn config(bootstrap: &str, group: &str) -> Config {
     c.time.evaluation_interval_secs = 86_400;
     c.time.idle_timeout_secs = 1;
     c.health.warmup_secs = 0;
+    // the scenario checks rules on every level: every alert
+    c.alerts.policy = cs_pulse::config::AlertPolicy::All;
     // the mock cluster does not store transactional offsets
     c.processing.guarantee = cs_pulse::config::Guarantee::AtLeastOnce;
     c
@@ -256,7 +258,7 @@ fn run_process_stops_cleanly_on_sigterm() -> Result {
     std::fs::write(
         &cfg_path,
         format!(
-            "[kafka]\nbootstrap_servers = \"{bootstrap}\"\ngroup_id = \"mock-sigterm\"\n[time]\nevaluation_interval_secs = 86400\nidle_timeout_secs = 1\n[processing]\nguarantee = \"at_least_once\"\n[metrics]\nbind = \"127.0.0.1:0\"\n"
+            "[kafka]\nbootstrap_servers = \"{bootstrap}\"\ngroup_id = \"mock-sigterm\"\n[time]\nevaluation_interval_secs = 86400\nidle_timeout_secs = 1\n[processing]\nguarantee = \"at_least_once\"\n[alerts]\npolicy = \"all\"\n[metrics]\nbind = \"127.0.0.1:0\"\n"
         ),
     )?;
     let log = std::fs::File::create(dir.join("run.log"))?;

@@ -54,6 +54,8 @@ fn run(d: &Path, usage: Option<&Path>, accounts: Option<&Path>) -> Result<(Repla
     };
     let mut cfg = Config::default();
     cfg.time.evaluation_interval_secs = 86_400;
+    // the onboarding rules are checked as the alert table has them
+    cfg.alerts.policy = cs_pulse::config::AlertPolicy::All;
     let summary = replay(&cfg, &files)?;
     Ok((summary, read_lines(&d.join("alerts.ndjson"))?, read_lines(&d.join("dead.ndjson"))?))
 }

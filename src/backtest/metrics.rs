@@ -171,6 +171,44 @@ pub fn lead_times_days(signals: &[Signal], churns: &BTreeMap<String, i64>, horiz
         .collect()
 }
 
+/// Of some outcomes, those with a signal in a window ahead of them.
+#[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize)]
+pub struct Flagged {
+    /// Outcomes whose window the history covers.
+    pub outcomes: u64,
+    /// Of those, outcomes whose account had a signal in the window.
+    pub flagged: u64,
+    /// `flagged / outcomes`; `None` without outcomes.
+    pub share: Option<f64>,
+}
+
+/// Of `outcomes` (account, time), the share with a signal of their account in
+/// `[at - from_ms, at - to_ms]` (`from_ms >= to_ms`): was the account flagged early enough
+/// to act, and not so early that the flag says nothing? O((S + O) log S).
+pub fn flagged_ahead(signals: &[Signal], outcomes: &[(&str, i64)], from_ms: i64, to_ms: i64) -> Flagged {
+    let by = times_by_account(signals);
+    let flagged = outcomes
+        .iter()
+        .filter(|(account, at)| {
+            let (lo, hi) = (at.saturating_sub(from_ms), at.saturating_sub(to_ms));
+            by.get(account).is_some_and(|t| t.get(t.partition_point(|x| *x < lo)).is_some_and(|x| *x <= hi))
+        })
+        .count() as u64;
+    let n = outcomes.len() as u64;
+    Flagged { outcomes: n, flagged, share: (n > 0).then(|| flagged as f64 / n as f64) }
+}
+
+/// The `q`-quantile (0..=1) of `values` by nearest rank; `None` when empty.
+pub fn quantile(values: &[f64], q: f64) -> Option<f64> {
+    let mut v: Vec<f64> = values.iter().copied().filter(|x| !x.is_nan()).collect();
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let rank = (q.clamp(0.0, 1.0) * v.len() as f64).ceil() as usize;
+    Some(v[rank.clamp(1, v.len()) - 1])
+}
+
 /// `count` signals over `accounts` accounts watched for `span_ms`, per account per month.
 /// `None` without accounts or time.
 pub fn per_account_month(count: u64, accounts: u64, span_ms: i64) -> Option<f64> {
@@ -245,6 +283,34 @@ mod tests {
         assert_eq!(precision_recall(&[signal("b", 220)], &churns, horizon).signals_before_churn, 1);
         assert_eq!(precision_recall(&[], &churns, horizon).precision, None);
         assert_eq!(precision_recall(&signals, &BTreeMap::new(), horizon).recall, None);
+    }
+
+    #[test]
+    fn flagged_ahead_by_hand() {
+        // a: signals on days 10 and 130; b: day 139; c: day 161; d: none.
+        let signals = [signal("a", 10), signal("a", 130), signal("b", 139), signal("c", 161)];
+        let d = DAY_MS;
+        // Outcomes on day 200: the window is days 20 to 140, both ends in.
+        let outcomes = [("a", 200 * d), ("b", 200 * d), ("c", 200 * d), ("d", 200 * d)];
+        let f = flagged_ahead(&signals, &outcomes, 180 * d, 60 * d);
+        assert_eq!((f.outcomes, f.flagged), (4, 2));
+        assert_eq!(f.share, Some(0.5));
+        // The window's ends count: b's signal at day 140 exactly, a's at day 20 exactly.
+        let edge = [signal("b", 140), signal("a", 20)];
+        assert_eq!(flagged_ahead(&edge, &outcomes, 180 * d, 60 * d).flagged, 2);
+        let past = [signal("b", 141), signal("a", 19)];
+        assert_eq!(flagged_ahead(&past, &outcomes, 180 * d, 60 * d).flagged, 0);
+        assert_eq!(flagged_ahead(&signals, &[], 180 * d, 60 * d).share, None);
+    }
+
+    #[test]
+    fn quantiles_by_nearest_rank() {
+        let v = [5.0, 1.0, 4.0, 2.0, 3.0, 6.0, 7.0, 8.0, 9.0, 10.0];
+        assert_eq!(quantile(&v, 0.9), Some(9.0));
+        assert_eq!(quantile(&v, 0.5), Some(5.0));
+        assert_eq!(quantile(&v, 1.0), Some(10.0));
+        assert_eq!(quantile(&v, 0.0), Some(1.0));
+        assert_eq!(quantile(&[], 0.9), None);
     }
 
     #[test]

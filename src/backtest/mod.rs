@@ -67,6 +67,8 @@ impl BacktestError {
 /// What a backtest found.
 #[derive(Debug, Clone, Serialize)]
 pub struct Backtest {
+    /// The alert policy the history was replayed under.
+    pub policy: crate::config::AlertPolicy,
     /// The replay of the history.
     pub replay: ReplaySummary,
     /// Outcome lines read.
@@ -145,6 +147,7 @@ pub fn run(cfg: &Config, opts: &BacktestOptions) -> Result<Backtest, BacktestErr
         end_ms: replay.last_tick.unwrap_or(i64::MIN),
     });
     Ok(Backtest {
+        policy: cfg.alerts.policy,
         replay,
         outcomes_read: outcomes.len() as u64 + refused,
         outcomes_refused: refused,
@@ -165,12 +168,14 @@ fn num(v: Option<f64>, digits: usize) -> String {
 
 fn row_line(name: &str, r: &SignalRow) -> String {
     format!(
-        "  {name:<34} {:>7} {:>9} {:>9} {:>7} {:>10}\n",
+        "  {name:<34} {:>7} {:>9} {:>9} {:>7} {:>10} {:>9} {:>9}\n",
         r.count,
         num(r.per_account_month, 3),
         pct(r.churn.precision),
         pct(r.churn.recall),
         num(r.median_lead_days, 0),
+        pct(r.ahead_churned.share),
+        pct(r.ahead_retained.share),
     )
 }
 
@@ -200,8 +205,20 @@ pub fn format_summary(b: &Backtest) -> String {
         n("renewed") + n("expanded"),
     ));
     out.push_str(&format!(
-        "\nsignals against churn within {} days:\n  {:<34} {:>7} {:>9} {:>9} {:>7} {:>10}\n",
-        b.horizon_days, "signal", "count", "/acct/mo", "precision", "recall", "lead days"
+        "alerts per account per month: {} on average, {} at the 90th percentile   (policy {})\n",
+        num(s.alerts_per_account_month, 2),
+        num(s.alerts_per_account_month_p90, 2),
+        b.policy.as_str(),
+    ));
+    let ahead = |f: &crate::backtest::metrics::Flagged| f.outcomes;
+    out.push_str(&format!(
+        "\nsignals against churn within {} days; flagged: the share of churned (n {}) and of renewed or expanded (n {}) accounts with one {}-{} days before the outcome:\n  {:<34} {:>7} {:>9} {:>9} {:>7} {:>10} {:>9} {:>9}\n",
+        b.horizon_days,
+        ahead(&m.critical.ahead_churned),
+        ahead(&m.critical.ahead_retained),
+        summary::AHEAD_FROM_DAYS,
+        summary::AHEAD_TO_DAYS,
+        "signal", "count", "/acct/mo", "precision", "recall", "lead days", "churned", "retained"
     ));
     out.push_str(&row_line("entry into red", &m.red));
     out.push_str(&row_line("critical alerts (any kind)", &m.critical));

@@ -537,6 +537,7 @@ mod tests {
             serde_json::from_str(&html[start..start + html[start..].find("</script>").unwrap()]).unwrap()
         };
         let backtest = Backtest {
+            policy: Default::default(),
             replay: Default::default(),
             outcomes_read: 0,
             outcomes_refused: 0,

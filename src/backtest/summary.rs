@@ -13,17 +13,30 @@
 //!   accounts are told apart from renewed and expanded ones, and contracted ones on their
 //!   own.
 //! - An alert counts for its entity's account, whatever the entity's level.
+//! - Flagged ahead: of the churns, and of the renewals and expansions, whose whole window
+//!   from 180 down to 60 days before them the account was scored in, the share whose
+//!   account had a signal in that window: early enough to act on, and telling churn from
+//!   staying only if the second share is much lower than the first.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
-use super::metrics::{auc, churn_times, lead_times_days, median, per_account_month, PrecisionRecall, Signal};
+use super::metrics::{
+    auc, churn_times, flagged_ahead, lead_times_days, median, per_account_month, quantile, Flagged, PrecisionRecall,
+    Signal,
+};
 use crate::model::{Alert, AlertKind, Band, Level, Outcome, OutcomeRecord, ScoreRecord, Severity};
 use crate::time::DAY_MS;
 
 /// How long before an outcome the score that predicts it is read.
 pub const SCORE_LEAD_DAYS: i64 = 90;
+
+/// The window ahead of an outcome in which a signal counts as flagging it: from this many
+/// days before it...
+pub const AHEAD_FROM_DAYS: i64 = 180;
+/// ...down to this many.
+pub const AHEAD_TO_DAYS: i64 = 60;
 
 /// What a backtest compares.
 #[derive(Debug, Clone, Copy)]
@@ -53,6 +66,10 @@ pub struct SignalRow {
     pub churn: PrecisionRecall,
     /// Median days from the first signal within the horizon before a churn to the churn.
     pub median_lead_days: Option<f64>,
+    /// Churns flagged 180 to 60 days ahead.
+    pub ahead_churned: Flagged,
+    /// Renewals and expansions flagged 180 to 60 days ahead: false alarms.
+    pub ahead_retained: Flagged,
 }
 
 /// The band model's numbers.
@@ -84,6 +101,10 @@ pub struct Summary {
     pub band_model: BandModel,
     /// Each alert kind and severity that fired, with its numbers.
     pub alerts: Vec<AlertRow>,
+    /// Alerts of every kind per account per month: the mean over accounts...
+    pub alerts_per_account_month: Option<f64>,
+    /// ...and the 90th percentile (nearest rank).
+    pub alerts_per_account_month_p90: Option<f64>,
 }
 
 /// The numbers of one alert kind and severity.
@@ -98,12 +119,30 @@ pub struct AlertRow {
     pub row: SignalRow,
 }
 
-fn row(signals: &[Signal], churns: &BTreeMap<String, i64>, horizon_ms: i64, accounts: u64, span_ms: i64) -> SignalRow {
-    SignalRow {
-        count: signals.len() as u64,
-        per_account_month: per_account_month(signals.len() as u64, accounts, span_ms),
-        churn: super::metrics::precision_recall(signals, churns, horizon_ms),
-        median_lead_days: median(&lead_times_days(signals, churns, horizon_ms)),
+/// What every row is measured against.
+struct Against<'a> {
+    churns: BTreeMap<String, i64>,
+    horizon_ms: i64,
+    accounts: u64,
+    span_ms: i64,
+    /// Outcomes whose window ahead the history covers: churns, and renewals or expansions.
+    ahead_churned: Vec<(&'a str, i64)>,
+    ahead_retained: Vec<(&'a str, i64)>,
+}
+
+impl Against<'_> {
+    fn row(&self, signals: &[Signal]) -> SignalRow {
+        let ahead = |outcomes: &[(&str, i64)]| {
+            flagged_ahead(signals, outcomes, AHEAD_FROM_DAYS * DAY_MS, AHEAD_TO_DAYS * DAY_MS)
+        };
+        SignalRow {
+            count: signals.len() as u64,
+            per_account_month: per_account_month(signals.len() as u64, self.accounts, self.span_ms),
+            churn: super::metrics::precision_recall(signals, &self.churns, self.horizon_ms),
+            median_lead_days: median(&lead_times_days(signals, &self.churns, self.horizon_ms)),
+            ahead_churned: ahead(&self.ahead_churned),
+            ahead_retained: ahead(&self.ahead_retained),
+        }
     }
 }
 
@@ -172,6 +211,35 @@ pub fn summarize(inputs: Inputs<'_>) -> Summary {
         }
     }
 
+    let ahead = |wanted: &[Outcome]| -> Vec<(&str, i64)> {
+        inputs
+            .outcomes
+            .iter()
+            .filter(|o| wanted.contains(&o.outcome))
+            .filter(|o| {
+                first_scored
+                    .get(o.account_id.as_str())
+                    .is_some_and(|f| *f <= o.at.saturating_sub(AHEAD_FROM_DAYS * DAY_MS))
+            })
+            .map(|o| (o.account_id.as_str(), o.at))
+            .collect()
+    };
+    let against = Against {
+        ahead_churned: ahead(&[Outcome::Churned]),
+        ahead_retained: ahead(&[Outcome::Renewed, Outcome::Expanded]),
+        churns,
+        horizon_ms,
+        accounts: n_accounts,
+        span_ms: span,
+    };
+    let mut per_account: BTreeMap<&str, u64> = accounts.iter().map(|a| (*a, 0)).collect();
+    for a in inputs.alerts {
+        if let Some(n) = per_account.get_mut(a.entity.account_id.as_str()) {
+            *n += 1;
+        }
+    }
+    let volumes: Vec<f64> = per_account.values().filter_map(|n| per_account_month(*n, 1, span)).collect();
+
     let history = histories(inputs.scores);
     let mut scored: BTreeMap<Outcome, Vec<f64>> = BTreeMap::new();
     for o in inputs.outcomes {
@@ -195,26 +263,18 @@ pub fn summarize(inputs: Inputs<'_>) -> Summary {
         months: span as f64 / DAY_MS as f64 / super::metrics::DAYS_PER_MONTH,
         outcomes,
         band_model: BandModel {
-            red: row(
-                &red_entries(inputs.scores).into_iter().filter(|s| !gone(s)).collect::<Vec<_>>(),
-                &churns,
-                horizon_ms,
-                n_accounts,
-                span,
-            ),
-            critical: row(&critical, &churns, horizon_ms, n_accounts, span),
+            red: against.row(&red_entries(inputs.scores).into_iter().filter(|s| !gone(s)).collect::<Vec<_>>()),
+            critical: against.row(&critical),
             auc_churned: auc(&of(Outcome::Churned), &stayed),
             auc_contracted: auc(&of(Outcome::Contracted), &stayed),
             scored_outcomes: scored.iter().map(|(o, v)| (o.as_str(), v.len() as u64)).collect(),
         },
         alerts: by_kind
             .into_iter()
-            .map(|((kind, severity), signals)| AlertRow {
-                kind,
-                severity,
-                row: row(&signals, &churns, horizon_ms, n_accounts, span),
-            })
+            .map(|((kind, severity), signals)| AlertRow { kind, severity, row: against.row(&signals) })
             .collect(),
+        alerts_per_account_month: per_account_month(per_account.values().sum(), n_accounts, span),
+        alerts_per_account_month_p90: quantile(&volumes, 0.9),
     }
 }
 

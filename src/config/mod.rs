@@ -17,9 +17,9 @@ pub use secrets::{expand_vars, is_secret_key, redacted, REDACTED};
 use secrets::{is_env_reference, without_values};
 use sections::RANDOM_INSTANCE;
 pub use sections::{
-    AdoptionConfig, BandOverrides, Bands, Format, Guarantee, HealthConfig, InputConfig, LimitsConfig, LogConfig,
-    LogFormat, MagicNumberConfig, MetricsConfig, OutputConfig, OutputFormat, ProcessingConfig, SchemaRegistryConfig,
-    SegmentOverrides, TimeConfig, TopicsConfig, WeightOverrides, Weights,
+    AdoptionConfig, AlertPolicy, AlertsConfig, BandOverrides, Bands, Format, Guarantee, HealthConfig, InputConfig,
+    LimitsConfig, LogConfig, LogFormat, MagicNumberConfig, MetricsConfig, OutputConfig, OutputFormat, ProcessingConfig,
+    SchemaRegistryConfig, SegmentOverrides, TimeConfig, TopicsConfig, WeightOverrides, Weights,
 };
 pub use validate::{MAX_LIMIT, MAX_WEIGHT};
 
@@ -72,6 +72,8 @@ pub struct Config {
     pub magic_number: MagicNumberConfig,
     /// The health model.
     pub health: HealthConfig,
+    /// Which alerts are written.
+    pub alerts: AlertsConfig,
     /// Caps on the entities one account, and the accounts one input partition, may hold.
     pub limits: LimitsConfig,
     /// Processing guarantee and batching.

@@ -485,6 +485,37 @@ pub struct OutputConfig {
     pub format: OutputFormat,
 }
 
+/// Which alerts reach the alerts topic.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertPolicy {
+    /// What a customer-success team acts on: at most one alert per account per tick
+    /// besides `support_escalation`, naming every entity and condition that triggered;
+    /// only the conditions the backtest showed to foretell churn (see the README).
+    #[default]
+    Focused,
+    /// Every rule of the alert table, for every entity, as it fires.
+    All,
+}
+
+impl AlertPolicy {
+    /// The configured name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertPolicy::Focused => "focused",
+            AlertPolicy::All => "all",
+        }
+    }
+}
+
+/// Alert settings.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertsConfig {
+    /// `focused` (default) or `all`.
+    pub policy: AlertPolicy,
+}
+
 /// Metrics endpoint.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]

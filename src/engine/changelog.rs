@@ -47,6 +47,8 @@ pub(super) enum StateKey {
     Change(Id, String),
     Ticket(Id, String),
     Entity(Id, Level, String),
+    /// What the focused alert policy remembers of an account.
+    Focus(Id),
 }
 
 /// The pieces of state changed since the changelog was last read, when it is kept.
@@ -130,8 +132,8 @@ impl StateKey {
     pub(super) fn encode(&self) -> Vec<u8> {
         let mut k = Vec::with_capacity(48);
         match self {
-            StateKey::Account(a) => {
-                k.push(b'a');
+            StateKey::Account(a) | StateKey::Focus(a) => {
+                k.push(if matches!(self, StateKey::Account(_)) { b'a' } else { b'p' });
                 k.extend_from_slice(a.as_bytes());
             }
             StateKey::Team(a, t) => {
@@ -171,6 +173,7 @@ impl StateKey {
         let mut r = KeyReader { rest };
         Ok(match tag {
             b'a' => StateKey::Account(r.last()?.into()),
+            b'p' => StateKey::Focus(r.last()?.into()),
             b't' => StateKey::Team(r.part()?.into(), r.last()?.into()),
             b'u' => StateKey::User(r.part()?.into(), r.part()?.into(), r.last()?.into()),
             b'f' => StateKey::Feature(r.part()?.into(), r.part()?.into(), r.last()?),
@@ -184,6 +187,7 @@ impl StateKey {
     fn account(&self) -> &str {
         match self {
             StateKey::Account(a)
+            | StateKey::Focus(a)
             | StateKey::Team(a, _)
             | StateKey::User(a, ..)
             | StateKey::Feature(a, ..)
@@ -252,6 +256,7 @@ impl Engine {
             StateKey::Change(_, c) => encode(acct.changes.get(c)?),
             StateKey::Ticket(_, k) => encode(acct.tickets.get(k)?),
             StateKey::Entity(_, level, id) => encode(acct.entities.get(*level, id)?),
+            StateKey::Focus(_) => encode(&acct.focus),
         }
     }
 
@@ -331,6 +336,7 @@ impl Engine {
                 let h: EntityHealth = decode(v)?;
                 acct.entities.insert(level, id, h);
             }
+            StateKey::Focus(_) => acct.focus = decode(v)?,
         }
         Ok(())
     }
@@ -372,6 +378,7 @@ impl Engine {
             StateKey::Entity(_, level, id) => {
                 acct.entities.remove(level, &id);
             }
+            StateKey::Focus(_) => acct.focus = Default::default(),
         }
     }
 }

@@ -6,8 +6,9 @@ use std::sync::Arc;
 use super::aggregate::{aggregate, Windows};
 use super::changelog::StateKey;
 use super::state::{self, AccountState, EntityHealth, Id};
-use super::{rules, Engine, Outputs, RETAIN_MS};
+use super::{focus, rules, Engine, Outputs, RETAIN_MS};
 use crate::alert::{self, AlertBody, AlertContext};
+use crate::config::AlertPolicy;
 use crate::dims::Dimensions;
 use crate::hash::HashMap;
 use crate::health;
@@ -55,6 +56,8 @@ impl Engine {
                 changed = true;
                 dirty.mark(|| StateKey::Account(Arc::clone(account_id)));
             }
+            // What the rules fire; the policy decides what of it is written.
+            let mut fired: Vec<crate::model::Alert> = Vec::new();
             let mut entities = std::mem::take(&mut acct.entities);
             let aggs = aggregate(&w, cfg.pending_ttl_ms, account_id, acct, dims);
             for ((level, id), mut agg) in aggs {
@@ -75,7 +78,7 @@ impl Engine {
                 });
                 let mut fire = |kind: AlertKind, severity: Severity, reasons: Vec<String>, details| {
                     let body = AlertBody { health: info.clone(), components: components(), reasons, details };
-                    out.alerts.push(alert::build(kind, severity, ctx, body));
+                    fired.push(alert::build(kind, severity, ctx, body));
                 };
 
                 if let Some((reasons, details)) = rules::usage_drop(&mut h.usage_drop_armed, &m) {
@@ -129,6 +132,18 @@ impl Engine {
                 }
             }
             acct.entities = entities;
+            // A rule that fired changed its memory, whatever the policy writes.
+            changed |= !fired.is_empty();
+            match cfg.policy {
+                AlertPolicy::All => out.alerts.append(&mut fired),
+                AlertPolicy::Focused => {
+                    let before = acct.focus;
+                    out.alerts.extend(focus::group(fired, &mut acct.focus, tick));
+                    if acct.focus != before {
+                        dirty.mark(|| StateKey::Focus(Arc::clone(account_id)));
+                    }
+                }
+            }
             let unchanged = !changed && outputs_before == (out.alerts.len(), out.scores.len());
             acct.quiet = unchanged
                 .then(|| state::quiet_until(acct, tick, &cfg))

@@ -268,7 +268,7 @@ impl Engine {
                 }
                 let p1_opened = s.kind == SupportKind::TicketOpened && s.priority.is_some_and(|p| p.0 == 1);
                 if s.kind == SupportKind::TicketEscalated || p1_opened {
-                    out.alerts.push(support_escalation(s, dims, emitted_at));
+                    out.alerts.push(support_escalation(s, dims, emitted_at, self.cfg.policy));
                 }
             }
         }
@@ -282,7 +282,14 @@ impl Engine {
     }
 }
 
-fn support_escalation(s: &crate::model::SupportEvent, dims: &Dimensions, emitted_at: i64) -> Alert {
+/// A `support_escalation`: critical (raised near renewal) under policy `all`; under
+/// `focused`, a warning, not raised (see [`super::focus`]).
+fn support_escalation(
+    s: &crate::model::SupportEvent,
+    dims: &Dimensions,
+    emitted_at: i64,
+    policy: crate::config::AlertPolicy,
+) -> Alert {
     let entity = match &s.team_id {
         Some(t) => EntityRef { level: Level::Team, id: t.clone(), account_id: s.account_id.clone() },
         None => EntityRef { level: Level::Account, id: s.account_id.clone(), account_id: s.account_id.clone() },
@@ -311,11 +318,10 @@ fn support_escalation(s: &crate::model::SupportEvent, dims: &Dimensions, emitted
     details.insert("event_id".into(), json!(s.event_id));
     let ctx = AlertContext { entity: &entity, at: s.occurred_at, emitted_at, account };
     let id = alert::stable_id(&["support_escalation", &s.account_id, &s.event_id]);
-    alert::build_with_id(
-        id,
-        AlertKind::SupportEscalation,
-        Severity::Critical,
-        ctx,
-        AlertBody { health: None, components: BTreeMap::new(), reasons, details },
-    )
+    let body = AlertBody { health: None, components: BTreeMap::new(), reasons, details };
+    let mut a = alert::build_with_id(id, AlertKind::SupportEscalation, Severity::Critical, ctx, body);
+    if policy == crate::config::AlertPolicy::Focused {
+        a.severity = super::focus::SUPPORT_ESCALATION;
+    }
+    a
 }

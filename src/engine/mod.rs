@@ -13,6 +13,7 @@
 mod aggregate;
 mod changelog;
 mod evaluate;
+mod focus;
 mod ingest;
 mod rules;
 mod state;
@@ -55,6 +56,9 @@ pub struct EngineConfig {
     pub max_lateness_ms: i64,
     /// Caps on the state one partition holds.
     pub limits: Limits,
+    /// Which alerts are written: every rule's (`All`), or one grouped alert per account
+    /// and tick of the conditions that foretell churn (`Focused`; see [`focus`]).
+    pub policy: crate::config::AlertPolicy,
     /// Whether ticks at which no account can change or fire anything are skipped
     /// (default). `false` evaluates every one: the outputs must be the same, which tests
     /// check.
@@ -156,6 +160,7 @@ impl EngineConfig {
             max_future_ms: c.time.max_future_secs as i64 * 1000,
             max_lateness_ms: c.time.max_lateness_secs as i64 * 1000,
             limits: Limits::from_config(&c.limits),
+            policy: c.alerts.policy,
             skip_quiet: true,
         }
     }

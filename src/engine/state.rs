@@ -314,6 +314,8 @@ pub(super) struct AccountState {
     pub(super) apps: BTreeMap<String, BTreeSet<i64>>,
     /// Onboarding milestones already decided (bit 0: first app, bit 1: third app).
     pub(super) milestones_done: u8,
+    /// What the focused alert policy remembers of the account.
+    pub(super) focus: super::focus::FocusMemory,
     /// Set by an evaluation that changed and produced nothing while the account held no
     /// data any later window reads (see [`holds_nothing_after`]): until the tick held
     /// here (its next onboarding deadline, or `i64::MAX`), each evaluation would do the
@@ -410,6 +412,7 @@ impl AccountState {
             changes: HashMap::default(),
             apps: BTreeMap::new(),
             milestones_done: 0,
+            focus: Default::default(),
             quiet: None,
         }
     }

@@ -18,9 +18,12 @@ const D: i64 = DAY_MS;
 /// A Monday well after the epoch, so that 28-day windows never clip at 0.
 const T0: i64 = 20_000 * D;
 
+/// A daily-tick configuration. The rules' own tests see every alert they fire: policy
+/// `all` (the focused policy has its tests in `tests/focus.rs`).
 fn cfg(f: impl FnOnce(&mut Config)) -> Arc<EngineConfig> {
     let mut c = Config::default();
     c.time.evaluation_interval_secs = 86_400;
+    c.alerts.policy = crate::config::AlertPolicy::All;
     f(&mut c);
     Arc::new(EngineConfig::from_config(&c))
 }
@@ -513,29 +516,23 @@ fn compact(log: &[(Vec<u8>, Option<Vec<u8>>)]) -> Vec<(Vec<u8>, Option<Vec<u8>>)
         .collect()
 }
 
-/// The demo's sixty days of storylines (tickets, changes, surveys, champions, onboarding),
-/// with the changelog compacted as Kafka would compact it: engines restored from it at
-/// three points continue exactly like the engine that never stopped.
-#[test]
-fn restore_from_compacted_changelog_continues_identically_on_the_demo_storylines() {
-    use crate::decode::json;
-    use crate::generator::{Generator, DEFAULT_START_MS, KEY_FEATURES};
-    use crate::model::Input;
-    let mut config = Config::default();
-    config.adoption.key_features = KEY_FEATURES.iter().map(|s| s.to_string()).collect();
-    let c = Arc::new(EngineConfig::from_config(&config));
-    let mut gen = Generator::new(42, DEFAULT_START_MS);
-    let dims = gen.dimensions();
-    let events: Vec<Event> = (0..60)
-        .flat_map(|d| gen.day(d))
-        .filter_map(|r| match r.input {
-            Input::Usage => json::decode_usage(Some(&r.payload)).ok(),
-            Input::Support => json::decode_support(Some(&r.payload)).ok(),
-            _ => None,
-        })
-        .collect();
+/// Feeds `events` to an engine, restoring three followers from its changelog (compacted as
+/// Kafka would compact it) at a quarter, half and three quarters of the way: each must
+/// continue exactly like the engine that never stopped. Returns the original's outputs.
+///
+/// `same_size`: the restored state also holds as many entities as the original. (Not
+/// always so: a restored engine prunes activity at once that the original prunes at its
+/// next daily prune, so a user whose activity has all aged out in between is held by the
+/// original only, until then. It reads nothing a window reads.)
+fn restored_engines_continue_identically(
+    c: &Arc<EngineConfig>,
+    events: &[Event],
+    dims: &Dimensions,
+    same_size: bool,
+    advance_every: usize,
+) -> Outputs {
     let cuts = [events.len() / 4, events.len() / 2, events.len() * 3 / 4];
-    let mut original = Engine::new(Arc::clone(&c));
+    let mut original = Engine::new(Arc::clone(c));
     let mut original_out = Outputs::default();
     // (engine, its outputs, the original's output counts when it was restored)
     let mut followers: Vec<(Engine, Outputs, usize, usize)> = Vec::new();
@@ -543,37 +540,100 @@ fn restore_from_compacted_changelog_continues_identically_on_the_demo_storylines
     for (i, ev) in events.iter().enumerate() {
         if cuts.contains(&i) {
             log.extend(original.take_changes());
-            let restored = Engine::restore(Arc::clone(&c), compact(&log)).expect("restore");
-            assert_eq!(restored.state_size(), original.state_size(), "state size at event {i}");
+            let restored = Engine::restore(Arc::clone(c), compact(&log)).expect("restore");
+            if same_size {
+                assert_eq!(restored.state_size(), original.state_size(), "state size at event {i}");
+            }
             followers.push((restored, Outputs::default(), original_out.alerts.len(), original_out.scores.len()));
         }
-        original.ingest(ev, &dims, WallClock(0), &mut original_out);
+        original.ingest(ev, dims, WallClock(0), &mut original_out);
         for (f, out, ..) in followers.iter_mut() {
-            f.ingest(ev, &dims, WallClock(0), out);
+            f.ingest(ev, dims, WallClock(0), out);
         }
-        if i % 500 == 499 {
+        if i % advance_every == advance_every - 1 {
             let wm = ev.occurred_at() - 3_600_000;
-            original.advance(EventTime(wm), &dims, WallClock(0), &mut original_out);
+            original.advance(EventTime(wm), dims, WallClock(0), &mut original_out);
             log.extend(original.take_changes());
             for (f, out, ..) in followers.iter_mut() {
-                f.advance(EventTime(wm), &dims, WallClock(0), out);
+                f.advance(EventTime(wm), dims, WallClock(0), out);
                 f.take_changes();
             }
         }
     }
     let end = events.iter().map(Event::occurred_at).max().unwrap();
-    original.advance(EventTime(end), &dims, WallClock(0), &mut original_out);
-    let kinds: BTreeSet<_> = original_out.alerts.iter().map(|a| a.kind).collect();
-    assert!(kinds.len() >= 6, "the storylines fire most kinds: {kinds:?}");
+    original.advance(EventTime(end), dims, WallClock(0), &mut original_out);
     let tombstones = log.iter().filter(|(_, v)| v.is_none()).count();
     assert!(tombstones > 0, "pruning wrote tombstones");
     for (n, (mut f, mut out, alerts_from, scores_from)) in followers.into_iter().enumerate() {
-        f.advance(EventTime(end), &dims, WallClock(0), &mut out);
+        f.advance(EventTime(end), dims, WallClock(0), &mut out);
         assert!(!out.alerts.is_empty(), "follower {n} saw alerts");
         assert_eq!(out.alerts, original_out.alerts[alerts_from..], "alerts of follower {n}");
         assert_eq!(out.scores, original_out.scores[scores_from..], "scores of follower {n}");
     }
+    original_out
 }
+
+fn decoded(records: impl IntoIterator<Item = crate::generator::GenRecord>) -> Vec<Event> {
+    use crate::decode::json;
+    use crate::model::Input;
+    records
+        .into_iter()
+        .filter_map(|r| match r.input {
+            Input::Usage => json::decode_usage(Some(&r.payload)).ok(),
+            Input::Support => json::decode_support(Some(&r.payload)).ok(),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The demo's sixty days of storylines (tickets, changes, surveys, champions, onboarding),
+/// under policy `all`: restored engines continue identically.
+#[test]
+fn restore_from_compacted_changelog_continues_identically_on_the_demo_storylines() {
+    use crate::generator::{Generator, DEFAULT_START_MS, KEY_FEATURES};
+    let mut config = Config::default();
+    config.adoption.key_features = KEY_FEATURES.iter().map(|s| s.to_string()).collect();
+    config.alerts.policy = crate::config::AlertPolicy::All;
+    let c = Arc::new(EngineConfig::from_config(&config));
+    let mut gen = Generator::new(42, DEFAULT_START_MS);
+    let dims = gen.dimensions();
+    let events = decoded((0..60).flat_map(|d| gen.day(d)));
+    let out = restored_engines_continue_identically(&c, &events, &dims, true, 500);
+    let kinds: BTreeSet<_> = out.alerts.iter().map(|a| a.kind).collect();
+    assert!(kinds.len() >= 6, "the storylines fire most kinds: {kinds:?}");
+}
+
+/// Under the focused policy, what it remembers (falls into yellow and in usage, cool-downs)
+/// is in the changelog too. The golden case `focused_repeat`, advanced every ten events:
+/// the engine restored half-way (after the `decline` of 03-23, before the fall into yellow
+/// of 04-01 that its cool-down holds back) continues identically.
+#[test]
+fn restore_continues_identically_under_the_focused_policy() {
+    use crate::decode::json;
+    let mut config = Config::default();
+    assert_eq!(config.alerts.policy, crate::config::AlertPolicy::Focused);
+    config.time.evaluation_interval_secs = 86_400;
+    config.health.weights = only("support");
+    let c = Arc::new(EngineConfig::from_config(&config));
+    let usage = include_str!("../../tests/golden/focused_repeat/usage.ndjson");
+    let support = include_str!("../../tests/golden/focused_repeat/support.ndjson");
+    let mut events: Vec<Event> = usage
+        .lines()
+        .filter_map(|l| json::decode_usage(Some(l.as_bytes())).ok())
+        .chain(support.lines().filter_map(|l| json::decode_support(Some(l.as_bytes())).ok()))
+        .collect();
+    events.sort_by_key(|e| (e.occurred_at(), matches!(e, Event::Support(_))));
+    let half = events[events.len() / 2].occurred_at();
+    assert!((T_0323..T_0401).contains(&half), "the middle cut falls between 03-23 and 04-01");
+    let out = restored_engines_continue_identically(&c, &events, &Dimensions::default(), true, 10);
+    let conditions: Vec<&str> =
+        out.alerts.iter().filter_map(|a| a.details.get("conditions").and_then(|v| v.as_str())).collect();
+    assert_eq!(conditions, ["yellow", "decline", "yellow"]);
+}
+
+/// 2026-03-23 and 2026-04-01, UTC midnight.
+const T_0323: i64 = 1_774_224_000_000;
+const T_0401: i64 = 1_775_001_600_000;
 
 #[test]
 fn redelivered_escalations_count_once() {

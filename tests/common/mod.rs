@@ -62,7 +62,9 @@ pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
 }
 
-/// Writes a config file for this test's topics; returns its path.
+/// Writes a config file for this test's topics; returns its path. The tests that check
+/// particular rules see every alert: policy `all`, unless `extra` has an `[alerts]`
+/// section of its own.
 pub fn write_config(
     dir: &Path,
     bootstrap: &str,
@@ -86,7 +88,8 @@ pub fn write_config(
         names.topic("scores"),
         names.topic("deadletter"),
     );
-    std::fs::write(&p, text)?;
+    let policy = if extra.contains("[alerts]") { "" } else { "[alerts]\npolicy = \"all\"\n" };
+    std::fs::write(&p, text + "\n" + policy)?;
     Ok(p)
 }
 

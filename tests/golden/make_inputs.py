@@ -188,3 +188,35 @@ write("champions_support", "support.ndjson", [
     {"event_id": "t1-esc", "occurred_at": at(5), "account_id": "a", "team_id": "t", "kind": "ticket_escalated", "ticket_id": "T1", "priority": "P1"},
     {"event_id": "t2-open", "occurred_at": at(6), "account_id": "a", "kind": "ticket_opened", "ticket_id": "T2", "priority": "P1"},
 ])
+
+# focused_cascade: one team under a group, business unit and division; support-only model.
+# Its band falls on all five levels at once, twice, then recovers.
+write("focused_cascade", "teams.ndjson", [
+    {"team_id": "t1", "account_id": "acme", "name": "one", "group": "g", "business_unit": "bu", "division": "dv"},
+])
+def ticket(eid, day, kind, tid, prio=None, team="t1", account="acme"):
+    r = {"event_id": eid, "occurred_at": at(day), "account_id": account, "kind": kind, "ticket_id": tid}
+    if team:
+        r["team_id"] = team
+    if prio:
+        r["priority"] = prio
+    return r
+rows = [ticket("k0", 0, "ticket_opened", "k0", "P3")]
+rows += [ticket(f"k{i}", 9, "ticket_opened", f"k{i}", "P2") for i in range(1, 5)]
+rows += [ticket("k5", 12, "ticket_opened", "k5", "P1")]
+rows += [ticket(f"r{i}", 20, "ticket_resolved", f"k{i}") for i in range(1, 6)]
+write("focused_cascade", "support.ndjson", rows)
+
+# focused_repeat: one account, one team without a record. Twelve users, eight after day 13,
+# none after day 62; account-level P2 tickets move the account's band three times.
+rows = []
+for d in range(63):
+    for u in range(1, 13 if d <= 13 else 9):
+        rows.append({"event_id": f"u{u:02}-{d}", "occurred_at": at(d), "account_id": "a", "team_id": "t", "user_id": f"u{u:02}", "type": "page_view"})
+write("focused_repeat", "usage.ndjson", rows)
+rows = []
+for first, opened, resolved in ((1, 19, 24), (5, 29, 34), (9, 60, 80)):
+    rows += [ticket(f"o{i}", opened, "ticket_opened", f"k{i}", "P2", team=None, account="a") for i in range(first, first + 4)]
+    rows += [ticket(f"r{i}", resolved, "ticket_resolved", f"k{i}", team=None, account="a") for i in range(first, first + 4)]
+rows.sort(key=lambda e: e["occurred_at"])
+write("focused_repeat", "support.ndjson", rows)
