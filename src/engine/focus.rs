@@ -10,9 +10,13 @@
 //! | condition | when | severity | again after |
 //! |---|---|---|---|
 //! | `red` | any entity of the account enters red | critical | every entry |
-//! | `decline` | the account falls from green into yellow and its active users fall (a `usage_drop` from at least [`MIN_USERS`] users) within [`CORROBORATION_DAYS`] of each other | critical | [`COOL_DOWN_DAYS`] |
-//! | `yellow` | the account falls from green into yellow, uncorroborated | warning | [`COOL_DOWN_DAYS`] |
+//! | `decline` | the account falls from green into yellow and its active users fall (a `usage_drop` from at least [`MIN_USERS`] users) within [`CORROBORATION_DAYS`] of each other | critical | [`COOL_DOWN_DAYS`] after a critical decline |
+//! | `renewal_risk` | the account falls from green into yellow within 90 days of its renewal (uncorroborated) | critical | [`COOL_DOWN_DAYS`] after a critical decline |
+//! | `renewal_usage` | the account's active users fall (from [`MIN_USERS`] or more) within 90 days of its renewal (uncorroborated) | warning | [`COOL_DOWN_DAYS`] |
 //! | `onboarding` | no app in production 90 days after contract start | warning | once |
+//!
+//! A fall into yellow or in usage outside these is not alerted: on its own it foretold
+//! churn no better than chance.
 //!
 //! Severities are the ones the backtest earned, not raised near renewal.
 //! `support_escalation` is not grouped: it is raised on ingest, one per P1 or escalation,
@@ -25,15 +29,14 @@
 //! entities of the account whose band fell or whose usage fell at the same tick, so that
 //! one cause that shows on a team, its group, business unit, division and account makes one
 //! alert, not five. A condition that persists does not alert again: each rule fires on a
-//! change, and `decline` and `yellow` are held back for [`COOL_DOWN_DAYS`] after they
-//! alerted. Improvements (a band rising, a milestone) are not alerts: the scores topic
+//! change, and the others are held back for [`COOL_DOWN_DAYS`] after they alerted. Improvements (a band rising, a milestone) are not alerts: the scores topic
 //! carries them.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use crate::alert::stable_id;
-use crate::model::{Alert, AlertKind, Band, Level, Severity};
+use crate::model::{Alert, AlertKind, Band, Level, Severity, Stage};
 use crate::time::{format_rfc3339, DAY_MS};
 
 /// A usage drop counts towards `decline` only from at least this many active users over
@@ -42,7 +45,8 @@ pub(super) const MIN_USERS: u64 = 10;
 /// The fall into yellow and the fall in usage corroborate each other within this many
 /// days.
 pub(super) const CORROBORATION_DAYS: i64 = 14;
-/// `decline` and `yellow` do not alert again for this many days after they alerted.
+/// `decline`, `renewal_risk` and `renewal_usage` do not alert again for this many days
+/// after they alerted.
 pub(super) const COOL_DOWN_DAYS: i64 = 30;
 /// The severity of `support_escalation`: it told churned accounts from retained ones no
 /// better than chance, so it is not critical for the risk topic (support works the ticket).
@@ -58,10 +62,10 @@ pub(super) struct FocusMemory {
     into_yellow: Option<i64>,
     /// The last tick at which the account's active users fell (from [`MIN_USERS`] or more).
     usage_fell: Option<i64>,
-    /// The last tick `decline` alerted.
+    /// The last tick a critical decline (`decline` or `renewal_risk`) alerted.
     decline_alerted: Option<i64>,
-    /// The last tick `yellow` alerted.
-    yellow_alerted: Option<i64>,
+    /// The last tick `renewal_usage` alerted.
+    usage_alerted: Option<i64>,
 }
 
 /// A condition of the policy, most important first.
@@ -69,15 +73,16 @@ pub(super) struct FocusMemory {
 enum Condition {
     Red,
     Decline,
-    Yellow,
+    RenewalRisk,
+    RenewalUsage,
     Onboarding,
 }
 
 impl Condition {
     fn severity(self) -> Severity {
         match self {
-            Condition::Red | Condition::Decline => Severity::Critical,
-            Condition::Yellow | Condition::Onboarding => Severity::Warning,
+            Condition::Red | Condition::Decline | Condition::RenewalRisk => Severity::Critical,
+            Condition::RenewalUsage | Condition::Onboarding => Severity::Warning,
         }
     }
 
@@ -85,7 +90,8 @@ impl Condition {
         match self {
             Condition::Red => "red",
             Condition::Decline => "decline",
-            Condition::Yellow => "yellow",
+            Condition::RenewalRisk => "renewal_risk",
+            Condition::RenewalUsage => "renewal_usage",
             Condition::Onboarding => "onboarding",
         }
     }
@@ -177,13 +183,21 @@ pub(super) fn group(mut triggers: Vec<Alert>, memory: &mut FocusMemory, tick: i6
     }
     let corroborated = (yellow_now.is_some() && within(memory.usage_fell, tick, CORROBORATION_DAYS))
         || (usage_now.is_some() && within(memory.into_yellow, tick, CORROBORATION_DAYS));
-    if corroborated && !cooling(memory.decline_alerted, tick) {
-        memory.decline_alerted = Some(tick);
-        held.push((Condition::Decline, yellow_now.into_iter().chain(usage_now).collect()));
-    } else if let Some(y) = yellow_now.filter(|_| !corroborated) {
-        if !cooling(memory.yellow_alerted, tick) {
-            memory.yellow_alerted = Some(tick);
-            held.push((Condition::Yellow, vec![y]));
+    let near_renewal = |i: &usize| triggers[*i].stage == Stage::Renewal;
+    if corroborated {
+        if !cooling(memory.decline_alerted, tick) {
+            memory.decline_alerted = Some(tick);
+            held.push((Condition::Decline, yellow_now.into_iter().chain(usage_now).collect()));
+        }
+    } else if let Some(y) = yellow_now.filter(near_renewal) {
+        if !cooling(memory.decline_alerted, tick) {
+            memory.decline_alerted = Some(tick);
+            held.push((Condition::RenewalRisk, vec![y]));
+        }
+    } else if let Some(u) = usage_now.filter(near_renewal) {
+        if !cooling(memory.usage_alerted, tick) {
+            memory.usage_alerted = Some(tick);
+            held.push((Condition::RenewalUsage, vec![u]));
         }
     }
     let onboarding: Vec<usize> =
@@ -286,5 +300,190 @@ fn days_between(then: Option<i64>, tick: i64) -> String {
         "1 day".into()
     } else {
         format!("{d} days")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{EntityRef, HealthInfo};
+    use proptest::prelude::*;
+
+    const T: i64 = 400 * DAY_MS;
+
+    fn trigger(kind: AlertKind, level: Level, id: &str, bands: Option<(Band, Band)>, stage: Stage) -> Alert {
+        let mut details = Map::new();
+        details.insert("n".into(), json!(id.len()));
+        Alert {
+            alert_id: String::new(),
+            kind,
+            severity: Severity::Warning,
+            entity: EntityRef { level, id: id.into(), account_id: "acct".into() },
+            at: T,
+            emitted_at: 0,
+            stage,
+            health: bands.map(|(before, now)| HealthInfo {
+                score: 50.0,
+                band: now,
+                previous_score: Some(70.0),
+                previous_band: Some(before),
+            }),
+            components: Default::default(),
+            reasons: vec![format!("{} of {id} at 1", kind.as_str())],
+            renewal_in_days: None,
+            details,
+        }
+    }
+
+    fn usage_fell(level: Level, id: &str, earlier: u64, stage: Stage) -> Alert {
+        let mut a = trigger(AlertKind::UsageDrop, level, id, None, stage);
+        a.details.insert("active_users_7d_earlier".into(), json!(earlier));
+        a
+    }
+
+    fn into_yellow(level: Level, id: &str, stage: Stage) -> Alert {
+        trigger(AlertKind::HealthBandChanged, level, id, Some((Band::Green, Band::Yellow)), stage)
+    }
+
+    #[test]
+    fn a_fall_in_usage_near_renewal_is_a_warning_once_per_cool_down() {
+        let mut m = FocusMemory::default();
+        let a = group(vec![usage_fell(Level::Account, "acct", 12, Stage::Renewal)], &mut m, T).expect("alert");
+        assert_eq!((a.kind, a.severity), (AlertKind::UsageDrop, Severity::Warning));
+        assert_eq!(a.details["conditions"], "renewal_usage");
+        // its id is the trigger's under "all"
+        let all = stable_id(&["usage_drop", "account", "acct", "acct", &T.to_string()]);
+        assert_eq!(a.alert_id, all);
+        // 29 days later: held back; 30 days later: alerted again
+        let later = |days: i64| {
+            let mut t = usage_fell(Level::Account, "acct", 12, Stage::Renewal);
+            t.at = T + days * DAY_MS;
+            t
+        };
+        assert!(group(vec![later(29)], &mut m, T + 29 * DAY_MS).is_none());
+        assert!(group(vec![later(30)], &mut m, T + 30 * DAY_MS).is_some());
+        // away from renewal, or from fewer than MIN_USERS users: not a condition
+        let mut fresh = FocusMemory::default();
+        assert!(group(vec![usage_fell(Level::Account, "acct", 12, Stage::Adoption)], &mut fresh, T).is_none());
+        let mut fresh = FocusMemory::default();
+        let small = usage_fell(Level::Account, "acct", MIN_USERS - 1, Stage::Renewal);
+        assert!(group(vec![small], &mut fresh, T).is_none());
+        // a team's fall in usage is context only
+        let mut fresh = FocusMemory::default();
+        assert!(group(vec![usage_fell(Level::Team, "t", 40, Stage::Renewal)], &mut fresh, T).is_none());
+    }
+
+    #[test]
+    fn corroboration_counts_14_days_back_and_no_more() {
+        for (days, expected) in [(14, Some("decline")), (15, None)] {
+            let mut m = FocusMemory::default();
+            assert!(group(vec![usage_fell(Level::Account, "acct", 10, Stage::Adoption)], &mut m, T).is_none());
+            let t = T + days * DAY_MS;
+            let mut y = into_yellow(Level::Account, "acct", Stage::Adoption);
+            y.at = t;
+            let got = group(vec![y], &mut m, t);
+            assert_eq!(got.as_ref().and_then(|a| a.details["conditions"].as_str()), expected, "{days} days");
+        }
+    }
+
+    #[test]
+    fn hundreds_of_teams_entering_red_make_one_alert_listing_twenty() {
+        let mut triggers: Vec<Alert> = (0..300)
+            .map(|i| {
+                trigger(
+                    AlertKind::HealthBandChanged,
+                    Level::Team,
+                    &format!("t{i:03}"),
+                    Some((Band::Yellow, Band::Red)),
+                    Stage::Adoption,
+                )
+            })
+            .collect();
+        triggers.push(trigger(AlertKind::ChampionInactive, Level::Team, "t000", None, Stage::Adoption));
+        let a = group(triggers, &mut FocusMemory::default(), T).expect("alert");
+        assert_eq!((a.kind, a.severity), (AlertKind::HealthBandChanged, Severity::Critical));
+        assert_eq!(a.entity.id, "t000");
+        assert_eq!(a.details["triggers"], 301);
+        assert!(a.details.contains_key("trigger_20") && !a.details.contains_key("trigger_21"));
+        assert_eq!(a.details["trigger_20_severity"], "critical");
+        assert!(a.reasons.last().is_some_and(|r| r.starts_with("281 more triggers")), "{:?}", a.reasons.last());
+        assert!(a.reasons.len() <= 21 + 1);
+    }
+
+    #[test]
+    fn improvements_and_other_rules_alone_are_not_alerts() {
+        let mut m = FocusMemory::default();
+        let up = trigger(
+            AlertKind::HealthBandChanged,
+            Level::Account,
+            "acct",
+            Some((Band::Red, Band::Green)),
+            Stage::Renewal,
+        );
+        let milestone = trigger(AlertKind::OnboardingMilestone, Level::Account, "acct", None, Stage::Onboarding);
+        let magic = trigger(AlertKind::MagicNumberRegressed, Level::Account, "acct", None, Stage::Renewal);
+        let champion = trigger(AlertKind::ChampionInactive, Level::Team, "t", None, Stage::Renewal);
+        assert!(group(vec![up, milestone, magic, champion], &mut m, T).is_none());
+        assert_eq!(m, FocusMemory::default());
+    }
+
+    fn arb_trigger() -> impl Strategy<Value = Alert> {
+        let kinds = prop_oneof![
+            Just(AlertKind::HealthBandChanged),
+            Just(AlertKind::UsageDrop),
+            Just(AlertKind::ChampionInactive),
+            Just(AlertKind::MagicNumberRegressed),
+            Just(AlertKind::OnboardingMissed),
+            Just(AlertKind::OnboardingMilestone),
+        ];
+        let bands = prop_oneof![Just(Band::Red), Just(Band::Yellow), Just(Band::Green)];
+        let levels = prop_oneof![Just(Level::Team), Just(Level::Group), Just(Level::Account)];
+        let stages = prop_oneof![Just(Stage::Adoption), Just(Stage::Renewal)];
+        (kinds, levels, 0..4u8, bands.clone(), bands, stages, 0..30u64).prop_map(|(k, l, id, b0, b1, s, users)| {
+            let id = if l == Level::Account { "acct".to_string() } else { format!("e{id}") };
+            let bands = (k == AlertKind::HealthBandChanged && b0 != b1).then_some((b0, b1));
+            let mut a = trigger(
+                if k == AlertKind::HealthBandChanged && bands.is_none() { AlertKind::UsageDrop } else { k },
+                l,
+                &id,
+                bands,
+                s,
+            );
+            a.details.insert("active_users_7d_earlier".into(), json!(users));
+            a
+        })
+    }
+
+    proptest! {
+        /// However the rules ran, the account gets the same alert (or none), and the same
+        /// memory: the policy reads its triggers as a set. (A rule fires at most once per
+        /// entity and tick, so no two triggers share kind and entity.)
+        #[test]
+        fn the_order_of_triggers_does_not_matter(
+            mut triggers in proptest::collection::vec(arb_trigger(), 0..12),
+            seed in any::<u64>(),
+            before in proptest::option::of(0..40i64),
+        ) {
+            let mut seen = std::collections::BTreeSet::new();
+            triggers.retain(|a| seen.insert((a.kind.as_str(), a.entity.level.as_str(), a.entity.id.clone())));
+            let memory = FocusMemory { usage_fell: before.map(|d| T - d * DAY_MS), ..Default::default() };
+            let mut shuffled = triggers.clone();
+            let n = shuffled.len();
+            let mut s = seed;
+            for i in (1..n).rev() {
+                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                shuffled.swap(i, (s >> 33) as usize % (i + 1));
+            }
+            let (mut m1, mut m2) = (memory, memory);
+            let a = group(triggers, &mut m1, T);
+            let b = group(shuffled, &mut m2, T);
+            prop_assert_eq!(&a, &b);
+            prop_assert_eq!(m1, m2);
+            if let Some(a) = a {
+                prop_assert!(a.details["triggers"].as_u64().is_some_and(|t| t >= 1));
+                prop_assert_eq!(a.alert_id.len(), 32);
+                prop_assert!(a.severity != Severity::Info);
+            }
+        }
     }
 }

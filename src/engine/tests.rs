@@ -625,10 +625,15 @@ fn restore_continues_identically_under_the_focused_policy() {
     events.sort_by_key(|e| (e.occurred_at(), matches!(e, Event::Support(_))));
     let half = events[events.len() / 2].occurred_at();
     assert!((T_0323..T_0401).contains(&half), "the middle cut falls between 03-23 and 04-01");
-    let out = restored_engines_continue_identically(&c, &events, &Dimensions::default(), true, 10);
+    let mut dims = Dimensions::default();
+    let accounts = include_str!("../../tests/golden/focused_repeat/accounts.ndjson");
+    for l in accounts.lines() {
+        dims.apply_account(json::decode_account(None, Some(l.as_bytes())).expect("account"));
+    }
+    let out = restored_engines_continue_identically(&c, &events, &dims, true, 10);
     let conditions: Vec<&str> =
         out.alerts.iter().filter_map(|a| a.details.get("conditions").and_then(|v| v.as_str())).collect();
-    assert_eq!(conditions, ["yellow", "decline", "yellow"]);
+    assert_eq!(conditions, ["decline", "renewal_risk"]);
 }
 
 /// 2026-03-23 and 2026-04-01, UTC midnight.

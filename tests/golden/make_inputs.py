@@ -189,8 +189,13 @@ write("champions_support", "support.ndjson", [
     {"event_id": "t2-open", "occurred_at": at(6), "account_id": "a", "kind": "ticket_opened", "ticket_id": "T2", "priority": "P1"},
 ])
 
-# focused_cascade: one team under a group, business unit and division; support-only model.
+# focused_cascade: one team under a group, business unit and division, of an account renewing
+# on 2026-05-01; support-only model.
 # Its band falls on all five levels at once, twice, then recovers.
+write("focused_cascade", "accounts.ndjson", [
+    {"account_id": "acme", "name": "Acme", "segment": "enterprise", "seats": 40,
+     "contract_start": 1_746_057_600_000, "renewal_date": 1_777_593_600_000},
+])
 write("focused_cascade", "teams.ndjson", [
     {"team_id": "t1", "account_id": "acme", "name": "one", "group": "g", "business_unit": "bu", "division": "dv"},
 ])
@@ -207,8 +212,13 @@ rows += [ticket("k5", 12, "ticket_opened", "k5", "P1")]
 rows += [ticket(f"r{i}", 20, "ticket_resolved", f"k{i}") for i in range(1, 6)]
 write("focused_cascade", "support.ndjson", rows)
 
-# focused_repeat: one account, one team without a record. Twelve users, eight after day 13,
-# none after day 62; account-level P2 tickets move the account's band three times.
+# focused_repeat: one account, renewing on 2026-07-15, one team without a record. Twelve
+# users, eight after day 13, none after day 62; account-level P2 tickets move the account's
+# band three times.
+write("focused_repeat", "accounts.ndjson", [
+    {"account_id": "a", "name": "A", "segment": "mid_market", "seats": 12,
+     "contract_start": 1_752_537_600_000, "renewal_date": 1_784_073_600_000},
+])
 rows = []
 for d in range(63):
     for u in range(1, 13 if d <= 13 else 9):
