@@ -20,6 +20,15 @@ fn empty_file_gives_spec_defaults() {
     assert_eq!(c.health.bands.hysteresis, 5.0);
     assert_eq!(c.processing.guarantee, Guarantee::ExactlyOnce);
     assert_eq!(c.metrics.bind, "127.0.0.1:9464");
+    assert_eq!(c.alerts.policy, AlertPolicy::Focused);
+}
+
+#[test]
+fn alert_policy_is_focused_or_all() {
+    assert_eq!(parse("[alerts]\npolicy = \"all\"\n").unwrap().alerts.policy, AlertPolicy::All);
+    assert_eq!(parse("[alerts]\npolicy = \"focused\"\n").unwrap().alerts.policy, AlertPolicy::Focused);
+    let e = parse("[alerts]\npolicy = \"loud\"\n").unwrap_err().to_string();
+    assert!(e.contains("alerts.policy") && e.contains("focused") && e.contains("all"), "{e}");
 }
 
 #[test]
