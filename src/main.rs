@@ -380,9 +380,13 @@ fn main() -> ExitCode {
             // Two models replay on two threads: the replays share nothing but the inputs.
             let results: Vec<Option<Result<cs_pulse::backtest::Backtest, cs_pulse::backtest::BacktestError>>> =
                 std::thread::scope(|scope| {
-                    let handles: Vec<_> =
-                        runs.iter().map(|(c, _)| scope.spawn(|| cs_pulse::backtest::run(c, &opts))).collect();
-                    handles.into_iter().map(|h| h.join().ok()).collect()
+                    // The main thread's stack size, not a spawned thread's default.
+                    let thread = || std::thread::Builder::new().stack_size(8 << 20);
+                    let handles: Vec<_> = runs
+                        .iter()
+                        .map(|(c, _)| thread().spawn_scoped(scope, || cs_pulse::backtest::run(c, &opts)).ok())
+                        .collect();
+                    handles.into_iter().map(|h| h.and_then(|h| h.join().ok())).collect()
                 });
             for ((c, path), result) in runs.into_iter().zip(results) {
                 match result {

@@ -104,7 +104,8 @@ fn two_instances_split_partitions_and_match_replay() -> Result {
     let dir = temp_dir(&names)?;
     let group = format!("{}-g", names.prefix);
     let (p1, p2) = (free_port(), free_port());
-    let c1 = write_config(&dir, &bootstrap, &names, &group, p1, "")?;
+    // the default alert policy: `run` on two instances writes what `replay` writes under it
+    let c1 = write_config(&dir, &bootstrap, &names, &group, p1, "[alerts]\npolicy = \"focused\"\n")?;
     let c2 = dir.join("second.toml");
     std::fs::write(&c2, std::fs::read_to_string(&c1)?.replace(&format!("127.0.0.1:{p1}"), &format!("127.0.0.1:{p2}")))?;
     // topics first, instances next, data last: the group is settled before any event
@@ -135,7 +136,10 @@ fn two_instances_split_partitions_and_match_replay() -> Result {
     let alerts = parse_alerts(&kcat_read(&bootstrap, &names.topic("alerts"))?)?;
     let (ids, dups) = ids_and_duplicates(&alerts);
     let expected = replay_alert_ids(&c1, &dir, end)?;
+    assert!(!expected.is_empty(), "the scenario must produce alerts");
     assert_eq!(ids, expected);
+    let escalations = alerts.iter().filter(|a| a["kind"] == "support_escalation");
+    assert!(escalations.clone().count() > 0 && escalations.clone().all(|a| a["severity"] == "warning"), "{alerts:?}");
     eprintln!("two instances: {} alerts, {} duplicates, equal to replay", ids.len(), dups);
     delete_topics(&bootstrap, &names);
     std::fs::remove_dir_all(&dir)?;

@@ -217,9 +217,10 @@ pub fn summarize(inputs: Inputs<'_>) -> Summary {
             .iter()
             .filter(|o| wanted.contains(&o.outcome))
             .filter(|o| {
-                first_scored
+                let covered_from = first_scored
                     .get(o.account_id.as_str())
-                    .is_some_and(|f| *f <= o.at.saturating_sub(AHEAD_FROM_DAYS * DAY_MS))
+                    .is_some_and(|f| *f <= o.at.saturating_sub(AHEAD_FROM_DAYS * DAY_MS));
+                covered_from && o.at.saturating_sub(AHEAD_TO_DAYS * DAY_MS) <= inputs.end_ms
             })
             .map(|o| (o.account_id.as_str(), o.at))
             .collect()
@@ -410,6 +411,29 @@ mod tests {
         assert_eq!(s.band_model.critical.churn.signals, 0);
         // c's score would be read on day 510, after the history: none.
         assert_eq!(s.band_model.auc_churned, None);
+    }
+
+    #[test]
+    fn flagged_ahead_counts_only_outcomes_whose_window_the_history_covers() {
+        // a: scored from day 0, churns on day 200 (window days 20..140), alert on day 100.
+        // b: scored from day 50, churns on day 200: its window starts before its first score.
+        // c: scored from day 0, churns on day 400: the history (300 days) ends before day 340.
+        let scores =
+            [score("a", 0, 80.0, Band::Green), score("b", 50, 80.0, Band::Green), score("c", 0, 80.0, Band::Green)];
+        let alerts = [alert("a", 100, AlertKind::UsageDrop, Severity::Critical)];
+        let outcomes = [
+            outcome("a", 200, Outcome::Churned),
+            outcome("b", 200, Outcome::Churned),
+            outcome("c", 400, Outcome::Churned),
+        ];
+        let s = over_days(&alerts, &scores, &outcomes, 300);
+        let f = s.band_model.critical.ahead_churned;
+        assert_eq!((f.outcomes, f.flagged, f.share), (1, 1, Some(1.0)));
+        assert_eq!(s.band_model.critical.ahead_retained.outcomes, 0);
+        // one alert over three accounts and 300 days: the mean; a's is the 90th percentile
+        let months = 300.0 / super::super::metrics::DAYS_PER_MONTH;
+        assert!((s.alerts_per_account_month.unwrap_or(0.0) - 1.0 / 3.0 / months).abs() < 1e-12);
+        assert!((s.alerts_per_account_month_p90.unwrap_or(0.0) - 1.0 / months).abs() < 1e-12);
     }
 
     #[test]

@@ -17,6 +17,7 @@
 //! | `c` | account, change | the change's two halves |
 //! | `k` | account, ticket | the ticket's events |
 //! | `e` | account, level, entity | health bookkeeping across ticks |
+//! | `p` | account | what the focused alert policy remembers (falls, cool-downs) |
 //!
 //! plus [`META_KEY`] for the engine's own bookkeeping. A value is a format byte
 //! ([`FORMAT`]) followed by the postcard encoding of the piece; a piece that is gone is

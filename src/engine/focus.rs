@@ -208,17 +208,19 @@ pub(super) fn group(mut triggers: Vec<Alert>, memory: &mut FocusMemory, tick: i6
     let (lead_condition, _) = *held.first()?;
     let severity = lead_condition.severity();
 
-    // Listed: each condition's triggers, then the rest of the account's falls at this tick.
+    // Listed: each condition's triggers, then the rest of the account's falls at this tick
+    // (linear in the triggers: a product-wide incident may fell thousands of teams at once).
+    let mut listed_already = vec![false; triggers.len()];
     let mut order: Vec<(usize, Option<Condition>)> = Vec::new();
     for (c, idx) in &held {
         for &i in idx {
-            if !order.iter().any(|(j, _)| *j == i) {
+            if !std::mem::replace(&mut listed_already[i], true) {
                 order.push((i, Some(*c)));
             }
         }
     }
     for (i, a) in triggers.iter().enumerate() {
-        if context(a) && !order.iter().any(|(j, _)| *j == i) {
+        if context(a) && !std::mem::replace(&mut listed_already[i], true) {
             order.push((i, None));
         }
     }

@@ -19,7 +19,7 @@ const D: i64 = DAY_MS;
 const T0: i64 = 20_000 * D;
 
 /// A daily-tick configuration. The rules' own tests see every alert they fire: policy
-/// `all` (the focused policy has its tests in `tests/focus.rs`).
+/// `all` (the focused policy has its tests in `focus.rs`, and below).
 fn cfg(f: impl FnOnce(&mut Config)) -> Arc<EngineConfig> {
     let mut c = Config::default();
     c.time.evaluation_interval_secs = 86_400;
