@@ -302,26 +302,23 @@ fn backtest_gen_dir(dir: &std::path::Path) -> serde_json::Value {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}: {text}", json.display()))
 }
 
+/// Runs `gen --no-kafka` with `args` into a new temporary folder named after `name`, and
+/// returns the folder.
+fn gen_files(name: &str, args: &[&str]) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("cs-pulse-cli-{}-{name}", std::process::id()));
+    let mut all = vec!["gen", "--no-kafka", "--ndjson-dir"];
+    let d = dir.display().to_string();
+    all.push(&d);
+    all.extend_from_slice(args);
+    let out = cs_pulse(&all);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    dir
+}
+
 /// `gen --ndjson-dir` writes outcomes beside the records, and `backtest` reads them all.
 #[test]
 fn gen_writes_outcomes_that_backtest_reads() {
-    let dir = std::env::temp_dir().join(format!("cs-pulse-cli-{}-gen-outcomes", std::process::id()));
-    let d = dir.to_str().unwrap();
-    let out = cs_pulse(&[
-        "gen",
-        "--no-kafka",
-        "--ndjson-dir",
-        d,
-        "--accounts",
-        "24",
-        "--teams",
-        "1",
-        "--users",
-        "3",
-        "--days",
-        "400",
-    ]);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let dir = gen_files("gen-outcomes", &["--accounts", "24", "--teams", "1", "--users", "3", "--days", "400"]);
     let outcomes = std::fs::read_to_string(dir.join("outcomes.ndjson")).unwrap();
     let lines: Vec<serde_json::Value> = outcomes.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert!(lines.len() >= 10, "{outcomes}");
@@ -351,26 +348,10 @@ fn gen_writes_outcomes_that_backtest_reads() {
 /// quiet weekends, and nothing from an account after it churned; `backtest` reads it.
 #[test]
 fn gen_history_writes_a_history_backtest_reads() {
-    let dir = std::env::temp_dir().join(format!("cs-pulse-cli-{}-history", std::process::id()));
-    let d = dir.to_str().unwrap();
-    let out = cs_pulse(&[
-        "gen",
-        "--no-kafka",
-        "--history",
-        "--ndjson-dir",
-        d,
-        "--accounts",
-        "24",
-        "--teams",
-        "1",
-        "--users",
-        "2",
-        "--days",
-        "370",
-        "--seed",
-        "9",
-    ]);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let dir = gen_files(
+        "history",
+        &["--history", "--accounts", "24", "--teams", "1", "--users", "2", "--days", "370", "--seed", "9"],
+    );
     let read = |f: &str| -> Vec<serde_json::Value> {
         std::fs::read_to_string(dir.join(f)).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
     };
