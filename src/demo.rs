@@ -33,6 +33,8 @@ pub struct DemoOptions {
     pub days: i64,
     /// Print alerts as they arrive.
     pub print: bool,
+    /// Where the pipeline publishes the accounts' views for the HTTP API.
+    pub directory: Arc<crate::api::directory::Directory>,
 }
 
 /// What the demo saw.
@@ -235,7 +237,8 @@ pub fn run(base: Config, opts: &DemoOptions, shutdown: Arc<AtomicBool>) -> Resul
     let pipeline = {
         let cfg = cfg.clone();
         let stop = Arc::clone(&stop_pipeline);
-        std::thread::spawn(move || crate::pipeline::run(&cfg, &stop))
+        let directory = Arc::clone(&opts.directory);
+        std::thread::spawn(move || crate::pipeline::run_serving(&cfg, &stop, &directory))
     };
     let stop_reader = Arc::new(AtomicBool::new(false));
     let reader = spawn_reader(&cfg, Arc::clone(&stop_reader), opts.print, Arc::clone(&summary))?;
@@ -247,8 +250,8 @@ pub fn run(base: Config, opts: &DemoOptions, shutdown: Arc<AtomicBool>) -> Resul
     let stream_start = Instant::now();
     if opts.print {
         println!(
-            "cs-pulse demo: {} simulated days of 5 companies, one day every {:.2} s; metrics on http://{}/metrics",
-            opts.days, per_day, cfg.metrics.bind
+            "cs-pulse demo: {} simulated days of 5 companies, one day every {:.2} s; accounts on http://{bind}/ (JSON under http://{bind}/v1/accounts), metrics on http://{bind}/metrics",
+            opts.days, per_day, bind = cfg.metrics.bind
         );
     }
     'days: for day in 0..opts.days {

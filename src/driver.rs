@@ -55,6 +55,9 @@ pub(crate) trait Sink {
     }
 }
 
+/// A partition's last evaluated tick and views of its accounts.
+pub(crate) type PartitionViews = (Partition, Option<i64>, Vec<Arc<crate::engine::view::AccountView>>);
+
 /// What became of an ingested record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Taken {
@@ -361,6 +364,20 @@ impl<K: Hash + Eq + Clone> Driver<K> {
             }
         }
         Ok(any)
+    }
+
+    /// Each partition's last evaluated tick and the views its engine made since the last
+    /// call (see [`crate::engine::view`]).
+    pub(crate) fn take_views(&mut self) -> Vec<PartitionViews> {
+        self.engines.iter_mut().map(|(p, e)| (*p, e.last_evaluated().map(|t| t.0), e.take_views())).collect()
+    }
+
+    /// Every account's view of partition `p`, made afresh from its state (after a
+    /// restore); `None` when it has no engine.
+    pub(crate) fn rebuild_views(&mut self, p: Partition, dims: &Dimensions) -> Option<PartitionViews> {
+        let engine = self.engines.get_mut(&p)?;
+        let views = engine.rebuild_views(dims);
+        Some((p, engine.last_evaluated().map(|t| t.0), views))
     }
 
     /// Discards outputs held but not written (their batch is being redone).

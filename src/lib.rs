@@ -32,6 +32,7 @@
 //! the connection check, topic administration and the output sink.
 
 // The public API: what the commands (`src/main.rs`), the benchmarks and the tests use.
+pub mod api;
 pub mod avro;
 pub mod backtest;
 pub mod config;

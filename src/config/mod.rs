@@ -17,9 +17,9 @@ pub use secrets::{expand_vars, is_secret_key, redacted, REDACTED};
 use secrets::{is_env_reference, without_values};
 use sections::RANDOM_INSTANCE;
 pub use sections::{
-    AdoptionConfig, AlertPolicy, AlertsConfig, BandOverrides, Bands, Format, Guarantee, HealthConfig, InputConfig,
-    LimitsConfig, LogConfig, LogFormat, MagicNumberConfig, MetricsConfig, OutputConfig, OutputFormat, ProcessingConfig,
-    SchemaRegistryConfig, SegmentOverrides, TimeConfig, TopicsConfig, WeightOverrides, Weights,
+    AdoptionConfig, AlertPolicy, AlertsConfig, ApiConfig, BandOverrides, Bands, Format, Guarantee, HealthConfig,
+    InputConfig, LimitsConfig, LogConfig, LogFormat, MagicNumberConfig, MetricsConfig, OutputConfig, OutputFormat,
+    ProcessingConfig, SchemaRegistryConfig, SegmentOverrides, TimeConfig, TopicsConfig, WeightOverrides, Weights,
 };
 pub use validate::{MAX_LIMIT, MAX_WEIGHT};
 
@@ -86,6 +86,8 @@ pub struct Config {
     pub schema_registry: SchemaRegistryConfig,
     /// The Prometheus endpoint.
     pub metrics: MetricsConfig,
+    /// The HTTP API beside it: who may ask, and how other instances reach this one.
+    pub api: ApiConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -268,6 +270,9 @@ impl Config {
         }
         if let Some(v) = get("CS_PULSE_SCHEMA_REGISTRY_URL").filter(|v| !v.is_empty()) {
             self.schema_registry.url = v;
+        }
+        if let Some(v) = get("CS_PULSE_API_ADVERTISED_URL").filter(|v| !v.is_empty()) {
+            self.api.advertised_url = Some(v);
         }
     }
 

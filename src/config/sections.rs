@@ -530,6 +530,32 @@ impl Default for MetricsConfig {
     }
 }
 
+/// The HTTP API (`/v1/...` and the account pages), served on `metrics.bind`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// The name of the environment variable that holds the bearer token every request
+    /// but `/healthz` and `/readyz` must carry. Unset: no token is asked for (the API binds
+    /// to loopback by default). The token itself is never in the file and never logged.
+    pub token_env: Option<String>,
+    /// The URL other instances of the group reach this one's API at, for example
+    /// `http://10.1.2.3:9464`. `CS_PULSE_API_ADVERTISED_URL` overrides. Unset: derived from
+    /// `metrics.bind` when that names a host (not 0.0.0.0 or ::).
+    pub advertised_url: Option<String>,
+}
+
+impl ApiConfig {
+    /// The advertised URL: the configured one, or `http://` and `bind` when it names a
+    /// host; `None` when other instances cannot be told where this one is.
+    pub fn advertised(&self, bind: &str) -> Option<String> {
+        if let Some(u) = self.advertised_url.as_deref().filter(|u| !u.trim().is_empty()) {
+            return Some(u.trim().trim_end_matches('/').to_string());
+        }
+        let addr: std::net::SocketAddr = bind.parse().ok()?;
+        (!addr.ip().is_unspecified() && addr.port() != 0).then(|| format!("http://{addr}"))
+    }
+}
+
 /// Log output format.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "snake_case")]

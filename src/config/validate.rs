@@ -121,6 +121,18 @@ impl Config {
             .bind
             .parse::<SocketAddr>()
             .map_err(|e| invalid("metrics.bind", format!("'{}' is not HOST:PORT ({e})", self.metrics.bind)))?;
+        if let Some(u) = self.api.advertised_url.as_deref().filter(|u| !u.is_empty()) {
+            let rest = u.strip_prefix("http://").or_else(|| u.strip_prefix("https://"));
+            if rest.is_none_or(|r| r.is_empty() || r.contains(char::is_whitespace)) {
+                return Err(invalid("api.advertised_url", format!("'{u}' is not an http:// or https:// URL")));
+            }
+        }
+        if let Some(name) = self.api.token_env.as_deref() {
+            let valid = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !valid {
+                return Err(invalid("api.token_env", format!("'{name}' is not an environment variable name")));
+            }
+        }
         Ok(())
     }
 }

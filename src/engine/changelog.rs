@@ -18,6 +18,8 @@
 //! | `k` | account, ticket | the ticket's events |
 //! | `e` | account, level, entity | health bookkeeping across ticks |
 //! | `p` | account | what the focused alert policy remembers (falls, cool-downs) |
+//! | `h` | account, level, entity | daily score history (see `daily.rs`) |
+//! | `r` | account | the latest alerts, for the account's page |
 //!
 //! plus [`META_KEY`] for the engine's own bookkeeping. A value is a format byte
 //! ([`FORMAT`]) followed by the postcard encoding of the piece; a piece that is gone is
@@ -31,6 +33,7 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use super::daily::ScoreHistory;
 use super::state::{AccountState, Champion, EntityHealth, Feedback, Id, SupportAgg, TeamState};
 use super::{Engine, EngineConfig, EngineMeta, Outputs, RestoreError, META_KEY};
 use crate::model::Level;
@@ -50,6 +53,10 @@ pub(super) enum StateKey {
     Entity(Id, Level, String),
     /// What the focused alert policy remembers of an account.
     Focus(Id),
+    /// An entity's daily score history.
+    History(Id, Level, String),
+    /// An account's latest alerts.
+    Recent(Id),
 }
 
 /// The pieces of state changed since the changelog was last read, when it is kept.
@@ -133,8 +140,12 @@ impl StateKey {
     pub(super) fn encode(&self) -> Vec<u8> {
         let mut k = Vec::with_capacity(48);
         match self {
-            StateKey::Account(a) | StateKey::Focus(a) => {
-                k.push(if matches!(self, StateKey::Account(_)) { b'a' } else { b'p' });
+            StateKey::Account(a) | StateKey::Focus(a) | StateKey::Recent(a) => {
+                k.push(match self {
+                    StateKey::Account(_) => b'a',
+                    StateKey::Focus(_) => b'p',
+                    _ => b'r',
+                });
                 k.extend_from_slice(a.as_bytes());
             }
             StateKey::Team(a, t) => {
@@ -159,8 +170,8 @@ impl StateKey {
                 push_part(&mut k, a);
                 k.extend_from_slice(x.as_bytes());
             }
-            StateKey::Entity(a, level, id) => {
-                k.push(b'e');
+            StateKey::Entity(a, level, id) | StateKey::History(a, level, id) => {
+                k.push(if matches!(self, StateKey::Entity(..)) { b'e' } else { b'h' });
                 push_part(&mut k, a);
                 k.push(Level::ALL.iter().position(|l| l == level).unwrap_or(0) as u8);
                 k.extend_from_slice(id.as_bytes());
@@ -181,6 +192,8 @@ impl StateKey {
             b'c' => StateKey::Change(r.part()?.into(), r.last()?),
             b'k' => StateKey::Ticket(r.part()?.into(), r.last()?),
             b'e' => StateKey::Entity(r.part()?.into(), r.level()?, r.last()?),
+            b'h' => StateKey::History(r.part()?.into(), r.level()?, r.last()?),
+            b'r' => StateKey::Recent(r.last()?.into()),
             _ => return Err("unknown key".into()),
         })
     }
@@ -189,6 +202,8 @@ impl StateKey {
         match self {
             StateKey::Account(a)
             | StateKey::Focus(a)
+            | StateKey::Recent(a)
+            | StateKey::History(a, ..)
             | StateKey::Team(a, _)
             | StateKey::User(a, ..)
             | StateKey::Feature(a, ..)
@@ -258,6 +273,8 @@ impl Engine {
             StateKey::Ticket(_, k) => encode(acct.tickets.get(k)?),
             StateKey::Entity(_, level, id) => encode(acct.entities.get(*level, id)?),
             StateKey::Focus(_) => encode(&acct.focus),
+            StateKey::History(_, level, id) => encode(acct.entities.get(*level, id)?.history.points()),
+            StateKey::Recent(_) => encode(&acct.recent_alerts.iter().map(|a| &**a).collect::<Vec<&str>>()),
         }
     }
 
@@ -285,6 +302,10 @@ impl Engine {
         if let (Some(next), Some(_)) = (engine.next_tick, engine.last_evaluated) {
             engine.prune(next, true, &mut Outputs::default());
             engine.last_pruned = engine.last_evaluated;
+        }
+        // A history whose entity's own record never came is dropped with its placeholder.
+        for acct in engine.accounts.values_mut() {
+            acct.entities.retain(|h| h.first_tick != i64::MAX);
         }
         engine.dirty.keys.clear();
         engine.meta_dirty = false;
@@ -334,10 +355,24 @@ impl Engine {
                 acct.tickets.insert(k, decode(v)?);
             }
             StateKey::Entity(_, level, id) => {
-                let h: EntityHealth = decode(v)?;
+                let mut h: EntityHealth = decode(v)?;
+                // Its history may have come first.
+                if let Some(before) = acct.entities.get(level, &id) {
+                    h.history = before.history.clone();
+                }
                 acct.entities.insert(level, id, h);
             }
             StateKey::Focus(_) => acct.focus = decode(v)?,
+            StateKey::History(_, level, id) => {
+                let history = ScoreHistory::from_points(decode(v)?);
+                let (h, _) = acct.entities.get_or_insert(level, &id, || EntityHealth::new(i64::MAX));
+                h.history = history;
+            }
+            StateKey::Recent(_) => {
+                let alerts: Vec<String> = decode(v)?;
+                let skip = alerts.len().saturating_sub(super::view::RECENT_ALERTS);
+                acct.recent_alerts = alerts.into_iter().skip(skip).map(Arc::from).collect();
+            }
         }
         Ok(())
     }
@@ -380,6 +415,12 @@ impl Engine {
                 acct.entities.remove(level, &id);
             }
             StateKey::Focus(_) => acct.focus = Default::default(),
+            StateKey::History(_, level, id) => {
+                if let Some(h) = acct.entities.get_mut(level, &id) {
+                    h.history = Default::default();
+                }
+            }
+            StateKey::Recent(_) => acct.recent_alerts.clear(),
         }
     }
 }
@@ -400,6 +441,8 @@ mod tests {
             StateKey::Change("acme".into(), "chg-1".into()),
             StateKey::Ticket("acme".into(), "T-9".into()),
             StateKey::Entity("acme".into(), Level::BusinessUnit, "Platform".into()),
+            StateKey::History("acme".into(), Level::Team, "t/1".into()),
+            StateKey::Recent("acme".into()),
         ] {
             let bytes = key.encode();
             assert_eq!(StateKey::decode(&bytes), Ok(key), "{}", bytes.escape_ascii());

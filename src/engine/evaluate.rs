@@ -1,12 +1,13 @@
 //! A tick's evaluation: every account's entities rolled up, scored and run through the
 //! alert rules, in account id order; then what no later tick can read is pruned.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use super::aggregate::{aggregate, Windows};
 use super::changelog::StateKey;
 use super::state::{self, AccountState, EntityHealth, Id};
-use super::{focus, rules, Engine, Outputs, RETAIN_MS};
+use super::{focus, rules, view, Engine, Outputs, RETAIN_MS};
 use crate::alert::{self, AlertBody, AlertContext};
 use crate::config::AlertPolicy;
 use crate::dims::Dimensions;
@@ -58,13 +59,14 @@ impl Engine {
             }
             // What the rules fire; the policy decides what of it is written.
             let mut fired: Vec<crate::model::Alert> = Vec::new();
+            let mut views = Vec::new();
             let mut entities = std::mem::take(&mut acct.entities);
             let aggs = aggregate(&w, cfg.pending_ttl_ms, account_id, acct, dims);
             for ((level, id), mut agg) in aggs {
                 let entity = EntityRef { level, id: id.to_string(), account_id: account_id.to_string() };
                 let m = agg.metrics(&cfg, &entity, dims);
                 let (h, created) = entities.get_or_insert(level, id, || EntityHealth::new(tick));
-                let health_before = h.clone();
+                let health_before = h.bookkeeping();
                 let ctx = AlertContext { entity: &entity, at: tick, emitted_at, account: record };
                 let scored = health::score(&m, &weights);
                 // Only alerts and changed scores carry the components: built on demand.
@@ -118,14 +120,21 @@ impl Engine {
                         fire(AlertKind::HealthBandChanged, severity, reasons, details);
                     }
                     h.previous = Some((scored.score, band));
+                    if h.history.record(tick, scored.score, band) {
+                        changed = true;
+                        dirty.mark(|| StateKey::History(Arc::clone(account_id), entity.level, entity.id.clone()));
+                    }
                     if h.written != Some((scored.score, band)) {
                         h.written = Some((scored.score, band));
                         score_out = Some((scored.score, band));
                     }
                 }
-                if created || *h != health_before {
+                if created || h.bookkeeping() != health_before {
                     changed = true;
                     dirty.mark(|| StateKey::Entity(Arc::clone(account_id), entity.level, entity.id.clone()));
+                }
+                if cfg.views {
+                    views.push(view::entity_view(level, id, h.previous, scored.as_ref(), m, &h.history));
                 }
                 if let Some((score, band)) = score_out {
                     out.scores.push(ScoreRecord { entity, at: tick, score, band, components: components() });
@@ -143,6 +152,14 @@ impl Engine {
                         dirty.mark(|| StateKey::Focus(Arc::clone(account_id)));
                     }
                 }
+            }
+            if remember_alerts(&mut acct.recent_alerts, &out.alerts[outputs_before.0..]) {
+                dirty.mark(|| StateKey::Recent(Arc::clone(account_id)));
+            }
+            if cfg.views {
+                let v = Arc::new(view::account_view(account_id, acct, tick, views, dims));
+                acct.view = Some(Arc::clone(&v));
+                self.views_made.push(v);
             }
             let unchanged = !changed && outputs_before == (out.alerts.len(), out.scores.len());
             acct.quiet = unchanged
@@ -231,4 +248,17 @@ impl Engine {
             self.users_total = users;
         }
     }
+}
+
+/// Keeps `alerts` (about the account) among its latest, as the JSON of the alert topic.
+/// Returns whether any was.
+pub(super) fn remember_alerts(recent: &mut VecDeque<Arc<str>>, alerts: &[crate::model::Alert]) -> bool {
+    for a in alerts {
+        let Ok(json) = serde_json::to_string(a) else { continue };
+        if recent.len() >= view::RECENT_ALERTS {
+            recent.pop_front();
+        }
+        recent.push_back(json.into());
+    }
+    !alerts.is_empty()
 }

@@ -9,6 +9,7 @@ use serde_json::json;
 
 use super::changelog::StateKey;
 use super::state::{self, AccountState, Response};
+use super::view::AccountView;
 use super::{Engine, Ingested, LimitLevel, Outputs};
 use crate::alert::{self, AlertBody, AlertContext};
 use crate::dims::Dimensions;
@@ -268,7 +269,19 @@ impl Engine {
                 }
                 let p1_opened = s.kind == SupportKind::TicketOpened && s.priority.is_some_and(|p| p.0 == 1);
                 if s.kind == SupportKind::TicketEscalated || p1_opened {
-                    out.alerts.push(support_escalation(s, dims, emitted_at, self.cfg.policy));
+                    let alert = support_escalation(s, dims, emitted_at, self.cfg.policy);
+                    if super::evaluate::remember_alerts(&mut acct.recent_alerts, std::slice::from_ref(&alert)) {
+                        dirty.mark(|| StateKey::Recent(Arc::clone(aid)));
+                    }
+                    // The account's page shows it at once, beside the last evaluation.
+                    if let Some(v) = &acct.view {
+                        let mut v = AccountView::clone(v);
+                        v.alerts = acct.recent_alerts.iter().cloned().collect();
+                        let v = Arc::new(v);
+                        acct.view = Some(Arc::clone(&v));
+                        self.views_made.push(v);
+                    }
+                    out.alerts.push(alert);
                 }
             }
         }

@@ -12,12 +12,14 @@
 
 mod aggregate;
 mod changelog;
+pub mod daily;
 mod evaluate;
 mod focus;
 mod ingest;
 mod rules;
 mod state;
 mod tickets;
+pub mod view;
 
 use std::sync::Arc;
 
@@ -63,6 +65,9 @@ pub struct EngineConfig {
     /// (default). `false` evaluates every one: the outputs must be the same, which tests
     /// check.
     pub skip_quiet: bool,
+    /// Whether evaluations make the views the HTTP API shows (see [`view`]): `run` and
+    /// `demo` do; `replay` and `backtest` do not.
+    pub views: bool,
 }
 
 /// Caps on the state of one partition (see [`crate::config::LimitsConfig`]).
@@ -162,6 +167,7 @@ impl EngineConfig {
             limits: Limits::from_config(&c.limits),
             policy: c.alerts.policy,
             skip_quiet: true,
+            views: false,
         }
     }
 
@@ -307,6 +313,8 @@ pub struct StateBytes {
     pub teams: usize,
     /// Per-user activity sets, with their keys and hash table slots.
     pub user_activity: usize,
+    /// The entities' daily score histories.
+    pub histories: usize,
 }
 
 /// The state of one input partition (a co-partitioned usage/support pair) and the rules
@@ -337,6 +345,8 @@ pub struct Engine {
     tickets_total: usize,
     /// Changes held over all accounts, for `limits.max_changes_per_partition`.
     changes_total: usize,
+    /// Views made since the last [`Engine::take_views`], when the engine makes them.
+    views_made: Vec<Arc<view::AccountView>>,
 }
 
 /// The engine's own bookkeeping, written beside the accounts in the changelog.
@@ -378,6 +388,7 @@ impl Engine {
             users_total: 0,
             tickets_total: 0,
             changes_total: 0,
+            views_made: Vec::new(),
         }
     }
 
@@ -496,6 +507,7 @@ impl Engine {
         for (id, a) in &self.accounts {
             b.accounts += id.len() + state::heap::account(a);
             b.user_activity += state::heap::user_ids(a);
+            b.histories += state::heap::histories(a);
             for (team_id, t) in &a.teams {
                 let (own, users) = state::heap::team(t);
                 b.teams += team_id.len() + own;

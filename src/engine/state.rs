@@ -242,11 +242,29 @@ pub(super) struct EntityHealth {
     pub(super) usage_drop_armed: bool,
     /// `magic_number_regressed` may fire (same arming rule).
     pub(super) magic_armed: bool,
+    /// Daily closes: a changelog record of its own (`h`), not part of this one.
+    #[serde(skip)]
+    pub(super) history: super::daily::ScoreHistory,
 }
+
+/// [`EntityHealth`] without its history: what its changelog record holds.
+pub(super) type Bookkeeping = (i64, Option<(f64, Band)>, Option<(f64, Band)>, bool, bool);
 
 impl EntityHealth {
     pub(super) fn new(first_tick: i64) -> Self {
-        Self { first_tick, previous: None, written: None, usage_drop_armed: true, magic_armed: true }
+        Self {
+            first_tick,
+            previous: None,
+            written: None,
+            usage_drop_armed: true,
+            magic_armed: true,
+            history: Default::default(),
+        }
+    }
+
+    /// Everything but the history, to tell whether its changelog record changed.
+    pub(super) fn bookkeeping(&self) -> Bookkeeping {
+        (self.first_tick, self.previous, self.written, self.usage_drop_armed, self.magic_armed)
     }
 }
 
@@ -273,6 +291,15 @@ impl Entities {
         let map = &mut self.0[Self::level(level)];
         let created = !map.contains_key(id);
         (map.entry_ref(id).or_insert_with(new), created)
+    }
+
+    pub(super) fn get_mut(&mut self, level: Level, id: &str) -> Option<&mut EntityHealth> {
+        self.0[Self::level(level)].get_mut(id)
+    }
+
+    /// Keeps only the entities for which `keep` holds.
+    pub(super) fn retain(&mut self, mut keep: impl FnMut(&EntityHealth) -> bool) {
+        self.0.iter_mut().for_each(|m| m.retain(|_, h| keep(h)));
     }
 
     pub(super) fn insert(&mut self, level: Level, id: String, h: EntityHealth) {
@@ -316,6 +343,11 @@ pub(super) struct AccountState {
     pub(super) milestones_done: u8,
     /// What the focused alert policy remembers of the account.
     pub(super) focus: super::focus::FocusMemory,
+    /// The latest alerts about it, as the JSON of the alert topic, oldest first (at most
+    /// [`super::view::RECENT_ALERTS`]).
+    pub(super) recent_alerts: std::collections::VecDeque<Arc<str>>,
+    /// Its view as of its last evaluation, when the engine makes views.
+    pub(super) view: Option<Arc<super::view::AccountView>>,
     /// Set by an evaluation that changed and produced nothing while the account held no
     /// data any later window reads (see [`holds_nothing_after`]): until the tick held
     /// here (its next onboarding deadline, or `i64::MAX`), each evaluation would do the
@@ -413,6 +445,8 @@ impl AccountState {
             apps: BTreeMap::new(),
             milestones_done: 0,
             focus: Default::default(),
+            recent_alerts: Default::default(),
+            view: None,
             quiet: None,
         }
     }
@@ -528,6 +562,13 @@ pub(super) mod heap {
             + a.changes.iter().map(|(k, c)| k.len() + c.created.as_ref().map_or(0, |(_, t)| t.len())).sum::<usize>()
             + btree(&a.apps)
             + a.apps.iter().map(|(k, v)| k.len() + v.len() * size_of::<i64>()).sum::<usize>()
+            + a.recent_alerts.capacity() * size_of::<std::sync::Arc<str>>()
+            + a.recent_alerts.iter().map(|j| j.len() + 16).sum::<usize>()
+    }
+
+    /// The daily score histories of the account's entities.
+    pub(in crate::engine) fn histories(a: &AccountState) -> usize {
+        a.entities.iter().map(|(_, _, h)| h.history.heap_bytes()).sum()
     }
 }
 

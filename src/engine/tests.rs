@@ -603,6 +603,54 @@ fn restore_from_compacted_changelog_continues_identically_on_the_demo_storylines
     assert!(kinds.len() >= 6, "the storylines fire most kinds: {kinds:?}");
 }
 
+/// The API's views after a restore (a takeover): every account's entities with the scores,
+/// bands, daily histories and metrics of the original's last evaluation, and its latest
+/// alerts. (The demo's events arrive in order: no late event makes the metrics differ.)
+#[test]
+fn a_restored_engine_rebuilds_the_views_and_histories_of_the_original() {
+    use crate::generator::{Generator, DEFAULT_START_MS, KEY_FEATURES};
+    let mut config = Config::default();
+    config.adoption.key_features = KEY_FEATURES.iter().map(|s| s.to_string()).collect();
+    let c = Arc::new(EngineConfig { views: true, ..EngineConfig::from_config(&config) });
+    let mut gen = Generator::new(42, DEFAULT_START_MS);
+    let dims = gen.dimensions();
+    let events = decoded((0..120).flat_map(|d| gen.day(d)));
+    let mut original = Engine::new(Arc::clone(&c));
+    let mut out = Outputs::default();
+    let mut log = Vec::new();
+    let mut made = 0;
+    for (i, ev) in events.iter().enumerate() {
+        original.ingest(ev, &dims, WallClock(0), &mut out);
+        if i % 300 == 299 {
+            original.advance(EventTime(ev.occurred_at() - 3_600_000), &dims, WallClock(0), &mut out);
+            log.extend(original.take_changes());
+            made += original.take_views().len();
+        }
+    }
+    assert!(made > 0, "evaluations made views");
+    let mut restored = Engine::restore(Arc::clone(&c), compact(&log)).expect("restore");
+    let views = restored.rebuild_views(&dims);
+    assert_eq!(views.len(), original.accounts.len());
+    let mut days_with_history = 0;
+    for v in &views {
+        let o = original.accounts[v.account_id.as_str()].view.clone().expect("the original's view");
+        assert_eq!(v.evaluated_at, original.last_evaluated.expect("evaluated"));
+        assert_eq!(v.alerts, o.alerts, "alerts of {}", v.account_id);
+        assert_eq!(v.teams, o.teams, "org chart of {}", v.account_id);
+        assert_eq!(v.entities.len(), o.entities.len(), "entities of {}", v.account_id);
+        for (a, b) in v.entities.iter().zip(o.entities.iter()) {
+            assert_eq!((a.level, &a.id), (b.level, &b.id));
+            assert_eq!(a.health, b.health, "{} {}", a.level.as_str(), a.id);
+            assert_eq!(a.history, b.history, "{} {}", a.level.as_str(), a.id);
+            assert_eq!(a.metrics, b.metrics, "{} {}", a.level.as_str(), a.id);
+            assert_eq!(a.components, b.components, "{} {}", a.level.as_str(), a.id);
+            days_with_history += a.history.daily(v.evaluated_at).iter().filter(|(_, c)| c.is_some()).count();
+        }
+    }
+    assert!(days_with_history > 1000, "histories span the days: {days_with_history}");
+    assert!(views.iter().any(|v| !v.alerts.is_empty()), "some account has alerts");
+}
+
 /// Under the focused policy, what it remembers (falls into yellow and in usage, cool-downs)
 /// is in the changelog too. The golden case `focused_repeat`, advanced every ten events:
 /// the engine restored half-way (after the `decline` of 03-23, before the fall into yellow

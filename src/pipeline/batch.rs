@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::marker::PhantomData;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -13,9 +14,10 @@ use rdkafka::topic_partition_list::TopicPartitionList;
 use super::source::{DimsReader, PipelineContext, RebalanceEvent};
 use super::state::{StateError, StateStore};
 use super::{PipelineError, RunSummary};
+use crate::api::directory::Directory;
 use crate::decode::{DecodeError, Decoders};
 use crate::dims::Dimensions;
-use crate::driver::{panic_message, Driver, Sink, Taken};
+use crate::driver::{panic_message, Driver, PartitionViews, Sink, Taken};
 use crate::engine::Outputs;
 use crate::kafka::sink::{DeadLetter, KafkaSink, SinkError};
 use crate::model::{EventInput, InputPartition, Partition, Reason, Rejection};
@@ -42,11 +44,53 @@ pub(super) struct Owned {
     decoders: Decoders,
     /// Of the stopped partitions, the ones the consumer has paused.
     paused: BTreeSet<Partition>,
+    /// What the HTTP API answers from.
+    directory: Arc<Directory>,
+    /// Views made by the batch, published once it commits.
+    pending_views: Vec<PartitionViews>,
 }
 
 impl Owned {
-    pub(super) fn new(driver: Driver<InputPartition>, topics: [String; 2], decoders: Decoders) -> Self {
-        Self { driver, topics, assigned: BTreeSet::new(), offsets: HashMap::new(), decoders, paused: BTreeSet::new() }
+    pub(super) fn new(
+        driver: Driver<InputPartition>,
+        topics: [String; 2],
+        decoders: Decoders,
+        directory: Arc<Directory>,
+    ) -> Self {
+        Self {
+            driver,
+            topics,
+            assigned: BTreeSet::new(),
+            offsets: HashMap::new(),
+            decoders,
+            paused: BTreeSet::new(),
+            directory,
+            pending_views: Vec::new(),
+        }
+    }
+
+    /// The batch committed: the API answers from its views now.
+    pub(super) fn publish_views(&mut self) {
+        for (p, as_of, views) in self.pending_views.drain(..) {
+            self.directory.publish(p.0, as_of, views, false);
+        }
+    }
+
+    /// The batch is being redone: its views are not published.
+    pub(super) fn discard_views(&mut self) {
+        self.pending_views.clear();
+    }
+
+    /// The API answers for partition `p` from its restored state.
+    fn publish_restored(&mut self, p: Partition, dims: &Dimensions) {
+        if let Some((p, as_of, views)) = self.driver.rebuild_views(p, dims) {
+            self.directory.publish(p.0, as_of, views, true);
+        }
+    }
+
+    /// The consumer stopped: this instance answers for nothing.
+    pub(super) fn release_all(&mut self) {
+        self.directory.clear();
     }
 
     /// The input topics, usage then support.
@@ -88,6 +132,8 @@ impl Owned {
             if self.paused.contains(&p) {
                 continue;
             }
+            // Its accounts get a 503 until a restart restores it.
+            self.directory.assigned(p.0);
             let mut tpl = TopicPartitionList::new();
             for t in &self.topics {
                 tpl.add_partition(t, p.0);
@@ -106,10 +152,24 @@ impl Owned {
     /// Restores a partition's state from its changelog into the driver: `adopt` on an
     /// assignment, `replace` on a rewind. A changelog that cannot be read stops the
     /// partition alone.
-    fn restore(&mut self, p: Partition, store: &StateStore, now: WallClock, adopt: bool) -> Result<(), StateError> {
+    fn restore(
+        &mut self,
+        p: Partition,
+        store: &StateStore,
+        dims: &Dimensions,
+        now: WallClock,
+        adopt: bool,
+    ) -> Result<(), StateError> {
+        self.directory.assigned(p.0);
         match store.restore(p, self.driver.engine_cfg()) {
-            Ok(engine) if adopt => self.driver.adopt(p, engine, now),
-            Ok(engine) => self.driver.replace(p, engine),
+            Ok(engine) if adopt => {
+                self.driver.adopt(p, engine, now);
+                self.publish_restored(p, dims);
+            }
+            Ok(engine) => {
+                self.driver.replace(p, engine);
+                self.publish_restored(p, dims);
+            }
             Err(StateError::Unreadable(why)) => {
                 self.fail(p, "the restore of its state", &why);
             }
@@ -120,15 +180,22 @@ impl Owned {
 
     /// Every owned partition's state back from its changelog (a rewind to the last
     /// committed batch).
-    pub(super) fn restore_all(&mut self, store: &StateStore) -> Result<(), StateError> {
+    pub(super) fn restore_all(&mut self, store: &StateStore, dims: &Dimensions) -> Result<(), StateError> {
         self.offsets.clear();
+        self.pending_views.clear();
         for p in self.driver.partitions() {
-            self.restore(p, store, WallClock::now(), false)?;
+            self.restore(p, store, dims, WallClock::now(), false)?;
         }
         Ok(())
     }
 
-    fn apply(&mut self, ev: RebalanceEvent, store: &StateStore, now: WallClock) -> Result<(), StateError> {
+    fn apply(
+        &mut self,
+        ev: RebalanceEvent,
+        store: &StateStore,
+        dims: &Dimensions,
+        now: WallClock,
+    ) -> Result<(), StateError> {
         let assigned = matches!(ev, RebalanceEvent::Assigned(_));
         match ev {
             RebalanceEvent::Assigned(parts) => {
@@ -141,7 +208,7 @@ impl Owned {
                     }
                     self.driver.add_input(at, now);
                     if !self.driver.has_engine(at.partition) {
-                        self.restore(at.partition, store, now, true)?;
+                        self.restore(at.partition, store, dims, now, true)?;
                     }
                 }
             }
@@ -152,11 +219,13 @@ impl Owned {
                     self.assigned.remove(&at);
                     self.driver.remove_input(at);
                     self.offsets.remove(&at);
-                    if !self.assigned.iter().any(|q| q.partition == at.partition)
-                        && self.driver.drop_partition(at.partition)
-                    {
-                        self.paused.remove(&at.partition);
-                        StoppedPartitionReleased { partition: at.partition }.emit();
+                    if !self.assigned.iter().any(|q| q.partition == at.partition) {
+                        self.directory.revoked(at.partition.0);
+                        self.pending_views.retain(|(p, ..)| *p != at.partition);
+                        if self.driver.drop_partition(at.partition) {
+                            self.paused.remove(&at.partition);
+                            StoppedPartitionReleased { partition: at.partition }.emit();
+                        }
                     }
                 }
             }
@@ -171,6 +240,7 @@ impl Owned {
         &mut self,
         consumer: &BaseConsumer<PipelineContext>,
         store: &StateStore,
+        dims: &Dimensions,
     ) -> Result<bool, StateError> {
         let events = match consumer.context().events.lock() {
             Ok(mut q) => std::mem::take(&mut *q),
@@ -178,7 +248,7 @@ impl Owned {
         };
         let any = !events.is_empty();
         for ev in events {
-            self.apply(ev, store, WallClock::now())?;
+            self.apply(ev, store, dims, WallClock::now())?;
         }
         if any {
             // Offsets of records polled before the rebalance are not ours to commit.
@@ -367,6 +437,8 @@ pub(super) fn process_batch<M: Message>(
         }
     }
     let changed = owned.driver.take_changes(|p, k, v| sink.changelog(p.0, k, v))?;
+    let views = owned.driver.take_views();
+    owned.pending_views.extend(views);
     Ok(produced || changed)
 }
 

@@ -36,6 +36,7 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
+use crate::api::directory::Directory;
 use crate::avro::registry::Registry;
 use crate::config::Config;
 use crate::decode::Decoders;
@@ -132,13 +133,23 @@ pub struct RunSummary {
 /// a restarted process would be: a new consumer and producer, state restored from the
 /// changelog, input read from the committed offsets.
 pub fn run(cfg: &Config, shutdown: &AtomicBool) -> Result<RunSummary, PipelineError> {
+    run_serving(cfg, shutdown, &Arc::new(Directory::default()))
+}
+
+/// [`run`], publishing the views of the accounts it owns to `directory` for the HTTP API
+/// (see [`crate::api`]).
+pub fn run_serving(
+    cfg: &Config,
+    shutdown: &AtomicBool,
+    directory: &Arc<Directory>,
+) -> Result<RunSummary, PipelineError> {
     crate::kafka::connect::check_connection(cfg)?;
     let registry = schema_registry(cfg)?;
     let mut summary = RunSummary::default();
     let mut failed_in_a_row = 0u32;
     loop {
         let batches_before = summary.batches;
-        let result = run_consumer(cfg, shutdown, &mut summary, registry.clone());
+        let result = run_consumer(cfg, shutdown, &mut summary, registry.clone(), directory);
         match result {
             Err(PipelineError::ConsumerFailed(e)) if !shutdown.load(Ordering::SeqCst) => {
                 failed_in_a_row = if summary.batches > batches_before { 1 } else { failed_in_a_row + 1 };
@@ -233,6 +244,7 @@ fn run_consumer(
     shutdown: &AtomicBool,
     summary: &mut RunSummary,
     registry: Option<Arc<Registry>>,
+    directory: &Arc<Directory>,
 ) -> Result<(), PipelineError> {
     let topics = [cfg.topics.usage.clone(), cfg.topics.support.clone()];
     InputTopics { topics: &topics }.emit();
@@ -250,6 +262,10 @@ fn run_consumer(
         // rest of the second. Measured: 5 million records in 38 s with the default,
         // 20.5 s with 10 ms.
         .set("fetch.queue.backoff.ms", "10");
+    if let Some(url) = cfg.api.advertised(&cfg.metrics.bind) {
+        // Other instances find this one's API by describing the group (see `api::peers`).
+        consumer_cfg.set("client.id", format!("{}{url}", crate::api::peers::CLIENT_ID_PREFIX));
+    }
     if let Some(id) = &cfg.processing.instance_id {
         // Static membership: a restarted instance takes its partitions back at once.
         consumer_cfg.set("group.instance.id", id);
@@ -257,6 +273,7 @@ fn run_consumer(
     let consumer: BaseConsumer<PipelineContext> =
         consumer_cfg.create_with_context(PipelineContext::new(topics.clone()))?;
     let partitions = check_copartitioning(&consumer, cfg)?;
+    directory.set_partitions(i32::try_from(partitions).unwrap_or(i32::MAX));
     state::ensure_changelog(&consumer, cfg, partitions)?;
     let store = StateStore::new(cfg)?;
     let avro_out = avro_output(cfg, registry.as_deref())?;
@@ -270,8 +287,9 @@ fn run_consumer(
     let watermarks =
         WatermarkTracker::new(cfg.time.allowed_lateness_secs as i64 * 1000, cfg.time.idle_timeout_secs as i64 * 1000)
             .require_caught_up();
-    let driver = Driver::new(Arc::new(EngineConfig::from_config(cfg)), watermarks, |at| at, true);
-    let owned = Owned::new(driver, topics, Decoders::new(cfg, registry));
+    let engine_cfg = EngineConfig { views: true, ..EngineConfig::from_config(cfg) };
+    let driver = Driver::new(Arc::new(engine_cfg), watermarks, |at| at, true);
+    let owned = Owned::new(driver, topics, Decoders::new(cfg, registry), Arc::clone(directory));
     let mut batches = Batches { cfg, shutdown, summary, store, sink, dims, dims_reader, owned };
     let mut buffer = Vec::with_capacity(cfg.processing.max_batch_records.min(65_536));
     let mut last_state_metrics = Instant::now() - STATE_METRICS_EVERY;
@@ -318,6 +336,7 @@ fn run_consumer(
         };
     };
     telemetry::set_ready(false);
+    batches.owned.release_all();
     consumer.unsubscribe();
     result
 }
@@ -353,7 +372,7 @@ impl Batches<'_> {
                 break;
             }
             let msg = consumer.poll(remaining);
-            if self.owned.drain_rebalances(consumer, &self.store).map_err(fatal)? {
+            if self.owned.drain_rebalances(consumer, &self.store, &self.dims).map_err(fatal)? {
                 buffer.clear();
             }
             match msg {
@@ -367,7 +386,7 @@ impl Batches<'_> {
                 Some(Ok(m)) => buffer.push(m),
             }
         }
-        if self.owned.drain_rebalances(consumer, &self.store).map_err(fatal)? {
+        if self.owned.drain_rebalances(consumer, &self.store, &self.dims).map_err(fatal)? {
             buffer.clear();
         }
         if let Ok(map) = consumer.context().caught_up.lock() {
@@ -383,10 +402,12 @@ impl Batches<'_> {
         let outcome = match batch {
             Ok(false) if buffer.is_empty() && self.owned.offsets.is_empty() => {
                 self.sink.poll();
+                self.owned.publish_views();
                 return Ok(false);
             }
-            // 3. Commit: outputs, state and input offsets together.
-            Ok(_) => self.commit(consumer),
+            // 3. Commit: outputs, state and input offsets together; the API answers from
+            // the batch's views once it has.
+            Ok(_) => self.commit(consumer).inspect(|()| self.owned.publish_views()),
             // Producing failed: the transaction is aborted and the batch redone. (An output
             // that cannot be encoded, `SinkError::Encode`, is a defect no retry can mend:
             // fatal below, naming the record.)
@@ -442,6 +463,7 @@ impl Batches<'_> {
     /// trying, up to `RECOVERY_DEADLINE`, without operator action.
     fn recover(&mut self, consumer: &BaseConsumer<PipelineContext>) -> Result<(), PipelineError> {
         self.owned.driver.discard_outputs();
+        self.owned.discard_views();
         let deadline = Instant::now() + RECOVERY_DEADLINE;
         let mut replace = self.sink.abort_txn().is_err() || self.sink.is_fatal();
         loop {
@@ -474,7 +496,7 @@ impl Batches<'_> {
     /// Back to the last committed batch: every owned partition's state is restored from
     /// the changelog (read_committed) and its input re-read from the committed offsets.
     fn rewind(&mut self, consumer: &BaseConsumer<PipelineContext>) -> Result<(), PipelineError> {
-        self.owned.restore_all(&self.store)?;
+        self.owned.restore_all(&self.store, &self.dims)?;
         let mut tpl = TopicPartitionList::new();
         for at in &self.owned.assigned {
             tpl.add_partition(&self.owned.topics()[at.input.index()], at.partition.0);

@@ -1,16 +1,15 @@
-//! Telemetry: Prometheus metrics, the `/metrics` `/healthz` `/readyz` endpoint, and
-//! logging.
+//! Telemetry: Prometheus metrics, what `/metrics` and `/readyz` say (served by
+//! [`crate::api`]), and logging.
 //!
 //! Code that does something notable says so in one way: it builds the occurrence's struct
 //! (in `telemetry/events.rs`) and calls `emit()`, which logs and counts it. Nothing outside this module
 //! touches the metrics registry.
 
 mod events;
-mod http;
 mod metrics;
 
 pub(crate) use events::*;
-pub use http::serve;
+
 pub use metrics::{metrics, Metrics};
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -42,6 +41,11 @@ fn set_partition_failed(partition: i32, why: Option<String>) {
 /// What `/readyz` says of the stopped partitions, one line each; empty when none is.
 pub fn failed_partitions() -> Vec<String> {
     FAILED.lock().map(|m| m.values().cloned().collect()).unwrap_or_default()
+}
+
+/// The Prometheus text exposition of every metric, for `/metrics`.
+pub fn exposition() -> String {
+    metrics().render()
 }
 
 /// Marks the process ready (`/readyz` answers 200) or not.
