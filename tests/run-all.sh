@@ -97,6 +97,7 @@ broker_tests real_kafka_avro
 broker_tests real_kafka_hostile
 broker_tests real_kafka_late
 broker_tests real_kafka_secured
+broker_tests real_kafka_api
 broker_tests prometheus
 cargo test --locked --test deploy -- --include-ignored
 echo "==> the backtest report in headless Chromium"
