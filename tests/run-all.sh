@@ -43,12 +43,13 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 # Avro interop: clients cs-pulse did not write (confluent-kafka's AvroSerializer, fastavro);
-# PyYAML for the deployment files' consistency check (tests/deploy.rs)
+# PyYAML for the deployment files' consistency check (tests/deploy.rs); Playwright to drive
+# Debian's Chromium on the account page (tests/report_browser.rs; it downloads no browser)
 venv=.cache/venv
-if ! "$venv/bin/python" -c 'import confluent_kafka.schema_registry.avro, fastavro, yaml' >/dev/null 2>&1; then
+if ! "$venv/bin/python" -c 'import confluent_kafka.schema_registry.avro, fastavro, yaml, playwright.sync_api' >/dev/null 2>&1; then
   echo "==> installing the Python interop clients into $venv"
   python3 -m venv "$venv"
-  "$venv/bin/pip" install -q --disable-pip-version-check "confluent-kafka[avro,schemaregistry]==2.16.1" "fastavro==1.13.1" "pyyaml==6.0.3"
+  "$venv/bin/pip" install -q --disable-pip-version-check "confluent-kafka[avro,schemaregistry]==2.16.1" "fastavro==1.13.1" "pyyaml==6.0.3" "playwright==1.64.1"
 fi
 export CS_PULSE_TEST_PYTHON="$PWD/$venv/bin/python"
 
@@ -100,7 +101,7 @@ broker_tests real_kafka_secured
 broker_tests real_kafka_api
 broker_tests prometheus
 cargo test --locked --test deploy -- --include-ignored
-echo "==> the backtest report in headless Chromium"
+echo "==> the backtest report and the account page in headless Chromium"
 cargo test --locked --test report_browser -- --include-ignored
 # these restart the broker, so they run alone, after the others, one at a time
 broker_tests real_kafka_broker_restart --test-threads 1

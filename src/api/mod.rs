@@ -524,7 +524,7 @@ async fn index(State(api): State<Arc<Api>>) -> Response {
     let mut rows: Vec<Value> = api.directory.all().iter().map(json::summary).collect();
     sort_rows(&mut rows, Sort::Score);
     let mut html = String::from(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>cs-pulse</title></head><body><h1>cs-pulse</h1><p>Accounts held by this instance, lowest score first. The JSON API is under <code>/v1/accounts</code>.</p><ul>",
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><link rel=\"icon\" href=\"data:,\"><title>cs-pulse</title></head><body><h1>cs-pulse</h1><p>Accounts held by this instance, lowest score first. The JSON API is under <code>/v1/accounts</code>.</p><ul>",
     );
     for r in rows.iter().take(500) {
         let id = r.get("account_id").and_then(Value::as_str).unwrap_or("");

@@ -167,7 +167,7 @@ pub(super) fn account_page(found: &Found) -> String {
     let mut out = String::with_capacity(16 * 1024);
     let _ = write!(
         out,
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title} · cs-pulse</title><style>{STYLE}</style></head><body>",
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><link rel=\"icon\" href=\"data:,\"><title>{title} · cs-pulse</title><style>{STYLE}</style></head><body>",
         title = esc(name)
     );
     let health = view.account().and_then(|e| e.health);
