@@ -104,6 +104,15 @@ check(mount is not None and config_path == f"{mount['mountPath']}/cs-pulse.toml"
 toml_text = docs["ConfigMap"]["data"].get("cs-pulse.toml")
 if check(toml_text is not None, "k8s: the ConfigMap has no cs-pulse.toml"):
     pathlib.Path(sys.argv[2]).write_text(toml_text)
+    # The API's token: the variable the ConfigMap names comes from a Secret, required.
+    token_env = next((line.split("=", 1)[1].strip().strip('"') for line in toml_text.splitlines()
+                      if line.strip().startswith("token_env")), None)
+    secret = next((e.get("valueFrom", {}).get("secretKeyRef") for e in c.get("env", []) if e["name"] == token_env), None)
+    check(token_env is not None, "k8s: the API has no token (api.token_env) although it listens beyond loopback")
+    check(secret is not None and not secret.get("optional", False), f"k8s: {token_env} does not come from a required Secret")
+advertised = env.get("CS_PULSE_API_ADVERTISED_URL") or ""
+check(advertised.endswith(f":{port}") and "$(POD_IP)" in advertised,
+      f"k8s: CS_PULSE_API_ADVERTISED_URL {advertised!r} is not the pod's IP and the API port")
 
 # --- Dockerfile -----------------------------------------------------------------------
 lines = [line.strip() for line in (root / "Dockerfile").read_text().splitlines()]
