@@ -17,7 +17,9 @@ use crate::model::{AlertKind, EntityRef, HealthInfo, Level, ScoreRecord, Severit
 use crate::time::DAY_MS;
 
 impl Engine {
-    pub(super) fn evaluate(&mut self, tick: i64, dims: &Dimensions, emitted_at: i64, out: &mut Outputs) {
+    /// Evaluates tick `tick`. `last`: no later tick is evaluated before the outputs go out
+    /// (the views the HTTP API shows are made then, see [`view`]).
+    pub(super) fn evaluate(&mut self, tick: i64, dims: &Dimensions, emitted_at: i64, out: &mut Outputs, last: bool) {
         let cfg = Arc::clone(&self.cfg);
         let w = Windows::new(&cfg, tick);
         let mut accounts: Vec<(&Id, &mut AccountState)> = self.accounts.iter_mut().collect();
@@ -133,7 +135,7 @@ impl Engine {
                     changed = true;
                     dirty.mark(|| StateKey::Entity(Arc::clone(account_id), entity.level, entity.id.clone()));
                 }
-                if cfg.views {
+                if cfg.views && last {
                     views.push(view::entity_view(level, id, h.previous, scored.as_ref(), m, &h.history));
                 }
                 if let Some((score, band)) = score_out {
@@ -156,16 +158,23 @@ impl Engine {
             if remember_alerts(&mut acct.recent_alerts, &out.alerts[outputs_before.0..]) {
                 dirty.mark(|| StateKey::Recent(Arc::clone(account_id)));
             }
-            if cfg.views {
-                let v = Arc::new(view::account_view(account_id, acct, tick, views, dims));
-                acct.view = Some(Arc::clone(&v));
-                self.views_made.push(v);
-            }
             let unchanged = !changed && outputs_before == (out.alerts.len(), out.scores.len());
             acct.quiet = unchanged
                 .then(|| state::quiet_until(acct, tick, &cfg))
                 .flatten()
                 .map(|wake| wake.min(rules::next_onboarding_tick(record, tick, cfg.interval_ms).unwrap_or(i64::MAX)));
+            // A view at the last tick of the call, and at the tick an account goes quiet:
+            // the ticks it skips would show the same.
+            if cfg.views && (last || acct.quiet.is_some()) {
+                let v = if last {
+                    view::account_view(account_id, acct, tick, views, dims)
+                } else {
+                    view::account_view_now(&cfg, account_id, acct, tick, dims)
+                };
+                let v = Arc::new(v);
+                acct.view = Some(Arc::clone(&v));
+                self.views_made.insert(Arc::clone(account_id), v);
+            }
         }
         self.quiet_dims = Some(dims.version());
         let all = self.last_pruned.is_none_or(|p| tick - p >= DAY_MS);

@@ -279,7 +279,7 @@ impl Engine {
                         v.alerts = acct.recent_alerts.iter().cloned().collect();
                         let v = Arc::new(v);
                         acct.view = Some(Arc::clone(&v));
-                        self.views_made.push(v);
+                        self.views_made.insert(Arc::clone(aid), v);
                     }
                     out.alerts.push(alert);
                 }

@@ -345,8 +345,9 @@ pub struct Engine {
     tickets_total: usize,
     /// Changes held over all accounts, for `limits.max_changes_per_partition`.
     changes_total: usize,
-    /// Views made since the last [`Engine::take_views`], when the engine makes them.
-    views_made: Vec<Arc<view::AccountView>>,
+    /// Views made since the last [`Engine::take_views`], when the engine makes them: the
+    /// latest of each account (a batch that evaluates many ticks keeps only the last).
+    views_made: HashMap<Id, Arc<view::AccountView>>,
 }
 
 /// The engine's own bookkeeping, written beside the accounts in the changelog.
@@ -388,7 +389,7 @@ impl Engine {
             users_total: 0,
             tickets_total: 0,
             changes_total: 0,
-            views_made: Vec::new(),
+            views_made: HashMap::default(),
         }
     }
 
@@ -456,7 +457,8 @@ impl Engine {
                 self.next_tick = Some(last + interval);
                 continue;
             }
-            self.evaluate(t, dims, emitted_at, out);
+            let last = budget == 0 || t + interval > watermark;
+            self.evaluate(t, dims, emitted_at, out, last);
             self.meta_dirty = true;
             self.last_evaluated = Some(t);
             self.next_tick = Some(t + self.cfg.interval_ms);

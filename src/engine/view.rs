@@ -15,7 +15,7 @@ use std::sync::Arc;
 use super::aggregate::{aggregate, lineage, Windows};
 use super::daily::ScoreHistory;
 use super::state::AccountState;
-use super::Engine;
+use super::{Engine, EngineConfig};
 use crate::dims::Dimensions;
 use crate::health::{self, EntityMetrics};
 use crate::model::{AccountRecord, Band, EntityRef, Level};
@@ -127,9 +127,9 @@ pub(super) fn account_view(
 }
 
 impl Engine {
-    /// The views made since the last call (see the module's doc), in the order made.
+    /// The views made since the last call (see the module's doc): each account's latest.
     pub fn take_views(&mut self) -> Vec<Arc<AccountView>> {
-        std::mem::take(&mut self.views_made)
+        std::mem::take(&mut self.views_made).into_values().collect()
     }
 
     /// Makes every account's view from the state as it is (after a restore), as of the
@@ -139,7 +139,6 @@ impl Engine {
     pub fn rebuild_views(&mut self, dims: &Dimensions) -> Vec<Arc<AccountView>> {
         let Some(tick) = self.last_evaluated else { return Vec::new() };
         let cfg = Arc::clone(&self.cfg);
-        let w = Windows::new(&cfg, tick);
         let mut out = Vec::with_capacity(self.accounts.len());
         let mut ids: Vec<_> = self.accounts.keys().cloned().collect();
         ids.sort_unstable();
@@ -148,23 +147,36 @@ impl Engine {
             if acct.first_seen >= tick {
                 continue;
             }
-            let record = dims.account(&id);
-            let (weights, _) = cfg.health.for_segment(record.and_then(|r| r.segment.as_deref()));
-            let mut entities = Vec::new();
-            for ((level, eid), mut agg) in aggregate(&w, cfg.pending_ttl_ms, &id, acct, dims) {
-                let entity = EntityRef { level, id: eid.to_string(), account_id: id.to_string() };
-                let m = agg.metrics(&cfg, &entity, dims);
-                let scored = health::score(&m, &weights);
-                let Some(h) = acct.entities.get(level, eid) else { continue };
-                entities.push(entity_view(level, eid, h.previous, scored.as_ref(), m, &h.history));
-            }
-            let view = Arc::new(account_view(&id, acct, tick, entities, dims));
+            let view = Arc::new(account_view_now(&cfg, &id, acct, tick, dims));
             acct.view = Some(Arc::clone(&view));
             out.push(view);
         }
         self.views_made.clear();
         out
     }
+}
+
+/// An account's view at `tick`, read again from its state: the metrics and components as
+/// the state gives them now, the scores and bands of the last evaluation.
+pub(super) fn account_view_now(
+    cfg: &EngineConfig,
+    id: &str,
+    acct: &AccountState,
+    tick: i64,
+    dims: &Dimensions,
+) -> AccountView {
+    let w = Windows::new(cfg, tick);
+    let record = dims.account(id);
+    let (weights, _) = cfg.health.for_segment(record.and_then(|r| r.segment.as_deref()));
+    let mut entities = Vec::new();
+    for ((level, eid), mut agg) in aggregate(&w, cfg.pending_ttl_ms, id, acct, dims) {
+        let entity = EntityRef { level, id: eid.to_string(), account_id: id.to_string() };
+        let m = agg.metrics(cfg, &entity, dims);
+        let scored = health::score(&m, &weights);
+        let Some(h) = acct.entities.get(level, eid) else { continue };
+        entities.push(entity_view(level, eid, h.previous, scored.as_ref(), m, &h.history));
+    }
+    account_view(id, acct, tick, entities, dims)
 }
 
 /// One entity's view.
