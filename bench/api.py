@@ -2,15 +2,17 @@
 
 Run it with `bash bench/api.sh` (which builds cs-pulse in release and starts the broker).
 Two phases, each on fresh topics (4 partitions per input) and one `cs-pulse run`
-(exactly-once), 10,000 accounts of 5 teams:
+(exactly-once), 10,000 accounts of 5 teams. Each first loads two simulated days of history
+ending at today's midnight (so every account has been evaluated and has a view), then
+events stamped with the wall clock (`gen --live`: hourly ticks come once an hour, as in
+production):
 
-  steady   `cs-pulse gen` offers 50,000 events/s while cs-pulse consumes them. Once every
-           account is answered, windows of API load (100 GET /v1/accounts/{id} per second,
-           random accounts) alternate with windows without: the request latencies (p50,
-           p99, max), and cs-pulse's events/s and CPU seconds per million events in each
-           kind of window.
-  backlog  the same events preloaded first, then drained by cs-pulse as fast as it can,
-           with the same alternation: the drop in drain rate is what answering costs
+  steady   `gen --live` offers 50,000 events/s while cs-pulse consumes them. Windows of API
+           load (100 GET /v1/accounts/{id} per second, random accounts) alternate with
+           windows without: the request latencies (p50, p99, max), and cs-pulse's events/s
+           and CPU seconds per million events in each kind of window.
+  backlog  the live events preloaded before cs-pulse starts, then drained as fast as it
+           can, with the same alternation: the drop in drain rate is what answering costs
            ingest when ingest is the bottleneck.
 
 The API's client is this script (Python threads, one connection per request), so its
@@ -44,11 +46,18 @@ def get_json(port, path):
         return json.loads(r.read())
 
 
-def gen(config, args, rate=None, wait=True):
+def gen(config, args, rate=None, wait=True, live=False, events=None):
     cmd = [BIN, "gen", "--config", config, "--accounts", str(args.accounts), "--teams", "5",
-           "--users", str(args.users), "--days", str(args.days), "--seed", "9"]
+           "--users", str(args.users), "--seed", "9"]
+    if live:
+        cmd += ["--live", "--days", "3650"]
+    else:
+        midnight = int(time.time()) // 86400 * 86400 * 1000
+        cmd += ["--days", "2", "--start", str(midnight - 2 * 86_400_000)]
     if rate:
         cmd += ["--rate", str(rate)]
+    if events:
+        cmd += ["--events", str(events)]
     p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     if wait:
         _, err = p.communicate()
@@ -122,10 +131,15 @@ class Load:
                 time.sleep(delay)
 
 
-def windows(port, pid, load, count, seconds):
-    """Alternates windows without and with API load: (on, events/s, CPU s per million)."""
+def windows(port, pid, load, count, seconds, warmup):
+    """Alternates windows without and with API load: (on, events/s, CPU s per million).
+    The first `warmup` windows (the ticks that catch up after the history) are not kept."""
     out = []
-    for i in range(count):
+    for i in range(count + warmup):
+        if i == warmup:
+            with load.lock:
+                load.latencies.clear()
+                load.errors = 0
         load.on = i % 2 == 1
         e0, (c0, _) = e2e.metric_sum(port, "cs_pulse_events_total"), e2e.proc_usage(pid)
         t0 = time.time()
@@ -133,8 +147,9 @@ def windows(port, pid, load, count, seconds):
         e1, (c1, _) = e2e.metric_sum(port, "cs_pulse_events_total"), e2e.proc_usage(pid)
         dt = time.time() - t0
         n = (e1 or 0) - (e0 or 0)
-        out.append((load.on, n / dt, (c1 - c0) / max(n, 1) * 1e6))
-        log(f"window {i}: api {'on ' if load.on else 'off'} {n / dt:,.0f} events/s")
+        if i >= warmup:
+            out.append((load.on, n / dt, (c1 - c0) / max(n, 1) * 1e6))
+        log(f"window {i}: api {'on ' if load.on else 'off'} {n / dt:,.0f} events/s{' (warm-up)' if i < warmup else ''}")
     load.on = False
     return out
 
@@ -162,18 +177,21 @@ def phase(args, name, backlog):
     e2e.create_topics(args.bootstrap, prefix, 4)
     try:
         producer = None
+        log(f"{name}: loading two days of history")
+        gen(config, args)
         if backlog:
-            log(f"{name}: preloading the events")
-            gen(config, args)
+            log(f"{name}: preloading {args.backlog:,} live events")
+            gen(config, args, live=True, events=args.backlog)
         run = start_run(config, f"/tmp/{prefix}.log")
         try:
-            if not backlog:
-                log(f"{name}: gen offers {args.rate:,} events/s")
-                producer = gen(config, args, rate=args.rate, wait=False)
-            ids = wait_accounts(port, args.accounts, 600, run)
+            ids = wait_accounts(port, args.accounts, 900, run)
             log(f"{name}: {len(ids):,} accounts answered")
+            if not backlog:
+                log(f"{name}: gen offers {args.rate:,} live events/s")
+                producer = gen(config, args, rate=args.rate, wait=False, live=True)
+                time.sleep(args.window_seconds)
             load = Load(port, ids, args.api_rate)
-            rows = windows(port, run.pid, load, args.windows, args.window_seconds)
+            rows = windows(port, run.pid, load, args.windows, args.window_seconds, args.warmup_windows)
             load.stop = True
             time.sleep(1)
             with load.lock:
@@ -199,11 +217,12 @@ def main():
     ap.add_argument("--bootstrap", default="127.0.0.1:19092")
     ap.add_argument("--accounts", type=int, default=10_000)
     ap.add_argument("--users", type=int, default=2, help="users per team")
-    ap.add_argument("--days", type=int, default=20, help="simulated days of events")
+    ap.add_argument("--backlog", type=int, default=8_000_000, help="live events preloaded in the backlog phase")
     ap.add_argument("--rate", type=int, default=50_000, help="events/s offered in the steady phase")
     ap.add_argument("--api-rate", type=int, default=100, help="API requests per second while on")
-    ap.add_argument("--windows", type=int, default=8)
-    ap.add_argument("--window-seconds", type=float, default=6.0)
+    ap.add_argument("--windows", type=int, default=8, help="windows measured, half of them with API load")
+    ap.add_argument("--warmup-windows", type=int, default=2, help="windows run first and not measured")
+    ap.add_argument("--window-seconds", type=float, default=12.0)
     ap.add_argument("--only", default="steady,backlog")
     args = ap.parse_args()
     results = {}

@@ -21,6 +21,9 @@
 //!        │
 //!        ▼
 //!  alert   (rules, reasons, ids)  ──►  alerts topic, scores topic (Kafka sink / files)
+//!        │ views of each committed batch (scores, metrics, daily history, latest alerts)
+//!        ▼
+//!  api     (HTTP: /v1/accounts…, /accounts/{id}, /metrics; forwards to the owning instance)
 //! ```
 //!
 //! `config` and `telemetry` serve every step. The core (`decode`, `window`, `engine`,
@@ -29,7 +32,8 @@
 //! `run` (`pipeline/`, which `demo` runs on an in-process cluster) and `replay` differ
 //! only in their sources and sinks. `generator` makes the synthetic customers of `demo`,
 //! `gen` (`loadgen`), the benchmarks and the tests; `kafka` holds client configuration,
-//! the connection check, topic administration and the output sink.
+//! the connection check, topic administration and the output sink. `api` serves what the
+//! pipeline publishes to its `Directory` after each committed batch.
 
 // The public API: what the commands (`src/main.rs`), the benchmarks and the tests use.
 pub mod api;

@@ -43,6 +43,8 @@ pub struct GenOptions {
     pub live: bool,
     /// Write a realistic history ([`crate::history`]) instead of the storylines.
     pub history: bool,
+    /// The first simulated day, epoch ms; `None`: [`start_for`] the days and now.
+    pub start: Option<i64>,
 }
 
 /// What `gen` writes: the storylines, or a realistic history.
@@ -231,7 +233,7 @@ pub fn run(cfg: &Config, opts: &GenOptions) -> Result<GenSummary, GenError> {
         }
         Ok(())
     };
-    let start = start_for(opts.days, crate::time::now_ms());
+    let start = opts.start.unwrap_or_else(|| start_for(opts.days, crate::time::now_ms()));
     let mut gen = if opts.history {
         Synthetic::History(Box::new(crate::history::History::new(opts.seed, start, opts.scale, opts.days)))
     } else {

@@ -221,6 +221,10 @@ enum Command {
         /// an account has, --users about the users of a team.
         #[arg(long, conflicts_with = "live")]
         history: bool,
+        /// The first simulated day's midnight (RFC 3339, e.g. 2026-11-28T00:00:00Z, or epoch
+        /// ms). Default: 2026-01-01, or earlier when the days would otherwise run past now.
+        #[arg(long, value_parser = parse_time)]
+        start: Option<i64>,
         /// Optional configuration (topic names, kafka.client properties).
         #[arg(long, short)]
         config: Option<PathBuf>,
@@ -231,6 +235,15 @@ enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+}
+
+fn parse_time(s: &str) -> Result<i64, String> {
+    s.trim()
+        .parse::<i64>()
+        .ok()
+        .or_else(|| cs_pulse::time::parse_rfc3339(s.trim()))
+        .filter(|t| (0..=cs_pulse::time::MAX_TIME_MS).contains(t))
+        .ok_or_else(|| format!("'{s}' is not an RFC 3339 time or epoch milliseconds after 1970"))
 }
 
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
@@ -330,7 +343,7 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
         }
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(rt) => rt,
         Err(e) => return runtime_error(format!("cannot start runtime: {e}")),
     };
@@ -518,6 +531,7 @@ fn main() -> ExitCode {
             no_kafka,
             live,
             history,
+            start,
             config,
         } => {
             let mut cfg = match load_config(config.as_ref()) {
@@ -540,6 +554,7 @@ fn main() -> ExitCode {
                 progress: true,
                 live,
                 history,
+                start,
             };
             match cs_pulse::loadgen::run(&cfg, &opts) {
                 Ok(s) => {

@@ -124,6 +124,9 @@ fn any_instance_answers_and_the_survivor_answers_from_restored_state() -> Result
         get(p1, &format!("/v1/entities/team/{account}/{}", leaf["id"].as_str().unwrap_or("")), false)?;
     assert_eq!(status, 200, "{e}");
     assert_eq!(e["score"], leaf["score"]);
+    // An unknown entity of B's account is B's 404, relayed, not a reason to look elsewhere.
+    let (status, served_by, _, e) = get(p1, &format!("/v1/entities/team/{account}/no-such-team"), false)?;
+    assert_eq!((status, e["error"].as_str(), served_by.is_some()), (404, Some("unknown_entity"), true), "{e}");
     // A missing account is a 404 only once every partition has answered.
     assert_eq!(get(p1, "/v1/accounts/no-such-account", false)?.0, 404);
 
@@ -154,8 +157,18 @@ fn any_instance_answers_and_the_survivor_answers_from_restored_state() -> Result
     assert_eq!(after["alerts"], from_b["alerts"]);
     assert_eq!(after["as_of"], from_b["as_of"]);
     assert!(history_days(&after) >= 20);
-    let (status, _, _, list) = get(p1, "/v1/accounts", false)?;
-    assert_eq!((status, ids(&list).len()), (200, 16));
+    // The list, once the group has settled without B (503 until then).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, _, retry, list) = get(p1, "/v1/accounts", false)?;
+        if status == 200 {
+            assert_eq!(ids(&list).len(), 16, "{list}");
+            break;
+        }
+        assert_eq!((status, retry.is_some()), (503, true), "{list}");
+        assert!(Instant::now() < deadline, "the list stayed unavailable: {list}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
     eprintln!(
         "api: forwarded, then taken over {:.1} s after SIGKILL ({unavailable} answers 503 meanwhile)",
         killed.elapsed().as_secs_f64()

@@ -103,16 +103,39 @@ impl Directory {
 
     /// The account, if an owned, ready partition holds it.
     pub fn find(&self, account_id: &str) -> Option<Found> {
+        Self::find_in(&self.read(), account_id)
+    }
+
+    /// The account if a ready partition holds it; otherwise which partitions answered for
+    /// its absence. One look, so that a partition turning ready in between cannot make a
+    /// missing account look unknown.
+    pub fn find_or_coverage(&self, account_id: &str) -> Result<Found, Coverage> {
         let inner = self.read();
+        match Self::find_in(&inner, account_id) {
+            Some(f) => Ok(f),
+            None => Err(Self::coverage_of(&inner)),
+        }
+    }
+
+    fn find_in(inner: &Inner, account_id: &str) -> Option<Found> {
         inner.owned.iter().find_map(|(p, o)| {
             let as_of = o.as_of?;
             o.accounts.get(account_id).map(|v| Found { view: Arc::clone(v), as_of, partition: *p })
         })
     }
 
+    /// Every account of the ready partitions, and which partitions those are, at once.
+    pub fn all_with_coverage(&self) -> (Vec<Found>, Coverage) {
+        let inner = self.read();
+        (Self::all_in(&inner), Self::coverage_of(&inner))
+    }
+
     /// Every account of the ready partitions.
     pub fn all(&self) -> Vec<Found> {
-        let inner = self.read();
+        Self::all_in(&self.read())
+    }
+
+    fn all_in(inner: &Inner) -> Vec<Found> {
         let mut out = Vec::new();
         for (p, o) in &inner.owned {
             let Some(as_of) = o.as_of else { continue };
@@ -123,7 +146,10 @@ impl Directory {
 
     /// Which partitions are ready and which are being restored.
     pub fn coverage(&self) -> Coverage {
-        let inner = self.read();
+        Self::coverage_of(&self.read())
+    }
+
+    fn coverage_of(inner: &Inner) -> Coverage {
         let mut c = Coverage { partitions: inner.partitions, ..Default::default() };
         for (p, o) in &inner.owned {
             if o.as_of.is_some() {

@@ -32,7 +32,7 @@ use serde_json::{json, Value};
 
 use crate::model::{Band, Level};
 use directory::{Coverage, Directory, Found};
-use peers::{PeerAnswer, Peers, Routes, COVERAGE, FORWARDED, SERVED_BY};
+use peers::{PeerAnswer, Peers, Routes, COVERAGE, FORWARDED, HOLDS, SERVED_BY};
 
 /// What the handlers share.
 pub struct Api {
@@ -191,6 +191,13 @@ fn is_forwarded(headers: &HeaderMap) -> bool {
     headers.contains_key(FORWARDED)
 }
 
+/// Marks an answer about an account this instance holds (whatever its status): the
+/// instance that forwarded the request relays it as it is.
+fn held(mut r: Response) -> Response {
+    r.headers_mut().insert(HOLDS, HeaderValue::from_static("1"));
+    r
+}
+
 fn with_coverage(mut r: Response, c: &Coverage) -> Response {
     if let Ok(v) = HeaderValue::from_str(&c.to_header()) {
         r.headers_mut().insert(COVERAGE, v);
@@ -210,17 +217,23 @@ enum Lookup {
 
 /// Finds `account_id` here or, unless the request was forwarded, on another instance.
 async fn lookup(api: &Arc<Api>, account_id: &str, headers: &HeaderMap, path_and_query: &str) -> Lookup {
-    if let Some(found) = api.directory.find(account_id) {
-        return Lookup::Here(found);
-    }
-    let mine = api.directory.coverage();
+    // One look at the directory: the account, or which partitions answered for it not
+    // being here (a partition that becomes ready in between must not make a false 404).
+    let mine = match api.directory.find_or_coverage(account_id) {
+        Ok(found) => return Lookup::Here(found),
+        Err(coverage) => coverage,
+    };
     if is_forwarded(headers) {
         let r = error(StatusCode::NOT_FOUND, "not_here", format!("account {account_id} is not held by this instance"));
         return Lookup::Answer(with_coverage(r, &mine));
     }
     let auth = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_string);
-    // The instance that answered last time first.
-    if let Some(url) = api.routes.get(account_id) {
+    let others = match others(api).await {
+        Ok(o) => o,
+        Err(e) => return Lookup::Answer(unavailable(format!("account {account_id} is not held here; {e}"))),
+    };
+    // The instance that answered last time first, while it is still a member of the group.
+    if let Some(url) = api.routes.get(account_id).filter(|u| others.contains(u)) {
         match ask(url.clone(), path_and_query.to_string(), auth.clone()).await {
             PeerAnswer::Found { status, content_type, body, .. } => {
                 return Lookup::Relayed(relay(status, &content_type, body, &url));
@@ -228,10 +241,6 @@ async fn lookup(api: &Arc<Api>, account_id: &str, headers: &HeaderMap, path_and_
             _ => api.routes.forget(account_id),
         }
     }
-    let others = match api.peers.others() {
-        Ok(o) => o,
-        Err(e) => return Lookup::Answer(unavailable(format!("account {account_id} is not held here; {e}"))),
-    };
     let asks = others.into_iter().map(|url| {
         let (p, a) = (path_and_query.to_string(), auth.clone());
         async move { (url.clone(), ask(url, p, a).await) }
@@ -262,6 +271,13 @@ async fn lookup(api: &Arc<Api>, account_id: &str, headers: &HeaderMap, path_and_
         )));
     }
     Lookup::Answer(error(StatusCode::NOT_FOUND, "unknown_account", format!("no account {account_id}")))
+}
+
+/// The other instances' URLs. Describing the group is a blocking Kafka request: it runs on
+/// the blocking pool, never on the server's thread.
+async fn others(api: &Arc<Api>) -> Result<Vec<String>, String> {
+    let peers = Arc::clone(&api.peers);
+    tokio::task::spawn_blocking(move || peers.others()).await.unwrap_or_else(|e| Err(e.to_string()))
 }
 
 async fn ask(url: String, path_and_query: String, auth: Option<String>) -> PeerAnswer {
@@ -310,7 +326,7 @@ async fn account(
 ) -> Response {
     let Ok(Path(account_id)) = path else { return bad_path(&uri) };
     match lookup(&api, &account_id, &headers, &path_and_query(&uri)).await {
-        Lookup::Here(found) => axum::Json(json::account(&found)).into_response(),
+        Lookup::Here(found) => held(axum::Json(json::account(&found)).into_response()),
         Lookup::Relayed(r) | Lookup::Answer(r) => r,
     }
 }
@@ -323,7 +339,7 @@ async fn page(
 ) -> Response {
     let Ok(Path(account_id)) = path else { return bad_path(&uri) };
     match lookup(&api, &account_id, &headers, &path_and_query(&uri)).await {
-        Lookup::Here(found) => axum::response::Html(page::account_page(&found)).into_response(),
+        Lookup::Here(found) => held(axum::response::Html(page::account_page(&found)).into_response()),
         Lookup::Relayed(r) | Lookup::Answer(r) => r,
     }
 }
@@ -349,14 +365,14 @@ async fn entity(
         );
     };
     match lookup(&api, &account_id, &headers, &path_and_query(&uri)).await {
-        Lookup::Here(found) => match json::entity(&found, level, &entity_id) {
+        Lookup::Here(found) => held(match json::entity(&found, level, &entity_id) {
             Some(v) => axum::Json(v).into_response(),
             None => error(
                 StatusCode::NOT_FOUND,
                 "unknown_entity",
                 format!("account {account_id} has no {} {entity_id}", level.as_str()),
             ),
-        },
+        }),
         Lookup::Relayed(r) | Lookup::Answer(r) => r,
     }
 }
@@ -427,7 +443,9 @@ fn parse_list_query(q: &ListQuery) -> Result<(Option<Band>, Sort, Option<usize>)
 }
 
 fn sort_rows(rows: &mut [Value], sort: Sort) {
-    let id = |v: &Value| v.get("account_id").and_then(Value::as_str).unwrap_or("").to_string();
+    fn id(v: &Value) -> &str {
+        v.get("account_id").and_then(Value::as_str).unwrap_or("")
+    }
     let score = |v: &Value| v.get("score").and_then(Value::as_f64);
     let renewal = |v: &Value| v.get("renewal_in_days").and_then(Value::as_i64);
     rows.sort_by(|a, b| {
@@ -437,7 +455,7 @@ fn sort_rows(rows: &mut [Value], sort: Sort) {
             Sort::ScoreDesc => cmp_some_first(score(a), score(b), |x, y| y.total_cmp(x)),
             Sort::Renewal => cmp_some_first(renewal(a), renewal(b), |x, y| x.cmp(y)),
         };
-        by.then_with(|| id(a).cmp(&id(b)))
+        by.then_with(|| id(a).cmp(id(b)))
     });
 }
 
@@ -464,17 +482,12 @@ async fn list_accounts(
         Ok(p) => p,
         Err(r) => return *r,
     };
-    let mine = api.directory.coverage();
-    let mut rows: Vec<Value> = api
-        .directory
-        .all()
-        .iter()
-        .map(json::summary)
-        .filter(|v| band.is_none_or(|b| v.get("band") == Some(&json!(b))))
-        .collect();
+    let (found, mine) = api.directory.all_with_coverage();
+    let mut rows: Vec<Value> =
+        found.iter().map(json::summary).filter(|v| band.is_none_or(|b| v.get("band") == Some(&json!(b)))).collect();
     let mut coverage = mine.clone();
     if !is_forwarded(&headers) {
-        let others = match api.peers.others() {
+        let others = match others(&api).await {
             Ok(o) => o,
             Err(e) => return unavailable(e),
         };

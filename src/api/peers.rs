@@ -28,9 +28,15 @@ pub const FORWARDED: &str = "x-cs-pulse-forwarded";
 pub const COVERAGE: &str = "x-cs-pulse-coverage";
 /// The header that names the instance that answered.
 pub const SERVED_BY: &str = "x-cs-pulse-served-by";
+/// The header of an answer about an account the instance holds, whatever its status (an
+/// unknown entity of a held account is a 404 to relay, not a sign to look elsewhere).
+pub const HOLDS: &str = "x-cs-pulse-holds";
 
 /// How long a description of the group is reused.
 const GROUP_TTL: Duration = Duration::from_secs(2);
+/// The largest answer relayed from another instance (a list of 100,000 accounts is about
+/// 25 MiB).
+const MAX_ANSWER_BYTES: u64 = 32 << 20;
 /// How long a forwarded request may take.
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -73,11 +79,11 @@ impl KafkaPeers {
 
 impl Peers for KafkaPeers {
     fn others(&self) -> Result<Vec<String>, String> {
-        if let Ok(cache) = self.cache.lock() {
-            if let Some((at, urls)) = cache.as_ref().filter(|(at, _)| at.elapsed() < GROUP_TTL) {
-                let _ = at;
-                return Ok(urls.clone());
-            }
+        // Held while the group is described: requests that arrive meanwhile wait for this
+        // description instead of each asking the brokers.
+        let mut cache = self.cache.lock().map_err(|_| "the peer cache is poisoned".to_string())?;
+        if let Some((_, urls)) = cache.as_ref().filter(|(at, _)| at.elapsed() < GROUP_TTL) {
+            return Ok(urls.clone());
         }
         let list = self
             .client
@@ -96,9 +102,7 @@ impl Peers for KafkaPeers {
                 }
             }
         }
-        if let Ok(mut cache) = self.cache.lock() {
-            *cache = Some((Instant::now(), urls.clone()));
-        }
+        *cache = Some((Instant::now(), urls.clone()));
         Ok(urls)
     }
 }
@@ -138,11 +142,16 @@ pub fn ask(url: &str, path_and_query: &str, authorization: Option<&str>) -> Peer
     let coverage = resp.headers().get(COVERAGE).and_then(|v| v.to_str().ok()).and_then(Coverage::from_header);
     let content_type =
         resp.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("application/json").to_string();
+    // Only cs-pulse's own answers count: one about an account it holds, or a list with the
+    // partitions it answers for. Anything else at that address is not relayed.
+    let holds = resp.headers().contains_key(HOLDS);
     match (status, coverage) {
-        (200, coverage) => match resp.body_mut().with_config().limit(64 << 20).read_to_vec() {
-            Ok(body) => PeerAnswer::Found { status, content_type, body, coverage },
-            Err(e) => PeerAnswer::Failed(format!("{url}: reading the answer: {e}")),
-        },
+        (_, coverage) if holds || (status == 200 && coverage.is_some()) => {
+            match resp.body_mut().with_config().limit(MAX_ANSWER_BYTES).read_to_vec() {
+                Ok(body) => PeerAnswer::Found { status, content_type, body, coverage },
+                Err(e) => PeerAnswer::Failed(format!("{url}: reading the answer: {e}")),
+            }
+        }
         (404, Some(c)) => PeerAnswer::NotHere(c),
         (s, _) => PeerAnswer::Failed(format!("{url}: answered {s}")),
     }

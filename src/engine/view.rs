@@ -41,7 +41,7 @@ pub struct EntityView {
     pub level: Level,
     /// Its id (a name for groups, business units and divisions).
     pub id: String,
-    /// Score and band, when the entity has data to score.
+    /// Score and band of its last scored evaluation (as the scores topic keeps them).
     pub health: Option<(f64, Band)>,
     /// The components present.
     pub components: Vec<ComponentView>,
