@@ -300,41 +300,6 @@ fn install_signal_handler(rt: &tokio::runtime::Runtime, flag: Arc<AtomicBool>) {
     });
 }
 
-/// Serves `/metrics`, `/healthz`, `/readyz` and the API on `metrics.bind`, answering from
-/// `directory` and asking the group's other instances (found through Kafka when `peers`)
-/// for the rest. Sets `api.advertised_url` from the bound address when it was unset and
-/// the bind names a host, so that the pipeline advertises where this instance is.
-fn start_http(
-    rt: &tokio::runtime::Runtime,
-    cfg: &mut Config,
-    directory: &Arc<Directory>,
-    peers: bool,
-) -> Result<std::net::SocketAddr, String> {
-    let bind = cfg.metrics.bind.clone();
-    let addr: std::net::SocketAddr = bind.parse().map_err(|e| format!("metrics.bind '{bind}': {e}"))?;
-    let token = cs_pulse::api::token_from_env(&cfg.api)?;
-    let listener =
-        rt.block_on(tokio::net::TcpListener::bind(addr)).map_err(|e| format!("cannot serve on {addr}: {e}"))?;
-    let local = listener.local_addr().map_err(|e| e.to_string())?;
-    if cfg.api.advertised_url.is_none() && !local.ip().is_unspecified() {
-        cfg.api.advertised_url = Some(format!("http://{local}"));
-    }
-    let me = cfg.api.advertised(&cfg.metrics.bind);
-    let peers: Arc<dyn cs_pulse::api::peers::Peers> = match (peers, me) {
-        (true, Some(me)) => {
-            let client = cs_pulse::kafka::client_config(cfg)
-                .set("client.id", "cs-pulse-api")
-                .create()
-                .map_err(|e| format!("kafka client for the API: {e}"))?;
-            Arc::new(cs_pulse::api::peers::KafkaPeers::new(client, cfg.kafka.group_id.clone(), me))
-        }
-        _ => Arc::new(cs_pulse::api::peers::Alone),
-    };
-    let api = Arc::new(cs_pulse::api::Api::new(Arc::clone(directory), peers, token));
-    rt.block_on(cs_pulse::api::serve_on(listener, api)).map_err(|e| format!("cannot serve on {addr}: {e}"))?;
-    Ok(local)
-}
-
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
@@ -497,7 +462,7 @@ fn main() -> ExitCode {
             install_signal_handler(&rt, Arc::clone(&shutdown));
             let directory = Arc::new(Directory::default());
             let mut cfg = cfg;
-            match start_http(&rt, &mut cfg, &directory, true) {
+            match cs_pulse::api::start(&rt, &mut cfg, &directory, true) {
                 Ok(addr) => {
                     tracing::info!(%addr, advertised = ?cfg.api.advertised_url, "Serving the API, /metrics, /healthz and /readyz.")
                 }
@@ -585,7 +550,7 @@ fn main() -> ExitCode {
             install_signal_handler(&rt, Arc::clone(&shutdown));
             let directory = Arc::new(Directory::default());
             let mut cfg = cfg;
-            if let Err(e) = start_http(&rt, &mut cfg, &directory, false) {
+            if let Err(e) = cs_pulse::api::start(&rt, &mut cfg, &directory, false) {
                 return usage_error(e);
             }
             let opts = demo::DemoOptions { duration, seed, days, print: true, directory };

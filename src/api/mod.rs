@@ -16,6 +16,7 @@
 
 pub mod directory;
 mod json;
+mod list;
 mod page;
 pub mod peers;
 
@@ -30,8 +31,9 @@ use axum::routing::get;
 use axum::Router;
 use serde_json::{json, Value};
 
-use crate::model::{Band, Level};
+use crate::model::Level;
 use directory::{Coverage, Directory, Found};
+use list::{parse_list_query, sort_rows, ListQuery, Sort};
 use peers::{PeerAnswer, Peers, Routes, COVERAGE, FORWARDED, HOLDS, SERVED_BY};
 
 /// What the handlers share.
@@ -64,6 +66,41 @@ pub fn token_from_env(cfg: &crate::config::ApiConfig) -> Result<Option<String>, 
         Ok(v) if !v.trim().is_empty() => Ok(Some(v.trim().to_string())),
         _ => Err(format!("key api.token_env: environment variable {name} is unset or empty")),
     }
+}
+
+/// Serves `/metrics`, `/healthz`, `/readyz` and the API on `metrics.bind`, answering from
+/// `directory` and asking the group's other instances (found through Kafka when `peers`)
+/// for the rest. Sets `api.advertised_url` from the bound address when it was unset and
+/// the bind names a host, so that the pipeline advertises where this instance is.
+pub fn start(
+    rt: &tokio::runtime::Runtime,
+    cfg: &mut crate::config::Config,
+    directory: &Arc<Directory>,
+    peers: bool,
+) -> Result<std::net::SocketAddr, String> {
+    let bind = cfg.metrics.bind.clone();
+    let addr: std::net::SocketAddr = bind.parse().map_err(|e| format!("metrics.bind '{bind}': {e}"))?;
+    let token = token_from_env(&cfg.api)?;
+    let listener =
+        rt.block_on(tokio::net::TcpListener::bind(addr)).map_err(|e| format!("cannot serve on {addr}: {e}"))?;
+    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    if cfg.api.advertised_url.is_none() && !local.ip().is_unspecified() {
+        cfg.api.advertised_url = Some(format!("http://{local}"));
+    }
+    let me = cfg.api.advertised(&cfg.metrics.bind);
+    let peers: Arc<dyn Peers> = match (peers, me) {
+        (true, Some(me)) => {
+            let client = crate::kafka::client_config(cfg)
+                .set("client.id", "cs-pulse-api")
+                .create()
+                .map_err(|e| format!("kafka client for the API: {e}"))?;
+            Arc::new(peers::KafkaPeers::new(client, cfg.kafka.group_id.clone(), me))
+        }
+        _ => Arc::new(peers::Alone),
+    };
+    let api = Arc::new(Api::new(Arc::clone(directory), peers, token));
+    rt.block_on(serve_on(listener, api)).map_err(|e| format!("cannot serve on {addr}: {e}"))?;
+    Ok(local)
 }
 
 /// Binds `addr` and serves until the task is dropped. Returns the bound address (useful
@@ -379,93 +416,6 @@ async fn entity(
 
 fn bad_path(uri: &axum::http::Uri) -> Response {
     error(StatusCode::BAD_REQUEST, "bad_path", format!("the path {} does not decode", uri.path()))
-}
-
-/// The query of `GET /v1/accounts`.
-#[derive(Debug, Default, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ListQuery {
-    band: Option<String>,
-    sort: Option<String>,
-    limit: Option<String>,
-}
-
-/// How the list is sorted.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Sort {
-    /// Lowest score first (no score last).
-    Score,
-    /// Highest score first.
-    ScoreDesc,
-    /// By account id.
-    Account,
-    /// Soonest renewal first (none last).
-    Renewal,
-}
-
-fn parse_list_query(q: &ListQuery) -> Result<(Option<Band>, Sort, Option<usize>), Box<Response>> {
-    let band = match q.band.as_deref() {
-        None | Some("") => None,
-        Some("green") => Some(Band::Green),
-        Some("yellow") => Some(Band::Yellow),
-        Some("red") => Some(Band::Red),
-        Some(b) => {
-            return Err(Box::new(error(
-                StatusCode::BAD_REQUEST,
-                "bad_query",
-                format!("band={b}: one of green, yellow, red"),
-            )))
-        }
-    };
-    let sort = match q.sort.as_deref() {
-        None | Some("") | Some("account_id") => Sort::Account,
-        Some("score") => Sort::Score,
-        Some("-score") => Sort::ScoreDesc,
-        Some("renewal") | Some("renewal_in_days") => Sort::Renewal,
-        Some(s) => {
-            return Err(Box::new(error(
-                StatusCode::BAD_REQUEST,
-                "bad_query",
-                format!("sort={s}: one of score, -score, account_id, renewal"),
-            )))
-        }
-    };
-    let limit = match q.limit.as_deref() {
-        None | Some("") => None,
-        Some(l) => match l.parse::<usize>() {
-            Ok(n) => Some(n),
-            Err(_) => {
-                return Err(Box::new(error(StatusCode::BAD_REQUEST, "bad_query", format!("limit={l}: a whole number"))))
-            }
-        },
-    };
-    Ok((band, sort, limit))
-}
-
-fn sort_rows(rows: &mut [Value], sort: Sort) {
-    fn id(v: &Value) -> &str {
-        v.get("account_id").and_then(Value::as_str).unwrap_or("")
-    }
-    let score = |v: &Value| v.get("score").and_then(Value::as_f64);
-    let renewal = |v: &Value| v.get("renewal_in_days").and_then(Value::as_i64);
-    rows.sort_by(|a, b| {
-        let by = match sort {
-            Sort::Account => std::cmp::Ordering::Equal,
-            Sort::Score => cmp_some_first(score(a), score(b), |x, y| x.total_cmp(y)),
-            Sort::ScoreDesc => cmp_some_first(score(a), score(b), |x, y| y.total_cmp(x)),
-            Sort::Renewal => cmp_some_first(renewal(a), renewal(b), |x, y| x.cmp(y)),
-        };
-        by.then_with(|| id(a).cmp(id(b)))
-    });
-}
-
-fn cmp_some_first<T>(a: Option<T>, b: Option<T>, f: impl Fn(&T, &T) -> std::cmp::Ordering) -> std::cmp::Ordering {
-    match (a, b) {
-        (Some(x), Some(y)) => f(&x, &y),
-        (Some(_), None) => std::cmp::Ordering::Less,
-        (None, Some(_)) => std::cmp::Ordering::Greater,
-        (None, None) => std::cmp::Ordering::Equal,
-    }
 }
 
 async fn list_accounts(
