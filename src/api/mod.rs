@@ -361,11 +361,7 @@ async fn account(
     headers: HeaderMap,
     path: Result<Path<String>, axum::extract::rejection::PathRejection>,
 ) -> Response {
-    let Ok(Path(account_id)) = path else { return bad_path(&uri) };
-    match lookup(&api, &account_id, &headers, &path_and_query(&uri)).await {
-        Lookup::Here(found) => held(axum::Json(json::account(&found)).into_response()),
-        Lookup::Relayed(r) | Lookup::Answer(r) => r,
-    }
+    about_account(&api, &uri, &headers, path, |f| axum::Json(json::account(f)).into_response()).await
 }
 
 async fn page(
@@ -374,9 +370,21 @@ async fn page(
     headers: HeaderMap,
     path: Result<Path<String>, axum::extract::rejection::PathRejection>,
 ) -> Response {
-    let Ok(Path(account_id)) = path else { return bad_path(&uri) };
-    match lookup(&api, &account_id, &headers, &path_and_query(&uri)).await {
-        Lookup::Here(found) => held(axum::response::Html(page::account_page(&found)).into_response()),
+    about_account(&api, &uri, &headers, path, |f| axum::response::Html(page::account_page(f)).into_response()).await
+}
+
+/// An answer about the account of the path: rendered here by `render`, or another
+/// instance's, or an error.
+async fn about_account(
+    api: &Arc<Api>,
+    uri: &axum::http::Uri,
+    headers: &HeaderMap,
+    path: Result<Path<String>, axum::extract::rejection::PathRejection>,
+    render: impl FnOnce(&Found) -> Response,
+) -> Response {
+    let Ok(Path(account_id)) = path else { return bad_path(uri) };
+    match lookup(api, &account_id, headers, &path_and_query(uri)).await {
+        Lookup::Here(found) => held(render(&found)),
         Lookup::Relayed(r) | Lookup::Answer(r) => r,
     }
 }
@@ -495,23 +503,10 @@ async fn index(State(api): State<Arc<Api>>) -> Response {
         let band = r.get("band").and_then(Value::as_str).unwrap_or("");
         html.push_str(&format!(
             "<li><a href=\"/accounts/{}\">{}</a> {score} {band}</li>",
-            page::esc(&percent_encode(id)),
+            page::esc(&crate::avro::registry::encode_path(id)),
             page::esc(id)
         ));
     }
     html.push_str("</ul></body></html>");
     axum::response::Html(html).into_response()
-}
-
-/// Percent-encodes a path segment.
-fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }

@@ -226,8 +226,8 @@ fn ca_certificates(pem: &[u8]) -> Result<RootCerts, String> {
     Ok(RootCerts::new_with_certs(&certs))
 }
 
-/// Percent-encodes a path segment.
-fn encode_path(s: &str) -> String {
+/// Percent-encodes a path segment (the API's links use it too).
+pub(crate) fn encode_path(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
