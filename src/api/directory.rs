@@ -42,8 +42,6 @@ pub struct Found {
     pub view: Arc<AccountView>,
     /// The last tick its partition evaluated (the answer's `as_of`).
     pub as_of: Option<i64>,
-    /// Its partition.
-    pub partition: i32,
 }
 
 /// Which partitions this instance answers for now.
@@ -101,11 +99,6 @@ impl Directory {
         }
     }
 
-    /// The account, if an owned, ready partition holds it.
-    pub fn find(&self, account_id: &str) -> Option<Found> {
-        Self::find_in(&self.read(), account_id)
-    }
-
     /// The account if a ready partition holds it; otherwise which partitions answered for
     /// its absence. One look, so that a partition turning ready in between cannot make a
     /// missing account look unknown.
@@ -117,10 +110,11 @@ impl Directory {
         }
     }
 
+    /// The account, if an owned, ready partition holds it.
     fn find_in(inner: &Inner, account_id: &str) -> Option<Found> {
-        inner.owned.iter().find_map(|(p, o)| {
+        inner.owned.values().find_map(|o| {
             let as_of = o.as_of?;
-            o.accounts.get(account_id).map(|v| Found { view: Arc::clone(v), as_of, partition: *p })
+            o.accounts.get(account_id).map(|v| Found { view: Arc::clone(v), as_of })
         })
     }
 
@@ -137,9 +131,9 @@ impl Directory {
 
     fn all_in(inner: &Inner) -> Vec<Found> {
         let mut out = Vec::new();
-        for (p, o) in &inner.owned {
+        for o in inner.owned.values() {
             let Some(as_of) = o.as_of else { continue };
-            out.extend(o.accounts.values().map(|v| Found { view: Arc::clone(v), as_of, partition: *p }));
+            out.extend(o.accounts.values().map(|v| Found { view: Arc::clone(v), as_of }));
         }
         out
     }
